@@ -1,0 +1,140 @@
+"""Shared defaults for every experiment config. Every default lives here.
+
+An experiment config (e.g. `configs/nextvlad_k10.py`) calls `get_config()` from this module and
+changes only what its experiment changes. Each value that comes from the paper or an anchor code
+base names its source in a comment:
+  [PDF]  the CVPR'19 paper;  [CODE] its TF1 code (H-LSTM only);
+  [W]    WILLOW's NetVLAD code;  [L] Lin et al.'s NeXtVLAD code;  [G] the YouTube-8M starter code.
+
+Sections:
+  data     : input files and their schema (see `fewframes_jax/data/yt8m.py`).
+  teacher  : the model that sees every frame.
+  student  : the model that sees k frames (`student.k`, `student.sampling`).
+  loss     : weights of the student's loss terms (the teacher's loss is always CE only).
+  optim    : optimizer of each network.
+  train    : loop lengths, logging, checkpointing.
+"""
+import ml_collections
+
+# The paper's study of k [PDF §2]. H-RNN student blocks for each k: ceil(k / 6) blocks, so
+# k=30 -> 5 blocks x 6 frames as in [CODE] (`num_inputs_L1=5`).
+PAPER_KS = (6, 10, 15, 20, 30)
+
+
+def model_config(name: str = "nextvlad") -> ml_collections.ConfigDict:
+  """Architecture config of one network, at the paper's sizes, for every family.
+
+  `name` picks the family; only that family's sub-dict is read by `models.build_model`.
+  """
+  m = ml_collections.ConfigDict()
+  m.name = name  # one of: hrnn | lstm | gru | netvlad | nextvlad
+  # Per-frame input normalisation: 'l2' (joint L2 over the 1152-d frame, as [G]/[W]/[CODE]),
+  # 'none', or 'reverse_whitening' ([L]; needs `whitening_eigenvalues`, a .npy of PCA eigenvalues).
+  # None means the family's default: l2 for hrnn/lstm/gru/netvlad; none for nextvlad, because [L]'s
+  # eigenvalue file is not shipped with the data (documented deviation; see models/common.py).
+  m.input_norm = None
+  m.whitening_eigenvalues = ""
+
+  m.hrnn = ml_collections.ConfigDict()
+  m.hrnn.num_blocks = 20       # [CODE] num_inputs_to_lstm=20: 300 frames -> 20 blocks x 15 frames
+  m.hrnn.cells = 1024          # [PDF §5.2] 2-layer MultiLSTM, 1024 cells each
+  m.hrnn.layers = 2
+  m.hrnn.unroll = 1            # scan unrolling (performance knob)
+  m.hrnn.moe_mixtures = 2      # [CODE] MoeModel, 2 experts + dummy
+
+  m.rnn = ml_collections.ConfigDict()   # plain LSTM/GRU over frames ([G] LstmModel)
+  m.rnn.cells = 1024
+  m.rnn.layers = 2
+  m.rnn.unroll = 1
+  m.rnn.moe_mixtures = 2
+
+  m.netvlad = ml_collections.ConfigDict()  # [W] NetVLADModelLF, reported run
+  m.netvlad.cluster_size = 256       # [PDF §5.2], [W] --netvlad_cluster_size=256
+  m.netvlad.hidden_size = 1024       # [W] --netvlad_hidden_size=1024
+  m.netvlad.moe_mixtures = 2         # [W] moe_num_mixtures default
+  m.netvlad.prob_gating = True       # [W] --moe_prob_gating=True
+  m.netvlad.random_frames = False    # [W] re-samples 300 frames with replacement (train AND eval); off = masking
+  m.netvlad.num_random_frames = 300  # [W] --iterations=300
+
+  m.nextvlad = ml_collections.ConfigDict()  # [L] train_nextvlad_local.sh
+  m.nextvlad.cluster_size = 128      # [L] --nextvlad_cluster_size=128
+  m.nextvlad.hidden_size = 2048      # [L] --nextvlad_hidden_size=2048
+  m.nextvlad.groups = 8              # [L] --groups=8
+  m.nextvlad.expansion = 2           # [L] --expansion=2
+  m.nextvlad.gating_reduction = 8    # [L] --gating_reduction=8
+  m.nextvlad.dropout = 0.5           # [L] --drop_rate=0.5, [PDF §5.2]
+  return m
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Defaults: NeXtVLAD teacher, uniform k=10 student, serial-style loss, bundled data."""
+  c = ml_collections.ConfigDict()
+  # teacher | student_only | parallel | serial | finetune  (see fewframes_jax/train.py)
+  c.mode = "parallel"
+  c.seed = 0
+  c.dtype = "float32"            # compute dtype: float32 | bfloat16 (params stay float32)
+  c.share_classifier = True      # [PDF §4] the student uses the teacher's output layer
+  c.teacher_workdir = ""         # serial mode: workdir of a trained teacher run
+  c.init_workdir = ""            # finetune mode: workdir of a trained student run
+
+  # ---- data ----
+  d = c.data = ml_collections.ConfigDict()
+  d.train_pattern = ""           # empty: the bundled synthetic dataset (generated on first use)
+  d.eval_pattern = ""
+  d.num_classes = 4716           # [PDF]/[CODE]: the 2017 release (4716); 2018+ uses 3862
+  d.max_frames = 300             # [G] max_frames=300
+  d.feature_names = ("rgb", "audio")
+  d.feature_sizes = (1024, 128)
+  d.id_key = "auto"              # auto | video_id (2017) | id (2018+)
+  d.batch_size = 80              # global train batch; [PDF §5.2] 80 for NetVLAD/NeXtVLAD, 256 for H-RNN
+  d.eval_batch_size = 256
+  d.on_error = "raise"           # raise | skip (skips are counted and reported)
+  d.shuffle_buffer = 2048
+  d.train_fraction = 1.0         # [PDF Table 2]: fraction of training files/records used (0 < f <= 1)
+  d.max_eval_videos = 0          # 0: the whole eval set
+  # Bundled dataset (used when train_pattern is empty). Its class count overrides num_classes.
+  d.bundled = ml_collections.ConfigDict()
+  d.bundled.cache_dir = ""       # empty: $FEWFRAMES_CACHE or ~/.cache/fewframes_jax
+  d.bundled.num_train = 4000
+  d.bundled.num_eval = 1000
+  d.bundled.num_classes = 64
+  d.bundled.seed = 0
+
+  # ---- models ----
+  c.teacher = model_config("nextvlad")
+  c.student = model_config("nextvlad")
+  c.student.k = 10
+  # uniform | stride_padded | random | first | middle | last | first_middle_last  (sampling.py)
+  c.student.sampling = "uniform"
+  # At eval the same method is used; 'random' then draws from a fixed eval seed, so eval is deterministic.
+
+  # ---- student loss: sum of w_i * term_i ----
+  lo = c.loss = ml_collections.ConfigDict()
+  lo.ce = 1.0                    # L_CE, eq. 1: summed over classes, mean over batch ([G] convention)
+  lo.rep = 1.0                   # L_rep, eq. 2: squared L2, summed over dims, mean over batch
+  lo.rep_intermediate = 0.0      # L_rep^I, eq. 3 (H-RNN/LSTM only)
+  lo.pred = 1.0                  # L_pred, eq. 4
+  lo.pred_distance = "mse"       # mse | binary_kl | categorical_kl ([CODE] uses categorical_kl)
+
+  # ---- optimizer (one per trained network) ----
+  o = c.optim = ml_collections.ConfigDict()
+  o.learning_rate = 0.0002       # [PDF §5.2] NetVLAD/NeXtVLAD; H-RNN 0.001
+  o.decay_rate = 0.8             # [PDF §5.2] 0.8 (NetVLAD/NeXtVLAD), 0.95 (H-RNN)
+  o.decay_examples = 2_000_000   # [L] 2M (NeXtVLAD); [W] 4M (NetVLAD); staircase, counted in examples
+  o.clip_norm = 1.0              # [G]/[W]/[L] clip_gradient_norm=1.0
+  o.clip_mode = "per_tensor"     # per_tensor ([G]/[W]/[L] TF1) | global ([CODE], [MG])
+  o.l2 = 1e-5                    # [L] --l2_penalty=1e-5 (on classifier weights; see train.py)
+  o.b1 = 0.9
+  o.b2 = 0.999
+  o.eps = 1e-8
+
+  # ---- training loop ----
+  t = c.train = ml_collections.ConfigDict()
+  t.num_epochs = 5.0             # [PDF §5.2] 5 epochs for all models
+  t.num_steps = 0                # >0 overrides num_epochs
+  t.log_every = 50
+  t.eval_every = 0               # 0: evaluate at the end only
+  t.checkpoint_every = 500
+  t.keep_checkpoints = 3
+  t.progress_bar = True
+  return c
