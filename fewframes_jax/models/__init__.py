@@ -1,0 +1,72 @@
+"""Model registry: `build_model(model_config, ...)` maps `config.<teacher|student>.name` to a module.
+
+Families (see `configs/base.py:model_config` for every field):
+  hrnn      the paper's hierarchical LSTM + MoE head ([CODE] HierarchicalLstmModel)
+  lstm, gru a plain multi-layer RNN over frames + MoE head ([G] LstmModel)
+  netvlad   WILLOW's gated NetVLAD (NetVLADModelLF) + gated MoE with probability gating
+  nextvlad  Lin et al.'s NeXtVLAD + SE gating + logistic head
+"""
+from typing import Any, Sequence
+
+import jax.numpy as jnp
+import ml_collections
+
+from fewframes_jax.models.classifiers import Logistic, MoE
+from fewframes_jax.models.common import ModelOutput, VideoModel, load_whitening
+from fewframes_jax.models.netvlad import GatedNetVLAD
+from fewframes_jax.models.nextvlad import NeXtVLADEncoder
+from fewframes_jax.models.recurrent import HRNN, FrameRNN
+
+MODEL_NAMES = ("hrnn", "lstm", "gru", "netvlad", "nextvlad")
+DEFAULT_INPUT_NORM = {"hrnn": "l2", "lstm": "l2", "gru": "l2", "netvlad": "l2", "nextvlad": "none"}
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def input_norm_of(model_config: ml_collections.ConfigDict) -> str:
+  """The input normalisation a model config asks for (its family's default when unset)."""
+  return model_config.input_norm or DEFAULT_INPUT_NORM[model_config.name]
+
+
+def build_model(model_config: ml_collections.ConfigDict, *, num_classes: int,
+                feature_sizes: Sequence[int] = (1024, 128), dtype: Any = "float32",
+                unroll: int = 0) -> VideoModel:
+  """Builds the `VideoModel` named by `model_config.name`.
+
+  num_classes: C; feature_sizes: per-stream widths (rgb first), summing to the frame width D;
+  dtype: compute dtype name or jnp dtype (params stay float32); unroll: >0 overrides the
+  recurrent families' scan unrolling (FLOP counting unrolls fully, see flops.py).
+  """
+  name = model_config.name
+  if name not in MODEL_NAMES:
+    raise ValueError(f"model.name={name!r}: expected one of {MODEL_NAMES}")
+  dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+  norm = input_norm_of(model_config)
+  whitening = None
+  if norm == "reverse_whitening":
+    whitening = load_whitening(model_config.whitening_eigenvalues, feature_sizes[0], sum(feature_sizes))
+  common = dict(input_norm=norm, whitening=whitening, dtype=dtype)
+  if name == "hrnn":
+    h = model_config.hrnn
+    encoder = HRNN(num_blocks=h.num_blocks, cells=h.cells, layers=h.layers,
+                   unroll=unroll or h.unroll, **common)
+    head = MoE(num_classes, num_mixtures=h.moe_mixtures, dtype=dtype)
+  elif name in ("lstm", "gru"):
+    r = model_config.rnn
+    encoder = FrameRNN(cell_type=name, cells=r.cells, layers=r.layers, unroll=unroll or r.unroll, **common)
+    head = MoE(num_classes, num_mixtures=r.moe_mixtures, dtype=dtype)
+  elif name == "netvlad":
+    n = model_config.netvlad
+    encoder = GatedNetVLAD(feature_sizes=tuple(feature_sizes), cluster_size=n.cluster_size,
+                           hidden_size=n.hidden_size, random_frames=n.random_frames,
+                           num_random_frames=n.num_random_frames, **common)
+    head = MoE(num_classes, num_mixtures=n.moe_mixtures, prob_gating=n.prob_gating, dtype=dtype)
+  else:
+    n = model_config.nextvlad
+    encoder = NeXtVLADEncoder(feature_sizes=tuple(feature_sizes), cluster_size=n.cluster_size,
+                              hidden_size=n.hidden_size, groups=n.groups, expansion=n.expansion,
+                              gating_reduction=n.gating_reduction, dropout=n.dropout, **common)
+    head = Logistic(num_classes, dtype=dtype)
+  return VideoModel(encoder=encoder, head=head)
+
+
+__all__ = ["MODEL_NAMES", "ModelOutput", "VideoModel", "build_model", "input_norm_of"]

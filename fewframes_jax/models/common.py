@@ -1,0 +1,162 @@
+"""Pieces every model family shares: the output type, the encoder+head wrapper, frame masks,
+per-frame input normalisation, and the two context-gating layers.
+
+Model contract (DESIGN.md): a model maps dequantized frames `f32[B, T, D]` and true lengths
+`i32[B]` to a `ModelOutput`. Frames at and after `num_frames` never change the output.
+
+Every model here is a `VideoModel(encoder, head)`:
+  * the encoder maps frames to the video representation E (the thing `L_rep` matches) and,
+    for recurrent models, per-step states (the things `L_rep^I` matches);
+  * the head (classifier) maps E to class probabilities.
+The split lets the student reuse the teacher's head (the paper's shared output layer) by calling
+`model.apply(teacher_variables, representation, train=..., method="classify")`.
+"""
+from typing import Any, Optional
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+INPUT_NORMS = ("l2", "none", "reverse_whitening")
+
+# TF-slim's batch_norm uses decay 0.999 and epsilon 1e-3. We keep its epsilon but use decay 0.99 so the
+# running statistics settle within the few hundred steps of a CPU run; a paper-length run is
+# insensitive to the difference.
+BN_MOMENTUM = 0.99
+BN_EPSILON = 1e-3
+
+
+def batch_norm(*, train: bool, name: str, axis_name=None) -> nn.BatchNorm:
+  """Batch norm with centre and scale, statistics in float32, running averages at eval."""
+  return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                      dtype=jnp.float32, name=name, axis_name=axis_name)
+
+
+@flax.struct.dataclass
+class ModelOutput:
+  """What every model returns.
+
+  representation: f32[B, E], the video encoding fed to the classifier (E_T / E_S of the paper).
+  logits: f32[B, C], the inverse sigmoid of `probabilities` clipped to [1e-6, 1 - 1e-6] (MoE heads
+    output a mixture probability, not a logit, so every head is reported the same way).
+  probabilities: f32[B, C], per-class probabilities (the paper's P_T / P_S).
+  intermediates: f32[B, S, E'] per-step states (recurrent models) or None.
+  """
+  representation: Array
+  logits: Array
+  probabilities: Array
+  intermediates: Optional[Array] = None
+
+
+def frame_mask(num_frames: Array, max_frames: int) -> Array:
+  """bool[B, T]: True for the real frames t < num_frames[b]."""
+  return jnp.arange(max_frames)[None, :] < num_frames[:, None]
+
+
+def probability_logits(probabilities: Array, epsilon: float = 1e-6) -> Array:
+  """Inverse sigmoid of f32[B, C] probabilities, clipped to [eps, 1-eps]."""
+  p = jnp.clip(probabilities.astype(jnp.float32), epsilon, 1.0 - epsilon)
+  return jnp.log(p) - jnp.log1p(-p)
+
+
+def normalize_frames(frames: Array, num_frames: Array, *, mode: str,
+                     whitening_scale: Optional[np.ndarray] = None,
+                     whitening_offset: Optional[np.ndarray] = None) -> Array:
+  """Per-frame input normalisation, computed in float32. Padding rows stay exact zeros.
+
+  frames: f32[B, T, D] dequantized features (rgb then audio); num_frames: i32[B].
+  mode:
+    'l2'   : each D-dim frame (rgb and audio jointly) divided by max(||x||, 1e-6), as the YouTube-8M
+             starter and WILLOW do (`tf.nn.l2_normalize(x, -1)`).
+    'none' : unchanged.
+    'reverse_whitening': Lin et al.'s NeXtVLAD input, `(x - offset) * scale`, with `offset` = 4/512 on
+             the rgb dims and `scale` = sqrt(PCA eigenvalue) + 1e-4 on the rgb dims (1 on audio); the
+             caller builds `whitening_scale`/`whitening_offset` f32[D] from an eigenvalue file.
+  """
+  if mode not in INPUT_NORMS:
+    raise ValueError(f"model.input_norm={mode!r}: expected one of {INPUT_NORMS}")
+  x = frames.astype(jnp.float32)
+  if mode == "l2":
+    norm = jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True))
+    x = x / jnp.maximum(norm, 1e-6)
+  elif mode == "reverse_whitening":
+    if whitening_scale is None or whitening_offset is None:
+      raise ValueError("input_norm='reverse_whitening' needs model.whitening_eigenvalues (a .npy file)")
+    x = (x - jnp.asarray(whitening_offset, jnp.float32)) * jnp.asarray(whitening_scale, jnp.float32)
+  mask = frame_mask(num_frames, frames.shape[1])
+  return jnp.where(mask[..., None], x, 0.0)
+
+
+def load_whitening(path: str, rgb_size: int, feature_dim: int):
+  """Builds Lin et al.'s reverse-whitening `(scale, offset)`, each f32[feature_dim], from a .npy of
+  PCA eigenvalues (shape [>= rgb_size] or [>= rgb_size, 1]); audio dims are left unchanged."""
+  try:
+    eig = np.load(path).reshape(-1).astype(np.float32)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"model.whitening_eigenvalues: cannot read {path!r}: {e}") from e
+  if eig.shape[0] < rgb_size or np.any(eig[:rgb_size] < 0):
+    raise ValueError(f"model.whitening_eigenvalues {path!r}: need >= {rgb_size} non-negative values, "
+                     f"got shape {eig.shape}")
+  scale = np.ones([feature_dim], np.float32)
+  offset = np.zeros([feature_dim], np.float32)
+  scale[:rgb_size] = np.sqrt(eig[:rgb_size]) + 1e-4
+  offset[:rgb_size] = 4.0 / 512.0
+  return scale, offset
+
+
+class ContextGating(nn.Module):
+  """WILLOW's context gating: `y = x * sigmoid(BN(x @ W))`, W [E, E] without bias. x: [B, E]."""
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, *, train: bool) -> Array:
+    gates = nn.Dense(x.shape[-1], use_bias=False, dtype=self.dtype, name="gating")(x)
+    gates = batch_norm(train=train, name="gating_bn")(gates)
+    return x * jax.nn.sigmoid(gates).astype(x.dtype)
+
+
+class SEContextGating(nn.Module):
+  """NeXtVLAD's squeeze-excitation gating: `y = x * sigmoid(W2 relu(BN(W1 x)))`, no biases.
+
+  x: [B, E]; W1 [E, E // reduction], W2 [E // reduction, E].
+  """
+  reduction: int = 8
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, *, train: bool) -> Array:
+    e = x.shape[-1]
+    g = nn.Dense(e // self.reduction, use_bias=False, dtype=self.dtype, name="gating_1")(x)
+    g = batch_norm(train=train, name="gating_bn")(g)
+    g = nn.relu(g)
+    g = nn.Dense(e, use_bias=False, dtype=self.dtype, name="gating_2")(g)
+    return x * jax.nn.sigmoid(g.astype(jnp.float32)).astype(x.dtype)
+
+
+class VideoModel(nn.Module):
+  """encoder + head. `encoder(frames, num_frames, train) -> (representation, intermediates|None)`;
+  `head(representation, train) -> probabilities f32[B, C]`."""
+  encoder: nn.Module
+  head: nn.Module
+
+  def __call__(self, frames: Array, num_frames: Array, *, train: bool) -> ModelOutput:
+    representation, intermediates = self.encoder(frames, num_frames, train=train)
+    probabilities = self.head(representation, train=train)
+    return ModelOutput(representation=representation.astype(jnp.float32),
+                       logits=probability_logits(probabilities),
+                       probabilities=probabilities.astype(jnp.float32),
+                       intermediates=None if intermediates is None else intermediates.astype(jnp.float32))
+
+  def encode(self, frames: Array, num_frames: Array, *, train: bool):
+    """-> (representation f32[B, E], intermediates f32[B, S, E'] | None)."""
+    representation, intermediates = self.encoder(frames, num_frames, train=train)
+    return (representation.astype(jnp.float32),
+            None if intermediates is None else intermediates.astype(jnp.float32))
+
+  def classify(self, representation: Array, *, train: bool) -> Array:
+    """-> probabilities f32[B, C]."""
+    return self.head(representation, train=train).astype(jnp.float32)
