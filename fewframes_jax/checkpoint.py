@@ -1,0 +1,185 @@
+"""Orbax checkpoints under `workdir/checkpoints`, and the `restore` API for users.
+
+Each checkpoint step holds three plain Orbax items:
+  state  : {'step', 'rng', 'teacher': {'params', 'batch_stats', 'opt_state'} | None, 'student': ...}
+  config : the resolved run config, as JSON
+  meta   : JSON: the eval metrics of that step (if any) and the input position (batches consumed)
+Saves are atomic (Orbax writes to a temporary folder and renames it when complete), so a kill during
+a save leaves the previous checkpoint as the latest complete one.
+
+Kept: the latest `train.keep_checkpoints` steps and, in addition, the step with the best student
+eval GAP (the teacher's in teacher mode): the paper selects the model on held-out data.
+
+Someone with only orbax-checkpoint installed can read the arrays without this project:
+  ocp.CheckpointManager(workdir + "/checkpoints").restore(step)['state']
+"""
+import dataclasses
+import json
+import os
+from typing import Any, Dict, Optional
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
+
+ITEMS = ("state", "config", "meta")
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
+def _best_metric(metrics: Dict[str, Any]) -> float:
+  return float(metrics.get("gap", float("-inf")))
+
+
+def make_manager(workdir: str, *, keep: int = 3, read_only: bool = False) -> ocp.CheckpointManager:
+  """The run's CheckpointManager: keeps the latest `keep` steps plus the best by eval GAP."""
+  policy = checkpoint_managers.AnyPreservationPolicy([
+      checkpoint_managers.LatestN(n=keep),
+      checkpoint_managers.BestN(get_metric_fn=_best_metric, reverse=False, n=1,
+                                keep_checkpoints_without_metrics=False),
+  ])
+  options = ocp.CheckpointManagerOptions(preservation_policy=policy, read_only=read_only,
+                                         create=not read_only)
+  return ocp.CheckpointManager(checkpoint_dir(workdir), item_names=ITEMS, options=options)
+
+
+def state_to_tree(state) -> Dict[str, Any]:
+  """DistillState -> the plain nested dict that is saved (None for an absent network)."""
+
+  def net(n):
+    if n is None:
+      return None
+    return {"params": n.params, "batch_stats": n.batch_stats, "opt_state": n.opt_state}
+
+  return {"step": state.step, "rng": state.rng, "teacher": net(state.teacher), "student": net(state.student)}
+
+
+def tree_to_state(tree: Dict[str, Any]):
+  from fewframes_jax.train import DistillState, NetState  # pylint: disable=g-import-not-at-top
+
+  def net(n):
+    if n is None:
+      return None
+    return NetState(params=n["params"], batch_stats=n["batch_stats"], opt_state=n["opt_state"])
+
+  return DistillState(step=tree["step"], rng=tree["rng"], teacher=net(tree["teacher"]),
+                      student=net(tree["student"]))
+
+
+def save(manager: ocp.CheckpointManager, state, config: ml_collections.ConfigDict, *,
+         metrics: Optional[Dict[str, float]] = None, data_position: int = 0, force: bool = False) -> bool:
+  """Saves one step (asynchronously where Orbax can). `metrics` ({'gap': ...}) ranks the best step."""
+  step = int(jax.device_get(state.step))
+  meta = {"step": step, "metrics": metrics or {}, "data_position": int(data_position)}
+  return manager.save(
+      step,
+      args=ocp.args.Composite(state=ocp.args.StandardSave(state_to_tree(state)),
+                              config=ocp.args.JsonSave(config.to_dict()),
+                              meta=ocp.args.JsonSave(meta)),
+      metrics=metrics, force=force)
+
+
+def restore_state(manager: ocp.CheckpointManager, step: int, abstract_state):
+  """Restores a DistillState into the structure (and shardings) of `abstract_state`."""
+  target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_to_tree(abstract_state))
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
+                                                            meta=ocp.args.JsonRestore()))
+  return tree_to_state(restored["state"]), restored["meta"]
+
+
+def read_json_item(workdir: str, step: int, item: str) -> Dict[str, Any]:
+  path = os.path.join(checkpoint_dir(workdir), str(step), item, "metadata")
+  with open(path) as f:
+    return json.load(f)
+
+
+def find_step(workdir: str, *, step: Optional[int] = None, best: bool = False) -> int:
+  """The step to restore: `step`, the best by eval GAP, or the latest. Clear error when none."""
+  ckpt = checkpoint_dir(workdir)
+  if not os.path.isdir(ckpt):
+    raise FileNotFoundError(f"no checkpoints in {ckpt!r} (is the workdir right, and did training save?)")
+  manager = make_manager(workdir, read_only=True)
+  try:
+    steps = list(manager.all_steps())
+    if not steps:
+      raise FileNotFoundError(f"no complete checkpoint in {ckpt!r}")
+    if step is not None:
+      if step not in steps:
+        raise FileNotFoundError(f"step {step} not in {ckpt!r}; available: {sorted(steps)}")
+      return step
+    if best:
+      scored = [(read_json_item(workdir, s, "meta").get("metrics", {}).get("gap"), s) for s in steps]
+      scored = [(g, s) for g, s in scored if g is not None]
+      if not scored:
+        raise FileNotFoundError(f"no checkpoint in {ckpt!r} has an eval GAP; use best=False")
+      return max(scored)[1]
+    return manager.latest_step()
+  finally:
+    manager.close()
+
+
+@dataclasses.dataclass
+class Restored:
+  """What `restore` returns. `variables`/`student_variables` are {'params', 'batch_stats'} that
+  `model.apply(variables, frames, num_frames, train=False)` takes. A student that shared the teacher's
+  classifier gets a copy of that classifier in its variables, so it predicts on its own."""
+  config: ml_collections.ConfigDict
+  step: int
+  model: Any
+  variables: Optional[Dict[str, Any]]
+  student_model: Any
+  student_variables: Optional[Dict[str, Any]]
+  metrics: Dict[str, Any]
+
+
+def standalone_student_variables(student: Dict[str, Any], teacher: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+  """Student {'params','batch_stats'} with the teacher's head added when the student has none."""
+  params = {k: v for k, v in student["params"].items() if k != "projection"}
+  batch_stats = dict(student.get("batch_stats") or {})
+  if "head" not in params:
+    if teacher is None:
+      raise ValueError("the student shares the teacher's classifier but the checkpoint has no teacher")
+    params["head"] = teacher["params"]["head"]
+    if "head" in (teacher.get("batch_stats") or {}):
+      batch_stats["head"] = teacher["batch_stats"]["head"]
+  return {"params": params, "batch_stats": batch_stats}
+
+
+def restore(workdir: str, step: Optional[int] = None, best: bool = False) -> Restored:
+  """Loads a run for inference: its config, the teacher and student models and their variables.
+
+  No TensorFlow is needed. Arrays come back as numpy/jax arrays on the default device.
+  """
+  from fewframes_jax.models import build_model  # pylint: disable=g-import-not-at-top
+
+  step = find_step(workdir, step=step, best=best)
+  config = ml_collections.ConfigDict(read_json_item(workdir, step, "config"))
+  meta = read_json_item(workdir, step, "meta")
+  manager = make_manager(workdir, read_only=True)
+  try:
+    tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+  finally:
+    manager.close()
+  kw = dict(num_classes=config.data.num_classes, feature_sizes=tuple(config.data.feature_sizes),
+            dtype=config.dtype)
+
+  def variables_of(net):
+    return {"params": net["params"], "batch_stats": net.get("batch_stats") or {}}
+
+  teacher = variables_of(tree["teacher"]) if tree.get("teacher") else None
+  student = variables_of(tree["student"]) if tree.get("student") else None
+  return Restored(
+      config=config, step=step,
+      model=build_model(config.teacher, **kw) if teacher else None,
+      variables=teacher,
+      student_model=build_model(config.student, **kw) if student else None,
+      student_variables=standalone_student_variables(student, teacher) if student else None,
+      metrics=meta.get("metrics", {}))
+
+
+def to_numpy(tree: Any) -> Any:
+  return jax.tree.map(np.asarray, tree)

@@ -1,0 +1,180 @@
+"""Config resolution and validation, in one place, before anything compiles.
+
+`resolve(config)` fills what a run derives (bundled data patterns and class count);
+`validate(config)` raises a `ConfigError` naming the field for every invalid setting.
+"""
+import math
+import os
+from typing import Dict, Mapping
+
+import ml_collections
+
+MODES = ("teacher", "student_only", "parallel", "serial", "finetune")
+MODEL_NAMES = ("hrnn", "lstm", "gru", "netvlad", "nextvlad")
+RECURRENT = ("hrnn", "lstm", "gru")
+SAMPLING_METHODS = ("uniform", "stride_padded", "random", "first", "middle", "last", "first_middle_last")
+PRED_DISTANCES = ("mse", "binary_kl", "categorical_kl")
+DTYPES = ("float32", "bfloat16")
+ON_ERROR = ("raise", "skip")
+ID_KEYS = ("auto", "video_id", "id")
+
+
+class ConfigError(ValueError):
+  """An invalid configuration; the message names the field."""
+
+
+def _require(condition: bool, message: str) -> None:
+  if not condition:
+    raise ConfigError(message)
+
+
+def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of `config` with the bundled dataset filled in when no train pattern is given."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  d = config.data
+  if not d.train_pattern:
+    from fewframes_jax.data import bundled  # pylint: disable=g-import-not-at-top
+    b = d.bundled
+    train, evals, num_classes = bundled.ensure_bundled(cache_dir=b.cache_dir, num_train=b.num_train,
+                                                       num_eval=b.num_eval, num_classes=b.num_classes,
+                                                       seed=b.seed)
+    d.train_pattern, d.num_classes = train, num_classes
+    d.eval_pattern = d.eval_pattern or evals
+    if not d.num_train_examples:
+      d.num_train_examples = b.num_train
+  _require(bool(d.eval_pattern), "data.eval_pattern is empty: give the eval files (TFRecord glob)")
+  return config
+
+
+def _validate_model(m: ml_collections.ConfigDict, where: str, frames: int) -> None:
+  _require(m.name in MODEL_NAMES, f"{where}.name={m.name!r}: expected one of {MODEL_NAMES}")
+  if m.name == "hrnn":
+    _require(1 <= m.hrnn.num_blocks <= frames,
+             f"{where}.hrnn.num_blocks={m.hrnn.num_blocks} does not fit the {frames} frames this network "
+             f"sees: need 1 <= num_blocks <= {frames}")
+    _require(m.hrnn.cells > 0 and m.hrnn.layers > 0, f"{where}.hrnn.cells/layers must be positive")
+  if m.name in ("lstm", "gru"):
+    _require(m.rnn.cells > 0 and m.rnn.layers > 0, f"{where}.rnn.cells/layers must be positive")
+  if m.name == "netvlad":
+    _require(m.netvlad.cluster_size >= 2, f"{where}.netvlad.cluster_size must be >= 2")
+  if m.name == "nextvlad":
+    n = m.nextvlad
+    _require(n.groups >= 2 and n.groups % 2 == 0, f"{where}.nextvlad.groups={n.groups}: need an even number >= 2")
+    _require(n.cluster_size >= 2, f"{where}.nextvlad.cluster_size must be >= 2")
+    _require(0.0 <= n.dropout < 1.0, f"{where}.nextvlad.dropout={n.dropout}: need 0 <= dropout < 1")
+  if m.input_norm == "reverse_whitening":
+    _require(bool(m.whitening_eigenvalues) and os.path.exists(m.whitening_eigenvalues),
+             f"{where}.whitening_eigenvalues={m.whitening_eigenvalues!r}: reverse whitening needs a readable .npy")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for any invalid setting. Call after `resolve`."""
+  d = config.data
+  _require(config.mode in MODES, f"mode={config.mode!r}: expected one of {MODES}")
+  _require(config.dtype in DTYPES, f"dtype={config.dtype!r}: expected one of {DTYPES}")
+  _require(d.num_classes >= 1, f"data.num_classes={d.num_classes}: must be >= 1")
+  _require(d.max_frames >= 1, f"data.max_frames={d.max_frames}: must be >= 1")
+  _require(len(d.feature_names) == len(d.feature_sizes) and len(d.feature_names) >= 1,
+           f"data.feature_names {tuple(d.feature_names)} and data.feature_sizes {tuple(d.feature_sizes)} "
+           "must have the same, non-zero length")
+  _require(all(s > 0 for s in d.feature_sizes), f"data.feature_sizes={tuple(d.feature_sizes)}: must be positive")
+  _require(d.on_error in ON_ERROR, f"data.on_error={d.on_error!r}: expected one of {ON_ERROR}")
+  _require(d.id_key in ID_KEYS, f"data.id_key={d.id_key!r}: expected one of {ID_KEYS}")
+  _require(d.batch_size >= 1 and d.eval_batch_size >= 1, "data.batch_size and data.eval_batch_size must be >= 1")
+  _require(0.0 < d.train_fraction <= 1.0, f"data.train_fraction={d.train_fraction}: need 0 < f <= 1")
+  has_teacher = config.mode != "student_only"
+  has_student = config.mode != "teacher"
+  if has_teacher:
+    _validate_model(config.teacher, "teacher", d.max_frames)
+  if has_student:
+    s = config.student
+    _require(1 <= s.k <= d.max_frames, f"student.k={s.k}: need 1 <= k <= data.max_frames={d.max_frames}")
+    _require(s.sampling in SAMPLING_METHODS, f"student.sampling={s.sampling!r}: expected one of {SAMPLING_METHODS}")
+    _validate_model(s, "student", s.k)
+  lo = config.loss
+  for term in ("ce", "rep", "rep_intermediate", "pred"):
+    _require(lo[term] >= 0, f"loss.{term}={lo[term]}: weights must be >= 0")
+  _require(lo.pred_distance in PRED_DISTANCES, f"loss.pred_distance={lo.pred_distance!r}: expected one of {PRED_DISTANCES}")
+  if config.mode in ("parallel", "serial"):
+    _require(lo.ce + lo.rep + lo.rep_intermediate + lo.pred > 0, "loss: every student loss weight is 0")
+    if lo.rep_intermediate > 0:
+      _require(config.teacher.name in RECURRENT and config.student.name in RECURRENT,
+               f"loss.rep_intermediate>0 needs recurrent teacher and student (per-step states); got "
+               f"teacher.name={config.teacher.name!r}, student.name={config.student.name!r}")
+  if config.mode == "serial":
+    _require(bool(config.teacher_workdir), "mode=serial needs teacher_workdir (a trained teacher run)")
+    _require(os.path.isdir(os.path.join(config.teacher_workdir, "checkpoints")),
+             f"teacher_workdir={config.teacher_workdir!r}: no checkpoints folder there (train the teacher first)")
+  if config.mode == "finetune":
+    _require(bool(config.init_workdir), "mode=finetune needs init_workdir (a trained student run)")
+    _require(os.path.isdir(os.path.join(config.init_workdir, "checkpoints")),
+             f"init_workdir={config.init_workdir!r}: no checkpoints folder there")
+  o = config.optim
+  _require(o.learning_rate > 0 and o.decay_examples > 0 and 0 < o.decay_rate <= 1,
+           "optim: learning_rate > 0, decay_examples > 0 and 0 < decay_rate <= 1 are required")
+  _require(o.clip_mode in ("per_tensor", "global", "none"), f"optim.clip_mode={o.clip_mode!r}")
+  t = config.train
+  _require(t.num_steps > 0 or t.num_epochs > 0, "train: set num_steps > 0 or num_epochs > 0")
+  _require(t.log_every >= 1 and t.checkpoint_every >= 1, "train.log_every and train.checkpoint_every must be >= 1")
+
+
+def num_train_steps(config: ml_collections.ConfigDict) -> int:
+  """train.num_steps, or num_epochs over data.num_train_examples (x train_fraction)."""
+  t, d = config.train, config.data
+  if t.num_steps > 0:
+    return int(t.num_steps)
+  _require(d.num_train_examples > 0, "train.num_epochs needs data.num_train_examples (or set train.num_steps)")
+  examples = d.num_train_examples * d.train_fraction
+  return max(1, int(math.ceil(t.num_epochs * examples / d.batch_size)))
+
+
+ARCHITECTURE_FIELDS = ("name", "hrnn", "rnn", "netvlad", "nextvlad", "input_norm")
+
+
+def _architecture(m) -> Dict:
+  m = m.to_dict() if hasattr(m, "to_dict") else dict(m)
+  arch = {k: m.get(k) for k in ARCHITECTURE_FIELDS}
+  family = {"hrnn": "hrnn", "lstm": "rnn", "gru": "rnn", "netvlad": "netvlad", "nextvlad": "nextvlad"}[arch["name"]]
+  out = {"name": arch["name"], "input_norm": arch["input_norm"], family: arch[family]}
+  for key in ("unroll",):  # performance knobs do not change the architecture
+    if isinstance(out.get(family), dict):
+      out[family] = {k: v for k, v in out[family].items() if k != key}
+  return out
+
+
+def check_teacher_matches(config, teacher_run_config, workdir: str) -> None:
+  """The frozen teacher of `workdir` must have the architecture, classes and inputs this config expects."""
+  ours, theirs = _architecture(config.teacher), _architecture(teacher_run_config.teacher)
+  _require(ours == theirs, f"teacher checkpoint in {workdir!r} does not match config.teacher: "
+                           f"checkpoint {theirs} vs config {ours}")
+  for field in ("num_classes", "feature_sizes", "max_frames"):
+    a, b = config.data[field], teacher_run_config.data[field]
+    if isinstance(a, (list, tuple)):
+      a, b = tuple(a), tuple(b)
+    _require(a == b, f"data.{field}={a} differs from the teacher checkpoint's ({b}) in {workdir!r}")
+
+
+def check_resume_compatible(config, checkpoint_config, workdir: str) -> None:
+  """Resuming `workdir` with a config whose classes or architectures differ is an error."""
+  _require(config.data.num_classes == checkpoint_config.data.num_classes,
+           f"data.num_classes={config.data.num_classes} differs from the checkpoint's "
+           f"({checkpoint_config.data.num_classes}) in {workdir!r}")
+  _require(config.mode == checkpoint_config.mode,
+           f"mode={config.mode!r} differs from the checkpoint's ({checkpoint_config.mode!r}) in {workdir!r}")
+  for net in ("teacher", "student"):
+    _require(_architecture(config[net]) == _architecture(checkpoint_config[net]),
+             f"config.{net} architecture differs from the checkpoint's in {workdir!r}")
+
+
+def check_representation_sizes(config, teacher_dim: int, student_dim: int) -> None:
+  if config.share_classifier and config.mode in ("parallel", "serial"):
+    _require(teacher_dim == student_dim,
+             f"share_classifier=True needs equal representation sizes, got teacher {teacher_dim} and "
+             f"student {student_dim} (cross-family: set share_classifier=False)")
+
+
+def check_finite(metrics: Mapping[str, float], step: int) -> None:
+  """Stops training on a non-finite loss, naming the step and the loss term."""
+  for name, value in metrics.items():
+    if not math.isfinite(value):
+      raise FloatingPointError(f"non-finite {name}={value} at step {step}; the last good checkpoint is kept")

@@ -1,0 +1,110 @@
+"""Inference from a trained workdir over TFRecords: eval metrics, and the Kaggle CSV.
+
+CSV format (the YouTube-8M starter's inference.py and Kaggle): header `VideoId,LabelConfidencePairs`,
+then one line per video: `<id>,<label> <score> <label> <score> ...` with the top 20 classes sorted by
+descending score (`%g`-style scores).
+
+The data pattern is the command-line config's `data.eval_pattern` when given, else the trained run's.
+"""
+from typing import Dict, Iterator, Tuple
+
+import jax
+import ml_collections
+import numpy as np
+
+from fewframes_jax import checkpoint as ckpt_lib
+from fewframes_jax import evaluate as eval_lib
+from fewframes_jax import metrics as metrics_lib
+from fewframes_jax import sampling
+from fewframes_jax.data.quantization import dequantize
+
+TOP_K = 20
+
+
+def _data_config(run_config, cli_config) -> ml_collections.ConfigDict:
+  d = ml_collections.ConfigDict(run_config.data.to_dict())
+  if cli_config is not None and cli_config.data.eval_pattern:
+    d.eval_pattern = cli_config.data.eval_pattern
+    d.on_error = cli_config.data.on_error
+  return d
+
+
+def _scorer(restored: ckpt_lib.Restored, network: str):
+  """A jitted fn (frames u8[B,T,D], num_frames i32[B], rng) -> probabilities f32[B,C] of one network.
+  `rng` matters only for 'random' student sampling (the same per-batch keys as training's eval)."""
+  if network == "teacher":
+    model, variables = restored.model, restored.variables
+    k = None
+  else:
+    model, variables = restored.student_model, restored.student_variables
+    k, method = restored.config.student.k, restored.config.student.sampling
+  if model is None:
+    raise ValueError(f"the checkpoint has no {network}")
+
+  @jax.jit
+  def score(frames_u8, num_frames, rng):
+    frames = dequantize(frames_u8, num_frames)
+    if k is not None:
+      frames, num_frames = sampling.sample_frames(frames, num_frames, k, method, rng=rng)
+    return model.apply(variables, frames, num_frames, train=False).probabilities
+
+  return score
+
+
+def _batches(data: ml_collections.ConfigDict) -> Iterator[Dict[str, np.ndarray]]:
+  from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top
+  ds = yt8m.make_dataset(data.eval_pattern, data.eval_batch_size, num_classes=data.num_classes,
+                         max_frames=data.max_frames, training=False, on_error=data.on_error,
+                         feature_names=tuple(data.feature_names), feature_sizes=tuple(data.feature_sizes),
+                         id_key=data.id_key, process_index=0, process_count=1)
+  return ds.as_numpy_iterator()
+
+
+def predictions(workdir: str, cli_config=None, *, network: str = "student", best: bool = False
+                ) -> Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+  """Yields (video_ids bytes[b], probabilities f32[b, C], labels [b, C]) for the valid rows."""
+  restored = ckpt_lib.restore(workdir, best=best)
+  data = _data_config(restored.config, cli_config)
+  score = _scorer(restored, network)
+  base = jax.random.PRNGKey(eval_lib.EVAL_RNG_SEED)
+  for index, batch in enumerate(_batches(data)):
+    probs = np.asarray(score(batch["frames"], batch["num_frames"], jax.random.fold_in(base, index)))
+    valid = np.asarray(batch["valid"], bool)
+    yield batch["video_id"][valid], probs[valid], batch["labels"][valid]
+
+
+def format_row(video_id: bytes, probabilities: np.ndarray, top_k: int = TOP_K) -> str:
+  """`id,label score label score ...` for the top_k classes by descending score."""
+  k = min(top_k, probabilities.shape[-1])
+  top = np.argsort(-probabilities, kind="stable")[:k]
+  vid = video_id.decode("utf-8") if isinstance(video_id, bytes) else str(video_id)
+  return vid + "," + " ".join(f"{c} {probabilities[c]:g}" for c in top)
+
+
+def write_predictions(workdir: str, cli_config, output: str, *, network: str = "student",
+                      best: bool = False) -> int:
+  """Writes the Kaggle CSV. Returns the number of videos written."""
+  n = 0
+  with open(output, "w") as f:
+    f.write("VideoId,LabelConfidencePairs\n")
+    for ids, probs, _ in predictions(workdir, cli_config, network=network, best=best):
+      for vid, p in zip(ids, probs):
+        f.write(format_row(vid, p) + "\n")
+        n += 1
+  return n
+
+
+def evaluate_workdir(workdir: str, cli_config=None, *, best: bool = False) -> str:
+  """Evaluates the teacher and the student of a workdir; returns a printable report."""
+  restored = ckpt_lib.restore(workdir, best=best)
+  lines = [f"{workdir} step {restored.step}:"]
+  for network in ("teacher", "student"):
+    if (restored.model if network == "teacher" else restored.student_model) is None:
+      continue
+    acc = metrics_lib.EvaluationMetrics(restored.config.data.num_classes, top_k=TOP_K)
+    for _, probs, labels in predictions(workdir, cli_config, network=network, best=best):
+      acc.update(probs, labels)
+    r = acc.result()
+    lines.append(f"  {network}: GAP {r['gap']:.4f} mAP {r['map']:.4f} mAP(all) {r['map_all_classes']:.4f} "
+                 f"Hit@1 {r['hit_at_one']:.4f} PERR {r['perr']:.4f} ({r['num_videos']} videos)")
+  return "\n".join(lines)
