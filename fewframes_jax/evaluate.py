@@ -34,8 +34,8 @@ def evaluate(state, batches: Iterable[Dict[str, np.ndarray]], eval_step: Callabl
     global_valid = np.asarray(out.pop("valid"), bool)
     for net, result in out.items():
       acc = accumulators.setdefault(net, metrics_lib.EvaluationMetrics(num_classes, top_k=top_k))
-      acc.update_top_k(result["scores"], result["classes"], result["hits"], result["num_labels"],
-                       class_positives=result["class_positives"], valid=global_valid)
+      acc.update_top_k(result["scores"], result["class_ids"], result["hits"], num_labels=result["num_labels"],
+                       class_positive_counts=result["class_positives"], perr=result["perr"], valid=global_valid)
       s = sums.setdefault(net, {})
       for key in ("ce", "rep_distance"):
         if key in result:

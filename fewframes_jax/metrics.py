@@ -140,8 +140,8 @@ class EvaluationMetrics:
       metrics.update(predictions, batch["labels"], valid=batch["valid"])
     metrics.result()  # {"gap", "map", "map_all_classes", "hit_at_one", "perr", "num_videos"}
 
-  Combining hosts/processes: `a.merge(b)`, or `a.merge_state(b.state())` where the state is a dict of
-  numpy arrays (e.g. gathered across processes). Each video must be fed to exactly one of them.
+  Combining hosts/processes: `a.merge(b)`, or `a.merge_state(b.state())` where the state is a dict
+  of numpy arrays (e.g. gathered across processes). Each video must be fed to exactly one of them.
   """
 
   def __init__(self, num_classes: int, top_k: int = 20):
@@ -183,13 +183,14 @@ class EvaluationMetrics:
       raise ValueError("EvaluationMetrics.update: predictions and labels must both be [B, C]; got "
                        f"{predictions.shape} and {labels.shape}")
     if predictions.shape[1] != self.num_classes:
-      raise ValueError(f"EvaluationMetrics.update: predictions have {predictions.shape[1]} classes, "
+      raise ValueError("EvaluationMetrics.update: predictions have "
+                       f"{predictions.shape[1]} classes, "
                        f"expected num_classes={self.num_classes}")
-    if labels.dtype != bool and np.any((labels != 0) & (labels != 1)):
-      raise ValueError("EvaluationMetrics.update: labels must be multi-hot with values in {0, 1}")
     keep = _valid_rows(valid, predictions.shape[0], "update")
     if keep is not None:
       predictions, labels = predictions[keep], labels[keep]
+    if labels.dtype != bool and np.any((labels != 0) & (labels != 1)):
+      raise ValueError("EvaluationMetrics.update: labels must be multi-hot with values in {0, 1}")
     _check_no_nan(predictions, "predictions")
     positives = labels > 0
 
@@ -271,7 +272,8 @@ class EvaluationMetrics:
     else:
       if np.any(num_labels > k):
         raise ValueError(
-            f"EvaluationMetrics.update_top_k: a video has {int(num_labels.max())} labels, more than "
+            "EvaluationMetrics.update_top_k: a video has "
+            f"{int(num_labels.max())} labels, more than "
             f"top_k={k}, so PERR cannot be computed from the top-k; pass perr=perr_per_video(...)")
       perr_sum = float(np.sum(_perr_from_top_k(scores, hits, num_labels)))
 

@@ -57,7 +57,7 @@ def _batches(data: ml_collections.ConfigDict) -> Iterator[Dict[str, np.ndarray]]
                          max_frames=data.max_frames, training=False, on_error=data.on_error,
                          feature_names=tuple(data.feature_names), feature_sizes=tuple(data.feature_sizes),
                          id_key=data.id_key, process_index=0, process_count=1)
-  return ds.as_numpy_iterator()
+  return yt8m.as_numpy_batches(ds)
 
 
 def predictions(workdir: str, cli_config=None, *, network: str = "student", best: bool = False

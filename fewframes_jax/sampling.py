@@ -127,7 +127,8 @@ def frame_indices(num_frames: jax.Array, k: int, method: str = "uniform", rng: O
   _check_static(k, method, max_frames)
   num_frames = jnp.asarray(num_frames)
   if num_frames.ndim != 1 or not jnp.issubdtype(num_frames.dtype, jnp.integer):
-    raise ValueError(f"num_frames must be an integer vector [B], got {num_frames.dtype}{list(num_frames.shape)}")
+    raise ValueError(
+        f"num_frames must be an integer vector [B], got {num_frames.dtype}{list(num_frames.shape)}")
   n = jnp.clip(num_frames.astype(jnp.int32), 0, max_frames)
   noise = None
   if method == "random":
@@ -156,7 +157,8 @@ def frame_indices_np(num_frames: np.ndarray, k: int, method: str = "uniform", se
   _check_static(k, method, max_frames)
   num_frames = np.asarray(num_frames)
   if num_frames.ndim != 1 or not np.issubdtype(num_frames.dtype, np.integer):
-    raise ValueError(f"num_frames must be an integer vector [B], got {num_frames.dtype}{list(num_frames.shape)}")
+    raise ValueError(
+        f"num_frames must be an integer vector [B], got {num_frames.dtype}{list(num_frames.shape)}")
   if (num_frames < 0).any():
     raise ValueError(f"num_frames must be >= 0, got {num_frames[num_frames < 0][:5].tolist()}")
   n = np.minimum(num_frames, max_frames).astype(np.int32)

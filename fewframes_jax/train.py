@@ -315,9 +315,9 @@ def eval_step(state: DistillState, batch: Dict[str, jax.Array], rng: jax.Array, 
               ) -> Dict[str, Dict[str, jax.Array]]:
   """Scores one eval batch. Only O(B * top_k + C) per network leaves the device.
 
-  Returns {'valid': bool[B], 'teacher'|'student': {'scores': f32[B,k], 'classes': i32[B,k],
-  'hits': bool[B,k], 'num_labels': i32[B], 'class_positives': f32[C] (over valid rows),
-  'ce': f32[] (sum over valid rows)}}.
+  Returns {'valid': bool[B], 'teacher'|'student': {'scores': f32[B,k], 'class_ids': i32[B,k],
+  'hits': bool[B,k], 'num_labels': i32[B], 'perr': f32[B], 'class_positives': i32[C] (over valid
+  rows), 'ce': f32[] (sum over valid rows), 'rep_distance': f32[] (student, sum over valid rows)}}.
   `rng` only matters for the 'random' sampling method (a fixed key per eval batch).
   """
   num_frames = batch["num_frames"].astype(jnp.int32)
@@ -328,10 +328,11 @@ def eval_step(state: DistillState, batch: Dict[str, jax.Array], rng: jax.Array, 
   results = {"valid": valid}
 
   def summarize(probabilities):
-    scores, classes, hits, num_labels = metrics_lib.top_k_hits(probabilities, labels, nets.top_k)
-    ce_rows = losses.cross_entropy(probabilities, labels, weights=weights) * jnp.sum(weights)
-    return {"scores": scores, "classes": classes, "hits": hits, "num_labels": num_labels,
-            "class_positives": jnp.sum(labels * weights[:, None], axis=0), "ce": ce_rows}
+    top = metrics_lib.top_k_hits(probabilities, labels, nets.top_k)
+    ce_sum = losses.cross_entropy(probabilities, labels, weights=weights) * jnp.sum(weights)
+    return {"scores": top.scores, "class_ids": top.class_ids, "hits": top.hits, "num_labels": top.num_labels,
+            "perr": metrics_lib.perr_per_video(probabilities, labels),
+            "class_positives": metrics_lib.class_positive_counts(labels, valid), "ce": ce_sum}
 
   teacher_out = None
   if nets.has_teacher:

@@ -97,7 +97,7 @@ def _eval_batches(config, process_index=None, process_count=None):
                          num_classes=d.num_classes, max_frames=d.max_frames, training=False,
                          on_error=d.on_error, feature_names=tuple(d.feature_names),
                          feature_sizes=tuple(d.feature_sizes), id_key=d.id_key)
-  return ds.as_numpy_iterator()
+  return yt8m.as_numpy_batches(ds)
 
 
 def _train_batches(config, skip_batches: int, skip_counter=None):
@@ -110,7 +110,7 @@ def _train_batches(config, skip_batches: int, skip_counter=None):
                          skip_counter=skip_counter)
   if skip_batches:
     ds = ds.skip(skip_batches)
-  return ds.as_numpy_iterator()
+  return yt8m.as_numpy_batches(ds, skip_counter=skip_counter)
 
 
 def run_eval(config, state, eval_step, mesh) -> Dict[str, Dict[str, float]]:

@@ -44,7 +44,7 @@ def _bytes_feature(values: Sequence[bytes]) -> bytes:
 def _int64_feature(values: Sequence[int]) -> bytes:
   """A serialized `Feature{int64_list{value: values}}` (packed)."""
   packed = b"".join(_varint(int(v)) for v in values)
-  return _field(3, _field(1, packed) if values else b"")
+  return _field(3, _field(1, packed) if len(values) else b"")
 
 
 def _frame_header(size: int) -> bytes:

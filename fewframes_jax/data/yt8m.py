@@ -374,8 +374,8 @@ class _RecordReader:
     update = self.skip_counter.counts.scatter_nd_add(tf.reshape(code - 1, [1, 1]),
                                                      tf.constant([1], tf.int64))
     # C++-side logging would be hidden by TF_CPP_MIN_LOG_LEVEL, so print to stderr.
-    printed = tf.print("WARNING: YT-8M reader skipped a bad record:", where, reason, detail,
-                       output_stream=sys.stderr)
+    printed = tf.print(tf.strings.join(["WARNING: YT-8M reader skipped a bad record: ", where, ": ",
+                                        reason, ": ", detail]), output_stream=sys.stderr)
     with tf.control_dependencies([update, printed]):
       return tf.constant(False)
 

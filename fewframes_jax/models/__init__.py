@@ -34,7 +34,8 @@ def build_model(model_config: ml_collections.ConfigDict, *, num_classes: int,
 
   num_classes: C; feature_sizes: per-stream widths (rgb first), summing to the frame width D;
   dtype: compute dtype name or jnp dtype (params stay float32); unroll: >0 overrides the
-  recurrent families' scan unrolling (FLOP counting unrolls fully, see flops.py).
+  recurrent families' scan unrolling (a performance knob; FLOP counting does not need it, since
+  `flops.scan_aware_flops` scales each scan body by its trip count).
   """
   name = model_config.name
   if name not in MODEL_NAMES:

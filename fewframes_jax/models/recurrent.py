@@ -54,6 +54,13 @@ def _combined_glorot_uniform(fan_in: int, fan_out: int):
   return init
 
 
+def _gru_bias_init(key, shape, dtype=jnp.float32):
+  """[r, z, n] biases: 1.0 for the r and z gates (TF1 GRUCell's gate bias), 0 for the candidate."""
+  del key
+  h_size = shape[0] // 3
+  return jnp.concatenate([jnp.ones((2 * h_size,), dtype), jnp.zeros((h_size,), dtype)])
+
+
 def _lstm_step(carry: Tuple[Array, Array], gates: Array) -> Tuple[Array, Array]:
   """TF BasicLSTMCell; gates f32[N, 4H] = x W_x + b + h W_h in order [i, j, f, o]."""
   c, _ = carry
@@ -104,8 +111,7 @@ class RNNLayer(nn.Module):
       recurrent_bias = None
       carry = (jnp.zeros((n, h_size), jnp.float32), jnp.zeros((n, h_size), jnp.float32))
     else:
-      bias = self.param("bias", lambda _, shape: jnp.concatenate(
-          [jnp.ones((2 * h_size,)), jnp.zeros((h_size,))]).astype(jnp.float32), (g * h_size,))
+      bias = self.param("bias", _gru_bias_init, (g * h_size,))
       recurrent_bias = self.param("recurrent_bias", nn.initializers.zeros, (h_size,))
       carry = (jnp.zeros((n, h_size), jnp.float32),)
 

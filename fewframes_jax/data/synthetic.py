@@ -1,0 +1,244 @@
+"""A synthetic YouTube-8M-format dataset with a learnable, multi-label, temporally localised signal.
+
+The files use the official frame-level schema (`yt8m.py` reads them like the real data): one
+`SequenceExample` per video, context `id` (or `video_id`, the 2017 key) and `labels`, feature lists
+`rgb` (1024 bytes per frame) and `audio` (128 bytes per frame), values quantized with the inverse of
+`quantization.dequantize`.
+
+How a video is made (all draws from a generator seeded by (seed, split, video index), so a video does
+not depend on the sharding, and a seed gives the same bytes every time):
+* Classes. Every class c has a unit prototype direction in rgb space and one in audio space
+  (shared by the splits). Class frequency is Zipf-like, p(c) ~ (c + 1)^-zipf_exponent: class 0 is the
+  most frequent, as in YT-8M's vocabulary. Half of the classes (the odd ones) are *burst* classes,
+  the others *long* classes.
+* Labels. 1-4 distinct classes per video (`label_count_probs`), drawn by frequency.
+* Length. A few frames to more than 300 (beyond `max_frames`, so truncation happens): most videos
+  are short (log-uniform in `short_frames`), `long_video_fraction` are long (log-uniform in
+  `long_frames`). The mean is about 30 frames, which keeps the bundled default (5000 videos of
+  1152-byte frames) under 200 MB.
+* Frames. Background: a per-video offset (`style`, the same for every frame) plus per-frame noise.
+  Evidence of a label, on its frames only: + `signal` x (0.8..1.2) x the class prototype, in rgb and
+  audio. `signal` / `noise` is 6: one evidence frame is enough to see the class.
+* Where the evidence is. A long class covers 30-70% of the video in 1-2 segments: any sampling of a
+  few frames finds it. A burst class appears in one burst of 2-6 frames at a random time: a model
+  that sees every frame finds it, a student that sees k frames of a long video often misses it (as a
+  brief event in a real video). Nothing here favours distillation itself.
+"""
+import argparse
+import dataclasses
+import math
+import os
+import sys
+import time
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+from fewframes_jax.data import quantization
+from fewframes_jax.data import records
+
+# Bump when the bytes a (spec, seed) produces change: the bundled cache is keyed by it.
+GENERATOR_VERSION = 1
+SPLITS = ("train", "eval")
+_SPLIT_CODE = {"train": 1, "eval": 2}
+_PROTOTYPE_STREAM = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticSpec:
+  """Everything that shapes the synthetic data (besides the seed and the number of videos)."""
+  num_classes: int = 64
+  rgb_size: int = 1024
+  audio_size: int = 128
+  zipf_exponent: float = 0.8
+  label_count_probs: Tuple[float, ...] = (0.4, 0.3, 0.2, 0.1)  # P(1 label), ..., P(4 labels)
+  short_frames: Tuple[int, int] = (3, 48)       # log-uniform range of short videos (inclusive)
+  long_frames: Tuple[int, int] = (48, 360)      # ... of long videos
+  long_video_fraction: float = 0.1
+  burst_frames: Tuple[int, int] = (2, 6)        # burst length range (inclusive)
+  long_coverage: Tuple[float, float] = (0.3, 0.7)  # fraction of a video a long class covers
+  signal: float = 3.0   # evidence amplitude along the unit prototype
+  noise: float = 0.5    # per-coordinate std of the per-frame noise
+  style: float = 0.3    # per-coordinate std of the per-video offset
+
+  def __post_init__(self):
+    if self.num_classes < 1:
+      raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
+    if abs(sum(self.label_count_probs) - 1.0) > 1e-6:
+      raise ValueError(f"label_count_probs must sum to 1, got {self.label_count_probs}")
+    for name in ("short_frames", "long_frames", "burst_frames"):
+      lo, hi = getattr(self, name)
+      if not 1 <= lo <= hi:
+        raise ValueError(f"{name} must be 1 <= lo <= hi, got {(lo, hi)}")
+
+  @property
+  def feature_sizes(self) -> Tuple[int, int]:
+    return (self.rgb_size, self.audio_size)
+
+
+class Video(NamedTuple):
+  """One synthetic video.
+
+  rgb: uint8[L, rgb_size]; audio: uint8[L, audio_size]; labels: int64[n] (1 <= n <= 4, distinct);
+  evidence: bool[n, L], where label j's evidence was added.
+  """
+  rgb: np.ndarray
+  audio: np.ndarray
+  labels: np.ndarray
+  evidence: np.ndarray
+
+
+def class_probabilities(spec: SyntheticSpec) -> np.ndarray:
+  """f64[C]: the Zipf-like class frequencies p(c) ~ (c + 1)^-zipf_exponent (summing to 1)."""
+  p = np.arange(1, spec.num_classes + 1, dtype=np.float64) ** -spec.zipf_exponent
+  return p / p.sum()
+
+
+def is_burst_class(spec: SyntheticSpec) -> np.ndarray:
+  """bool[C]: classes whose evidence is a short burst (the odd classes); the others are long."""
+  return np.arange(spec.num_classes) % 2 == 1
+
+
+def make_prototypes(spec: SyntheticSpec, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+  """Unit prototype directions: (f32[C, rgb_size], f32[C, audio_size])."""
+  rng = np.random.default_rng([seed, _PROTOTYPE_STREAM])
+  out = []
+  for size in spec.feature_sizes:
+    p = rng.standard_normal((spec.num_classes, size))
+    out.append((p / np.linalg.norm(p, axis=1, keepdims=True)).astype(np.float32))
+  return out[0], out[1]
+
+
+def _log_uniform_int(rng, lo: int, hi: int) -> int:
+  return int(min(hi, max(lo, math.floor(math.exp(rng.uniform(math.log(lo), math.log(hi + 1)))))))
+
+
+def _segments_mask(rng, length: int, burst: bool, spec: SyntheticSpec) -> np.ndarray:
+  """bool[L]: the frames holding one label's evidence (never empty)."""
+  mask = np.zeros(length, bool)
+  if burst:
+    n = min(length, int(rng.integers(spec.burst_frames[0], spec.burst_frames[1] + 1)))
+    start = int(rng.integers(0, length - n + 1))
+    mask[start:start + n] = True
+    return mask
+  total = max(1, round(rng.uniform(*spec.long_coverage) * length))
+  num_segments = 1 if total < 4 else int(rng.integers(1, 3))
+  seg = max(1, total // num_segments)
+  for _ in range(num_segments):
+    start = int(rng.integers(0, length - seg + 1))
+    mask[start:start + seg] = True
+  return mask
+
+
+def make_video(spec: SyntheticSpec, prototypes: Tuple[np.ndarray, np.ndarray], *, seed: int,
+               split: str, index: int) -> Video:
+  """Video `index` of `split` (deterministic in (spec, prototypes, seed, split, index))."""
+  rng = np.random.default_rng([seed, _SPLIT_CODE[split], index])
+  if rng.uniform() < spec.long_video_fraction:
+    length = _log_uniform_int(rng, *spec.long_frames)
+  else:
+    length = _log_uniform_int(rng, *spec.short_frames)
+  num_labels = min(spec.num_classes,
+                   1 + int(rng.choice(len(spec.label_count_probs), p=spec.label_count_probs)))
+  labels = np.sort(rng.choice(spec.num_classes, size=num_labels, replace=False,
+                              p=class_probabilities(spec)))
+  burst = is_burst_class(spec)
+  evidence = np.stack([_segments_mask(rng, length, burst[c], spec) for c in labels])
+  # amplitude[j, t]: label j's evidence strength on frame t (0 off its segments).
+  amplitude = evidence * rng.uniform(0.8, 1.2, size=evidence.shape).astype(np.float32)
+  amplitude *= np.float32(spec.signal)
+  streams = []
+  for proto, size in zip(prototypes, spec.feature_sizes):
+    x = rng.standard_normal((length, size), dtype=np.float32)
+    x *= np.float32(spec.noise)
+    x += np.float32(spec.style) * rng.standard_normal(size, dtype=np.float32)
+    x += amplitude.T @ proto[labels]
+    streams.append(quantization.quantize(x))
+  return Video(rgb=streams[0], audio=streams[1], labels=labels.astype(np.int64), evidence=evidence)
+
+
+def video_id(split: str, index: int) -> bytes:
+  return f"{split}{index:06d}".encode()
+
+
+def shard_paths(out_dir: str, split: str, num_shards: int) -> List[str]:
+  return [os.path.join(out_dir, f"{split}-{s:05d}-of-{num_shards:05d}.tfrecord")
+          for s in range(num_shards)]
+
+
+def write_split(out_dir: str, split: str, num_videos: int, *, spec: SyntheticSpec, seed: int,
+                num_shards: int, id_key: str = "id") -> List[str]:
+  """Writes videos 0..num_videos-1 of `split` into `num_shards` files, in order (shard s holds a
+  contiguous block). Returns the file paths. Fewer shards are written when there are fewer videos."""
+  if split not in SPLITS:
+    raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+  if num_videos < 0 or num_shards < 1:
+    raise ValueError(f"need num_videos >= 0 and num_shards >= 1, got {num_videos}, {num_shards}")
+  if id_key not in ("id", "video_id"):
+    raise ValueError(f"id_key must be 'id' (2018+) or 'video_id' (2017), got {id_key!r}")
+  num_shards = max(1, min(num_shards, num_videos))
+  prototypes = make_prototypes(spec, seed)
+  paths = shard_paths(out_dir, split, num_shards)
+  bounds = np.linspace(0, num_videos, num_shards + 1).round().astype(int)
+  for path, begin, end in zip(paths, bounds[:-1], bounds[1:]):
+
+    def serialized(begin=begin, end=end):
+      for i in range(begin, end):
+        v = make_video(spec, prototypes, seed=seed, split=split, index=i)
+        yield records.encode_sequence_example(video_id=video_id(split, i), labels=v.labels,
+                                              features={"rgb": v.rgb, "audio": v.audio},
+                                              id_key=id_key)
+
+    records.write_tfrecord(path, serialized())
+  return paths
+
+
+def write_dataset(out_dir: str, *, num_train: int, num_eval: int, num_classes: int, seed: int = 0,
+                  num_shards: int = 8, num_eval_shards: int = 4, id_key: str = "id",
+                  spec: Optional[SyntheticSpec] = None) -> Dict[str, List[str]]:
+  """Writes the train and eval splits into `out_dir` (created if needed); returns split -> files.
+
+  `spec` defaults to `SyntheticSpec(num_classes=num_classes)`; a given spec must agree on num_classes.
+  """
+  spec = spec or SyntheticSpec(num_classes=num_classes)
+  if spec.num_classes != num_classes:
+    raise ValueError(f"spec.num_classes={spec.num_classes} != num_classes={num_classes}")
+  os.makedirs(out_dir, exist_ok=True)
+  return {
+      "train": write_split(out_dir, "train", num_train, spec=spec, seed=seed, num_shards=num_shards,
+                           id_key=id_key),
+      "eval": write_split(out_dir, "eval", num_eval, spec=spec, seed=seed,
+                          num_shards=num_eval_shards, id_key=id_key),
+  }
+
+
+def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      prog="python -m fewframes_jax.data.synthetic",
+      description="Writes synthetic YouTube-8M frame-level TFRecords (train-*/eval-* shards).")
+  parser.add_argument("--out_dir", required=True)
+  parser.add_argument("--num_train", type=int, required=True)
+  parser.add_argument("--num_eval", type=int, required=True)
+  parser.add_argument("--num_classes", type=int, required=True)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--num_shards", type=int, default=8, help="train shards")
+  parser.add_argument("--num_eval_shards", type=int, default=4)
+  parser.add_argument("--id_key", default="id", choices=("id", "video_id"),
+                      help="context key of the video id: id (2018+) or video_id (2017)")
+  return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+  args = _parse_args(sys.argv[1:] if argv is None else argv)
+  start = time.perf_counter()
+  files = write_dataset(args.out_dir, num_train=args.num_train, num_eval=args.num_eval,
+                        num_classes=args.num_classes, seed=args.seed, num_shards=args.num_shards,
+                        num_eval_shards=args.num_eval_shards, id_key=args.id_key)
+  total = sum(os.path.getsize(f) for fs in files.values() for f in fs)
+  for split, fs in files.items():
+    print(f"{split}: {len(fs)} files, {os.path.join(args.out_dir, split + '-*.tfrecord')}")
+  print(f"wrote {total / 1e6:.1f} MB in {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+  main()

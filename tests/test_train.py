@@ -1,0 +1,164 @@
+"""Train-step semantics: what each mode trains, what it freezes, and what it shares."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import base
+from fewframes_jax import checkpoint as ckpt_lib
+from fewframes_jax import sampling
+from fewframes_jax import train as train_lib
+from fewframes_jax import train_loop
+from fewframes_jax.data.quantization import dequantize
+
+NUM_CLASSES = 6
+T = 12
+
+
+def tiny_config(mode="parallel", family="nextvlad", student="", **loss):
+  c = base.experiment(family, k=4, arg=f"tiny,mode={mode}" + (f",student={student}" if student else ""))
+  c.data.max_frames = T
+  c.data.num_classes = NUM_CLASSES
+  c.data.feature_sizes = (12, 4)
+  c.data.batch_size = 4
+  c.data.eval_pattern = "unused"
+  c.teacher.hrnn.num_blocks = 3
+  c.student.hrnn.num_blocks = 2
+  c.optim.learning_rate = 0.01
+  c.loss.update(loss)
+  return c
+
+
+def make_batch(seed=0, batch=4):
+  rng = np.random.default_rng(seed)
+  num_frames = np.array([T, 7, 1, 0][:batch], np.int32)
+  frames = rng.integers(0, 256, size=(batch, T, 16), dtype=np.uint8)
+  frames[np.arange(T)[None, :] >= num_frames[:, None]] = 0
+  labels = np.zeros((batch, NUM_CLASSES), np.uint8)
+  labels[np.arange(batch), rng.integers(0, NUM_CLASSES, batch)] = 1
+  return {"frames": frames, "num_frames": num_frames, "labels": labels, "valid": np.ones([batch], bool)}
+
+
+def setup(config, seed=0):
+  nets = train_loop.build(config)
+  state = train_loop.create_state(config, nets, feature_dim=16, rng=jax.random.PRNGKey(seed))
+  return nets, state
+
+
+def tree_allclose(a, b, **kw):
+  return all(np.allclose(x, y, **kw) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.mark.parametrize("family", ["nextvlad", "hrnn"])
+def test_parallel_teacher_update_equals_teacher_only_step(family):
+  batch = make_batch()
+  nets_p, state_p = setup(tiny_config("parallel", family, rep_intermediate=1.0 if family == "hrnn" else 0.0))
+  nets_t, state_t = setup(tiny_config("teacher", family))
+  assert tree_allclose(state_p.teacher.params, state_t.teacher.params, rtol=0, atol=0)
+  for _ in range(2):
+    state_p, metrics_p = train_lib.train_step(state_p, batch, nets=nets_p)
+    state_t, metrics_t = train_lib.train_step(state_t, batch, nets=nets_t)
+  assert float(metrics_p["student/loss"]) > 0
+  np.testing.assert_allclose(metrics_p["teacher/ce"], metrics_t["teacher/ce"], rtol=1e-6)
+  assert tree_allclose(state_p.teacher.params, state_t.teacher.params, rtol=1e-5, atol=1e-7)
+  # The teacher did move, so the comparison above is not vacuous.
+  _, fresh = setup(tiny_config("teacher", family))
+  assert not tree_allclose(state_t.teacher.params, fresh.teacher.params, rtol=0, atol=1e-6)
+
+
+def test_share_classifier_keeps_one_classifier():
+  _, shared = setup(tiny_config("parallel"))
+  assert "head" in shared.teacher.params and "head" not in shared.student.params
+  config = tiny_config("parallel")
+  config.share_classifier = False
+  _, separate = setup(config)
+  assert "head" in separate.student.params
+  n_shared = sum(x.size for x in jax.tree.leaves(shared.student.params))
+  n_separate = sum(x.size for x in jax.tree.leaves(separate.student.params))
+  n_head = sum(x.size for x in jax.tree.leaves(separate.student.params["head"]))
+  assert n_separate - n_shared == n_head > 0
+
+
+def test_shared_head_is_the_teachers():
+  """The student's probabilities are the teacher's head applied to the student's representation."""
+  nets, state = setup(tiny_config("parallel"))
+  batch = make_batch()
+  out = train_lib.eval_step(state, batch, jax.random.PRNGKey(0), nets=nets)
+  frames = dequantize(batch["frames"], batch["num_frames"])
+  fk, nk = sampling.sample_frames(frames, jnp.asarray(batch["num_frames"]), 4, "uniform")
+  rep, _ = nets.student_model.apply(state.student.variables, fk, nk, train=False,
+                                    method=nets.student_model.encode)
+  probs = nets.teacher_model.apply(state.teacher.variables, rep, train=False, method=nets.teacher_model.classify)
+  k = out["student"]["scores"].shape[1]
+  expected = -np.sort(-np.asarray(probs), axis=-1)[:, :k]
+  np.testing.assert_allclose(-np.sort(-np.asarray(out["student"]["scores"]), axis=-1), expected, rtol=1e-5)
+
+
+def save_run(workdir, config, state):
+  manager = ckpt_lib.make_manager(workdir)
+  ckpt_lib.save(manager, state, config, metrics={"gap": 0.5}, force=True)
+  manager.wait_until_finished()
+  manager.close()
+
+
+def test_serial_teacher_is_frozen(tmp_path):
+  teacher_config = tiny_config("teacher")
+  nets_t, state_t = setup(teacher_config)
+  state_t, _ = train_lib.train_step(state_t, make_batch(), nets=nets_t)
+  save_run(str(tmp_path / "teacher"), teacher_config, state_t)
+
+  config = tiny_config("serial")
+  config.teacher_workdir = str(tmp_path / "teacher")
+  nets, state = setup(config)
+  assert state.teacher.opt_state is None
+  before = jax.tree.map(np.array, state.teacher.variables)
+  assert tree_allclose(before["params"], state_t.teacher.params, rtol=0, atol=0)
+  student_before = jax.tree.map(np.array, state.student.params)
+  for seed in range(3):
+    state, metrics = train_lib.train_step(state, make_batch(seed), nets=nets)
+  after = jax.tree.map(np.array, state.teacher.variables)
+  for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+    np.testing.assert_array_equal(x, y)
+  assert not tree_allclose(student_before, state.student.params, rtol=0, atol=1e-7)
+  assert set(metrics) >= {"student/ce", "student/rep", "student/pred", "student/loss"}
+
+
+def test_serial_rejects_mismatched_teacher(tmp_path):
+  teacher_config = tiny_config("teacher")
+  _, state_t = setup(teacher_config)
+  save_run(str(tmp_path / "teacher"), teacher_config, state_t)
+  config = tiny_config("serial")
+  config.teacher_workdir = str(tmp_path / "teacher")
+  config.teacher.nextvlad.hidden_size = 32
+  config.student.nextvlad.hidden_size = 32
+  with pytest.raises(ValueError, match="does not match config.teacher"):
+    setup(config)
+
+
+def test_cross_family_projection_belongs_to_student():
+  nets, state = setup(tiny_config("parallel", "nextvlad", student="hrnn"))
+  assert not nets.shared_head
+  proj = state.student.params["projection"]["kernel"]
+  assert proj.shape == (4 * 16, 16)  # H-RNN [c1,h1,c2,h2] of 16 cells -> NeXtVLAD hidden 16
+  before = np.array(proj)
+  state, metrics = train_lib.train_step(state, make_batch(), nets=nets)
+  assert np.isfinite(float(metrics["student/rep"]))
+  assert not np.allclose(before, state.student.params["projection"]["kernel"])
+
+
+def test_student_only_has_no_teacher_and_trains_on_ce():
+  nets, state = setup(tiny_config("student_only"))
+  assert state.teacher is None and "head" in state.student.params
+  state, metrics = train_lib.train_step(state, make_batch(), nets=nets)
+  assert {k for k in metrics if k.startswith("student/")} == {"student/ce", "student/loss"}
+  np.testing.assert_allclose(metrics["student/ce"], metrics["student/loss"], rtol=1e-6)
+
+
+def test_eval_step_is_batch_order_invariant():
+  nets, state = setup(tiny_config("parallel"))
+  batch = make_batch()
+  out1 = train_lib.eval_step(state, batch, jax.random.PRNGKey(0), nets=nets)
+  perm = np.array([2, 0, 3, 1])
+  out2 = train_lib.eval_step(state, {k: v[perm] for k, v in batch.items()}, jax.random.PRNGKey(0), nets=nets)
+  for net in ("teacher", "student"):
+    np.testing.assert_allclose(np.asarray(out1[net]["scores"])[perm], out2[net]["scores"], rtol=1e-5, atol=1e-6)
