@@ -42,6 +42,9 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from fewframes_jax import parallel  # pylint: disable=g-import-not-at-top
   parallel.maybe_initialize_distributed()
+  if not FLAGS["verbosity"].present:
+    # Orbax and TensorFlow log every step of a save at INFO; -v 0 (or --verbosity=0) brings them back.
+    logging.set_verbosity(logging.WARNING)
   config = FLAGS.config
   if config is None:
     raise app.UsageError("--config is required, e.g. --config=configs/nextvlad_k10.py")

@@ -94,17 +94,24 @@ def write_predictions(workdir: str, cli_config, output: str, *, network: str = "
   return n
 
 
-def evaluate_workdir(workdir: str, cli_config=None, *, best: bool = False) -> str:
-  """Evaluates the teacher and the student of a workdir; returns a printable report."""
+def evaluate_restored(workdir: str, cli_config=None, *, best: bool = False) -> Dict[str, Dict[str, float]]:
+  """Evaluates the teacher and the student of a workdir on the eval data: {network: metrics}."""
   restored = ckpt_lib.restore(workdir, best=best)
-  lines = [f"{workdir} step {restored.step}:"]
+  results = {}
   for network in ("teacher", "student"):
     if (restored.model if network == "teacher" else restored.student_model) is None:
       continue
     acc = metrics_lib.EvaluationMetrics(restored.config.data.num_classes, top_k=TOP_K)
     for _, probs, labels in predictions(workdir, cli_config, network=network, best=best):
       acc.update(probs, labels)
-    r = acc.result()
+    results[network] = acc.result()
+  return results
+
+
+def evaluate_workdir(workdir: str, cli_config=None, *, best: bool = False) -> str:
+  """`evaluate_restored` as printable lines."""
+  lines = [f"{workdir}:"]
+  for network, r in evaluate_restored(workdir, cli_config, best=best).items():
     lines.append(f"  {network}: GAP {r['gap']:.4f} mAP {r['map']:.4f} mAP(all) {r['map_all_classes']:.4f} "
                  f"Hit@1 {r['hit_at_one']:.4f} PERR {r['perr']:.4f} ({r['num_videos']} videos)")
   return "\n".join(lines)

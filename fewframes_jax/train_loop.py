@@ -31,6 +31,13 @@ from fewframes_jax import report
 from fewframes_jax import train as train_lib
 
 
+def say(message: str) -> None:
+  """One line for the user on process 0 (logs are kept at WARNING by main: Orbax is verbose)."""
+  logging.info(message)
+  if jax.process_index() == 0:
+    print(message, flush=True)
+
+
 def _writer(workdir: str):
   if jax.process_index() != 0:
     return None
@@ -156,7 +163,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     state, meta = ckpt_lib.restore_state(manager, manager.latest_step(), state)
     state = parallel.replicate(state, mesh)
     start_step = int(meta["step"])
-    logging.info("Resumed from %s at step %d", workdir, start_step)
+    say(f"Resumed from {workdir} at step {start_step}")
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
@@ -206,7 +213,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
       progress.update(1)
     if do_eval:
       results = run_eval(config, state, eval_step, mesh)
-      logging.info("step %d eval: %s", step, eval_lib.format_metrics(results))
+      say(f"step {step} eval: {eval_lib.format_metrics(results)}")
       _log_eval(writer, results, step)
     if do_save:
       ckpt_lib.save(manager, state, config, metrics=selection_gap(results) if do_eval else None,

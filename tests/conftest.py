@@ -4,3 +4,9 @@ import os
 os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import tempfile  # noqa: E402
+
+# The bundled dataset is generated once per test session into a private cache (subprocesses inherit it).
+if "FEWFRAMES_CACHE" not in os.environ:
+  os.environ["FEWFRAMES_CACHE"] = tempfile.mkdtemp(prefix="fewframes_test_cache_")
