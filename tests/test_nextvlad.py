@@ -138,8 +138,8 @@ def test_nextvlad_layer_train_cluster_bn_uses_only_real_frames():
   np.testing.assert_allclose(np.asarray(got), want, atol=1e-4, rtol=1e-4)
   new = updates["batch_stats"]["cluster_bn"]
   for key in ("mean", "var"):
-    np.testing.assert_allclose(new[key], BN_MOMENTUM * s["cluster_bn"][key] + (1 - BN_MOMENTUM) * cluster[key],
-                               rtol=1e-5, atol=1e-6)
+    want_stat = BN_MOMENTUM * s["cluster_bn"][key] + (1 - BN_MOMENTUM) * cluster[key]
+    np.testing.assert_allclose(new[key], want_stat, rtol=1e-5, atol=1e-6)
 
 
 def test_encoder_matches_numpy_reference_eval():
@@ -207,7 +207,8 @@ def test_no_btgkd_tensor():
   x = _frames(9)[..., :SIZES[0]]
   variables = layer.init(jax.random.PRNGKey(0), x, _mask(), train=False)
   fn = lambda v, a, m: layer.apply(v, a, m, train=True, mutable=["batch_stats"])
-  shapes = re.findall(r"tensor<((?:\d+x)+)(?:f32|bf16|f16)>", jax.jit(fn).lower(variables, x, _mask()).as_text())
+  text = jax.jit(fn).lower(variables, x, _mask()).as_text()
+  shapes = re.findall(r"tensor<((?:\d+x)+)(?:f32|bf16|f16)>", text)  # e.g. "4x12x16x"
   biggest = max(int(np.prod([int(v) for v in dims.rstrip("x").split("x")])) for dims in shapes)
   d = LAMBDA * SIZES[0] // G
   assert len(LENGTHS) * T * LAMBDA * SIZES[0] <= biggest < len(LENGTHS) * T * G * K * d
@@ -217,7 +218,8 @@ def test_rejects_indivisible_groups_and_wrong_width():
   with pytest.raises(ValueError, match="groups"):
     NeXtVLAD(5, K, 3, 1).init(jax.random.PRNGKey(0), np.zeros((1, 2, 5)), np.ones((1, 2), bool), train=False)
   with pytest.raises(ValueError, match="feature_sizes"):
-    _encoder().init(jax.random.PRNGKey(0), np.zeros((1, 2, 20), np.float32), np.ones(1, np.int32), train=False)
+    _encoder().init(jax.random.PRNGKey(0), np.zeros((1, 2, 20), np.float32), np.ones(1, np.int32),
+                    train=False)
 
 
 @pytest.mark.parametrize("num_classes,expected_m", [(3862, 88.9), (4716, 90.6)])
