@@ -75,6 +75,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.dtype = "float32"            # compute dtype: float32 | bfloat16 (params stay float32)
   c.share_classifier = True      # [PDF §4] the student uses the teacher's output layer
   c.teacher_workdir = ""         # serial mode: workdir of a trained teacher run
+  c.teacher_workdirs = ""        # serial mode: comma-separated teacher runs, distilled as an ensemble
+                                 # (averaged predictions; one L_rep projection per teacher)
   c.init_workdir = ""            # finetune mode: workdir of a trained student run
 
   # ---- data ----

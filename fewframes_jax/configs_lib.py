@@ -101,7 +101,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
       _require(config.teacher.name in RECURRENT and config.student.name in RECURRENT,
                f"loss.rep_intermediate>0 needs recurrent teacher and student (per-step states); got "
                f"teacher.name={config.teacher.name!r}, student.name={config.student.name!r}")
-  if config.mode == "serial":
+  if config.teacher_workdirs:
+    _require(config.mode == "serial", f"teacher_workdirs (an ensemble) needs mode=serial, got mode={config.mode!r}")
+    _require(not config.share_classifier,
+             "teacher_workdirs: an ensemble of teachers has no single classifier to share; set share_classifier=False")
+    for workdir in config.teacher_workdirs.split(","):
+      _require(os.path.isdir(os.path.join(workdir.strip(), "checkpoints")),
+               f"teacher_workdirs: no checkpoints folder in {workdir.strip()!r} (train that teacher first)")
+  elif config.mode == "serial":
     _require(bool(config.teacher_workdir), "mode=serial needs teacher_workdir (a trained teacher run)")
     _require(os.path.isdir(os.path.join(config.teacher_workdir, "checkpoints")),
              f"teacher_workdir={config.teacher_workdir!r}: no checkpoints folder there (train the teacher first)")
@@ -147,8 +154,13 @@ def check_teacher_matches(config, teacher_run_config, workdir: str) -> None:
   ours, theirs = _architecture(config.teacher), _architecture(teacher_run_config.teacher)
   _require(ours == theirs, f"teacher checkpoint in {workdir!r} does not match config.teacher: "
                            f"checkpoint {theirs} vs config {ours}")
+  check_data_matches(config, teacher_run_config, workdir)
+
+
+def check_data_matches(config, run_config, workdir: str) -> None:
+  """A frozen teacher's classes and inputs must be those of this run (its architecture may differ)."""
   for field in ("num_classes", "feature_sizes", "max_frames"):
-    a, b = config.data[field], teacher_run_config.data[field]
+    a, b = config.data[field], run_config.data[field]
     if isinstance(a, (list, tuple)):
       a, b = tuple(a), tuple(b)
     _require(a == b, f"data.{field}={a} differs from the teacher checkpoint's ({b}) in {workdir!r}")
@@ -175,6 +187,7 @@ def check_representation_sizes(config, teacher_dim: int, student_dim: int) -> No
 
 def check_finite(metrics: Mapping[str, float], step: int) -> None:
   """Stops training on a non-finite loss, naming the step and the loss term."""
-  for name, value in metrics.items():
-    if not math.isfinite(value):
-      raise FloatingPointError(f"non-finite {name}={value} at step {step}; the last good checkpoint is kept")
+  bad = [f"{name}={value}" for name, value in sorted(metrics.items()) if not math.isfinite(value)]
+  if bad:
+    raise FloatingPointError(f"non-finite loss at step {step}: {', '.join(bad)}; training stopped, the last "
+                             "good checkpoint is kept")

@@ -116,8 +116,10 @@ def student_loss_weights(config: ml_collections.ConfigDict) -> Dict[str, float]:
 
 
 def make_networks(config: ml_collections.ConfigDict, *, num_classes: int,
-                  teacher_rep_dim: int = 0, student_rep_dim: int = 0) -> Networks:
-  """Builds modules and optimizers. Representation sizes decide whether L_rep needs a projection."""
+                  teacher_rep_dim: int = 0, student_rep_dim: int = 0,
+                  teacher_model: Optional[nn.Module] = None) -> Networks:
+  """Builds modules and optimizers. Representation sizes decide whether L_rep needs a projection.
+  `teacher_model` replaces the config's teacher (serial mode: the frozen run's model or ensemble)."""
   d = config.data
   mode = config.mode
   if mode not in MODES:
@@ -125,7 +127,8 @@ def make_networks(config: ml_collections.ConfigDict, *, num_classes: int,
   has_teacher = mode != "student_only"
   has_student = mode != "teacher"
   kw = dict(num_classes=num_classes, feature_sizes=tuple(d.feature_sizes), dtype=config.dtype)
-  teacher_model = build_model(config.teacher, **kw) if has_teacher else None
+  if teacher_model is None and has_teacher:
+    teacher_model = build_model(config.teacher, **kw)
   student_model = build_model(config.student, **kw) if has_student else None
   schedule = learning_rate_schedule(config.optim, d.batch_size)
   weights = student_loss_weights(config)
@@ -156,18 +159,18 @@ def init_variables(model: VideoModel, rng: jax.Array, *, frames: int, feature_di
   x, n = _dummy_inputs(2, frames, feature_dim)
   rngs = {"params": rng, "dropout": rng, "frames": rng}
   method = VideoModel.encode if encoder_only else None
-  variables = model.init(rngs, x, n, train=False, method=method)
+  # Jitted: one compile instead of one per op (eager init of a tiny model takes seconds on a CPU).
+  variables = jax.jit(functools.partial(model.init, train=False, method=method))(rngs, x, n)
   return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
 
 
-def representation_dim(model: VideoModel, *, frames: int, feature_dim: int) -> int:
+def representation_dim(model: nn.Module, *, frames: int, feature_dim: int) -> int:
   """E of a model, by shape inference (no parameters allocated)."""
   x, n = _dummy_inputs(1, frames, feature_dim)
 
   def fn(rng):
-    variables = model.init({"params": rng, "dropout": rng, "frames": rng}, x, n, train=False,
-                           method=VideoModel.encode)
-    return model.apply(variables, x, n, train=False, method=VideoModel.encode)[0]
+    variables = model.init({"params": rng, "dropout": rng, "frames": rng}, x, n, train=False)
+    return model.apply(variables, x, n, train=False).representation
 
   return int(jax.eval_shape(fn, jax.random.PRNGKey(0)).shape[-1])
 

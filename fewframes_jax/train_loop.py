@@ -15,7 +15,7 @@ deterministic function of the seed, so a resumed run skips the batches it has co
 import json
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +29,7 @@ from fewframes_jax import evaluate as eval_lib
 from fewframes_jax import parallel
 from fewframes_jax import report
 from fewframes_jax import train as train_lib
+from fewframes_jax.models.ensemble import TeacherEnsemble
 
 
 def say(message: str) -> None:
@@ -46,25 +47,48 @@ def _writer(workdir: str):
 
 
 def _restore_network(workdir: str, which: str, *, best: bool = True) -> Dict[str, Any]:
-  """{'params', 'batch_stats', 'config'} of the teacher or student of another run's checkpoint."""
+  """{'model', 'variables', 'config'} of the teacher or student of another run's checkpoint."""
   restored = ckpt_lib.restore(workdir, best=best)
   variables = restored.variables if which == "teacher" else restored.student_variables
   if variables is None:
     raise ValueError(f"the checkpoint in {workdir!r} has no {which}")
-  return {"variables": variables, "config": restored.config}
+  model = restored.model if which == "teacher" else restored.student_model
+  return {"model": model, "variables": variables, "config": restored.config}
+
+
+class FrozenTeacher(NamedTuple):
+  """Serial mode's teacher: a trained teacher, or an ensemble of them, with its variables."""
+  model: Any
+  variables: Dict[str, Any]
+
+
+def load_frozen_teacher(config: ml_collections.ConfigDict) -> FrozenTeacher:
+  """The best checkpoint's teacher of `config.teacher_workdir`, or the ensemble of the teachers of
+  `config.teacher_workdirs` (comma-separated; families may differ)."""
+  if not config.teacher_workdirs:
+    loaded = _restore_network(config.teacher_workdir, "teacher")
+    configs_lib.check_teacher_matches(config, loaded["config"], config.teacher_workdir)
+    return FrozenTeacher(loaded["model"], loaded["variables"])
+  members, params, batch_stats = [], {}, {}
+  for m, workdir in enumerate(w.strip() for w in config.teacher_workdirs.split(",")):
+    loaded = _restore_network(workdir, "teacher")
+    configs_lib.check_data_matches(config, loaded["config"], workdir)
+    members.append(loaded["model"])
+    params[f"members_{m}"] = loaded["variables"]["params"]
+    batch_stats[f"members_{m}"] = loaded["variables"]["batch_stats"]
+  return FrozenTeacher(TeacherEnsemble(tuple(members)), {"params": params, "batch_stats": batch_stats})
 
 
 def create_state(config: ml_collections.ConfigDict, nets: train_lib.Networks, *, feature_dim: int,
-                 rng: jax.Array) -> train_lib.DistillState:
-  """A fresh state for the mode. Serial: the teacher comes frozen from `teacher_workdir`. Finetune:
+                 rng: jax.Array, frozen: Optional[FrozenTeacher] = None) -> train_lib.DistillState:
+  """A fresh state for the mode. Serial: the teacher is `frozen` (loaded when not given). Finetune:
   the student (with its classifier) comes from `init_workdir`."""
   rng_teacher, rng_student, rng_proj, rng_base = jax.random.split(rng, 4)
   T, k = config.data.max_frames, config.student.k
   teacher = student = None
   if config.mode == "serial":
-    loaded = _restore_network(config.teacher_workdir, "teacher")
-    configs_lib.check_teacher_matches(config, loaded["config"], config.teacher_workdir)
-    teacher = train_lib.new_net_state(loaded["variables"], None)
+    frozen = frozen or load_frozen_teacher(config)
+    teacher = train_lib.new_net_state(frozen.variables, None)
   elif nets.has_teacher and config.mode != "finetune":
     teacher = train_lib.new_net_state(
         train_lib.init_variables(nets.teacher_model, rng_teacher, frames=T, feature_dim=feature_dim),
@@ -83,38 +107,46 @@ def create_state(config: ml_collections.ConfigDict, nets: train_lib.Networks, *,
   return train_lib.DistillState(step=jnp.zeros([], jnp.int32), rng=rng_base, teacher=teacher, student=student)
 
 
-def build(config: ml_collections.ConfigDict):
-  """Networks for a resolved config, with representation sizes inferred from the models."""
+def build(config: ml_collections.ConfigDict, frozen: Optional[FrozenTeacher] = None) -> train_lib.Networks:
+  """Networks for a resolved config, with representation sizes inferred from the models. In serial
+  mode the teacher module is the frozen teacher's (loaded when not given)."""
   d = config.data
   feature_dim = sum(d.feature_sizes)
-  probe = train_lib.make_networks(config, num_classes=d.num_classes)
+  if config.mode == "serial":
+    frozen = frozen or load_frozen_teacher(config)
+  teacher_model = frozen.model if frozen is not None else None
+  probe = train_lib.make_networks(config, num_classes=d.num_classes, teacher_model=teacher_model)
   t_dim = s_dim = 0
   if probe.has_teacher and probe.has_student:
     t_dim = train_lib.representation_dim(probe.teacher_model, frames=d.max_frames, feature_dim=feature_dim)
     s_dim = train_lib.representation_dim(probe.student_model, frames=config.student.k, feature_dim=feature_dim)
     configs_lib.check_representation_sizes(config, t_dim, s_dim)
   return train_lib.make_networks(config, num_classes=d.num_classes, teacher_rep_dim=t_dim,
-                                 student_rep_dim=s_dim)
+                                 student_rep_dim=s_dim, teacher_model=teacher_model)
 
 
 def _eval_batches(config, process_index=None, process_count=None):
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top
   d = config.data
-  ds = yt8m.make_dataset(d.eval_pattern, parallel.local_batch_size(d.eval_batch_size),
+  local = parallel.local_batch_size(d.eval_batch_size)
+  # Multi-host: every process must run as many eval steps as the largest shard needs (collectives).
+  pad = yt8m.num_eval_batches(d.eval_pattern, local) if jax.process_count() > 1 else None
+  ds = yt8m.make_dataset(d.eval_pattern, local,
                          num_classes=d.num_classes, max_frames=d.max_frames, training=False,
                          on_error=d.on_error, feature_names=tuple(d.feature_names),
-                         feature_sizes=tuple(d.feature_sizes), id_key=d.id_key)
+                         feature_sizes=tuple(d.feature_sizes), id_key=d.id_key, pad_to_batches=pad)
   return yt8m.as_numpy_batches(ds)
 
 
-def _train_batches(config, skip_batches: int, skip_counter=None):
+def _train_batches(config, skip_batches: int, skip_counter=None, process_index=None, process_count=None):
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top
   d = config.data
-  ds = yt8m.make_dataset(d.train_pattern, parallel.local_batch_size(d.batch_size), num_classes=d.num_classes,
+  ds = yt8m.make_dataset(d.train_pattern, parallel.local_batch_size(d.batch_size, process_count),
+                         num_classes=d.num_classes,
                          max_frames=d.max_frames, training=True, seed=config.seed, on_error=d.on_error,
                          feature_names=tuple(d.feature_names), feature_sizes=tuple(d.feature_sizes),
                          id_key=d.id_key, shuffle_buffer=d.shuffle_buffer, file_fraction=d.train_fraction,
-                         skip_counter=skip_counter)
+                         skip_counter=skip_counter, process_index=process_index, process_count=process_count)
   if skip_batches:
     ds = ds.skip(skip_batches)
   return yt8m.as_numpy_batches(ds, skip_counter=skip_counter)
@@ -148,12 +180,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.data.batch_size, mesh)
   parallel.check_batch_size(config.data.eval_batch_size, mesh, what="data.eval_batch_size")
-  nets = build(config)
+  frozen = load_frozen_teacher(config) if config.mode == "serial" else None
+  nets = build(config, frozen)
   feature_dim = sum(config.data.feature_sizes)
   num_steps = configs_lib.num_train_steps(config)
 
   manager = ckpt_lib.make_manager(workdir, keep=config.train.keep_checkpoints)
-  state = create_state(config, nets, feature_dim=feature_dim, rng=jax.random.PRNGKey(config.seed))
+  state = create_state(config, nets, feature_dim=feature_dim, rng=jax.random.PRNGKey(config.seed), frozen=frozen)
   state = parallel.replicate(state, mesh)
   start_step = 0
   if manager.latest_step() is not None:

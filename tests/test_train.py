@@ -162,3 +162,35 @@ def test_eval_step_is_batch_order_invariant():
   out2 = train_lib.eval_step(state, {k: v[perm] for k, v in batch.items()}, jax.random.PRNGKey(0), nets=nets)
   for net in ("teacher", "student"):
     np.testing.assert_allclose(np.asarray(out1[net]["scores"])[perm], out2[net]["scores"], rtol=1e-5, atol=1e-6)
+
+
+def test_ensemble_of_teachers_from_two_families(tmp_path):
+  """Serial distillation from a NeXtVLAD and an H-RNN teacher: averaged predictions, one projection each."""
+  workdirs = []
+  for family in ("nextvlad", "hrnn"):
+    c = tiny_config("teacher", family)
+    _, state_t = setup(c)
+    save_run(str(tmp_path / family), c, state_t)
+    workdirs.append(str(tmp_path / family))
+  config = tiny_config("serial", "nextvlad")
+  config.teacher_workdirs = ",".join(workdirs)
+  config.share_classifier = False
+  nets, state = setup(config)
+  assert sorted(state.teacher.params) == ["members_0", "members_1"]
+  # student NeXtVLAD (16) -> [NeXtVLAD 16, H-RNN 4 x 16]
+  assert state.student.params["projection"]["kernel"].shape == (16, 16 + 64)
+  batch = make_batch()
+  from fewframes_jax.data.quantization import dequantize as deq
+  frames = deq(batch["frames"], batch["num_frames"])
+  ens = nets.teacher_model.apply(state.teacher.variables, frames, batch["num_frames"], train=False)
+  members = [m.apply({"params": state.teacher.params[f"members_{i}"],
+                      "batch_stats": state.teacher.batch_stats[f"members_{i}"]}, frames, batch["num_frames"],
+                     train=False) for i, m in enumerate(nets.teacher_model.members)]
+  np.testing.assert_allclose(ens.probabilities, (members[0].probabilities + members[1].probabilities) / 2,
+                             rtol=1e-5)
+  state, metrics = train_lib.train_step(state, batch, nets=nets)
+  assert np.isfinite(float(metrics["student/loss"]))
+  config.share_classifier = True
+  from fewframes_jax import configs_lib
+  with pytest.raises(configs_lib.ConfigError, match="no single classifier to share"):
+    configs_lib.validate(config)

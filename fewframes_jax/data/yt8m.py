@@ -293,15 +293,20 @@ def _pad_to_batches(batches, num_batches: int, batch_size: int, files, process_i
              f"{files[0]}) has more than pad_to_batches={num_batches} batches of {batch_size}; "
              "compute it with num_eval_batches()")
 
-  def check(index, batch):
-    ok = tf.debugging.Assert(index < num_batches, [message])
-    with tf.control_dependencies([ok]):
-      return {k: tf.identity(v) for k, v in batch.items()}
-
   spec = batches.element_spec
   empty = {k: tf.zeros([batch_size] + s.shape.as_list()[1:], s.dtype) for k, s in spec.items()}
-  padding = tf.data.Dataset.from_tensors(empty).repeat()
-  return batches.enumerate().map(check).concatenate(padding).take(num_batches)
+  stream = batches.map(lambda b: (True, b)).concatenate(
+      tf.data.Dataset.from_tensors((False, empty)).repeat()).enumerate()
+
+  # Emits each batch one element late, so the last of the `num_batches` outputs is only released
+  # after the next element was read: a real batch there means the shard has too many.
+  def delay(previous, element):
+    index, (is_real, batch) = element
+    ok = tf.debugging.Assert(tf.logical_not(is_real & (index >= num_batches)), [message])
+    with tf.control_dependencies([ok]):
+      return batch, {k: tf.identity(v) for k, v in previous.items()}
+
+  return stream.scan(empty, delay).skip(1).take(num_batches)
 
 
 class _RecordReader:
@@ -382,18 +387,16 @@ class _RecordReader:
   # ---- one record ----
 
   def _missing_feature_lists(self, serialized):
-    """bool[F]: feature list absent from the record (decodes the proto's keys; rarely called)."""
+    """bool[F]: feature list absent from the record (only called when a list has no frames).
+
+    A feature list's map entry starts with its key field, `0x0a <len> name`; an empty list (a
+    zero-frame video) still has that entry. Searching the bytes for it, rather than decoding the
+    proto with `tf.io.decode_proto`, never fails on a malformed record (so the error that follows
+    names the file and record) and costs nothing on well-formed ones.
+    """
     tf = self.tf
-    lists = tf.io.decode_proto(tf.reshape(serialized, [1]), "tensorflow.SequenceExample",
-                               ["feature_lists"], [tf.string]).values[0]
-    lists = tf.strings.reduce_join(lists)
-    entries = tf.io.decode_proto(tf.reshape(lists, [1]), "tensorflow.FeatureLists",
-                                 ["feature_list"], [tf.string]).values[0]
-    entries = tf.reshape(entries, [-1])
-    keys = tf.io.decode_proto(entries, "tensorflow.FeatureLists.FeatureListEntry", ["key"],
-                              [tf.string]).values[0]
-    keys = tf.reshape(keys, [-1])
-    present = [tf.reduce_any(tf.equal(keys, name)) for name in self.feature_names]
+    present = [tf.size(tf.strings.split(serialized, sep=_map_key_bytes(name))) > 1
+               for name in self.feature_names]
     return tf.logical_not(tf.stack(present))
 
   def parse(self, file_index, record_index, serialized):
@@ -477,6 +480,29 @@ class _RecordReader:
       return tf.identity(ok), example
 
 
+def _map_key_bytes(name: str) -> bytes:
+  """The serialized key field of a protobuf map entry: tag 0x0a, varint length, the key."""
+  key = name.encode()
+  length, n = b"", len(key)
+  while True:
+    length += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+    n >>= 7
+    if not n:
+      return b"\x0a" + length + key
+
+
+def _bad_record_message(message: str) -> Optional[str]:
+  """The reader's own error text inside a TF error message (unescaped), or None."""
+  start = message.find(_ERROR_MARKER)
+  if start < 0:
+    return None
+  end = message.find("]\n", start)
+  if end < 0:
+    end = message.find("\n", start)
+  text = message[start:end] if end >= 0 else message[start:]
+  return text.replace('\\"', '"').replace("\\'", "'").rstrip()
+
+
 def as_numpy_batches(dataset, *, skip_counter: Optional[SkipCounter] = None
                      ) -> Iterator[Dict[str, np.ndarray]]:
   """Iterates a `make_dataset` dataset as dicts of numpy arrays.
@@ -493,9 +519,9 @@ def as_numpy_batches(dataset, *, skip_counter: Optional[SkipCounter] = None
       break
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
       message = e.message
-      if _ERROR_MARKER in message:
-        message = message[message.index(_ERROR_MARKER):].split("\n")[0].rstrip("]").rstrip()
-        raise BadRecordError(message) from None
+      ours = _bad_record_message(message)
+      if ours is not None:
+        raise BadRecordError(ours) from None
       if "file " in message and ", record " in message:
         raise BadRecordError(f"{_ERROR_MARKER}: TF could not parse the record: {message}") from None
       raise

@@ -1,0 +1,221 @@
+"""Shared by the scale-out tests: tiny TFRecord data, a tiny config, and a training worker process.
+
+The worker (`python tests/runs_testlib.py '<json>'`) runs `train_loop.train_and_evaluate` on the tiny
+config, optionally with a fault injected, and writes what it ended with:
+  <result>.<process>.json  {'step', 'eval', 'process_index', 'process_count'}
+  <result>.<process>.npz   this process's copy of the final state (flattened paths -> arrays)
+Faults (`fault`): 'kill_after_save=S' (SIGKILL once step S's checkpoint is complete), 'kill_in_save=S'
+(SIGKILL inside step S's save, after its files are written, before Orbax's atomic rename), 'nan_at=S'
+(the batch of step S gets a NaN frame value).
+Multi-host: the FEWFRAMES_COORDINATOR / _NUM_PROCESSES / _PROCESS_ID environment (parallel.py).
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_CLASSES = 8
+MAX_FRAMES = 20
+FEATURE_SIZES = (16, 8)
+WORKER_TIMEOUT_S = 240
+
+
+def write_dataset(root: str, *, num_train: int = 48, train_shards: int = 4, num_eval: int = 20,
+                  eval_shards: int = 3, seed: int = 0) -> Dict[str, str]:
+  """Tiny frame-level TFRecords (ids 'train<shard>_<i>', 'eval<shard>_<i>'); returns the globs.
+
+  Eval shards get uneven sizes (7, 7, 6 for 20 videos) so per-process eval shards differ.
+  """
+  from fewframes_jax.data import records  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  os.makedirs(root, exist_ok=True)
+  for split, n, shards in (("train", num_train, train_shards), ("eval", num_eval, eval_shards)):
+    for s in range(shards):
+      recs = []
+      for i in range(n // shards + (s < n % shards)):
+        length = int(rng.integers(1, MAX_FRAMES + 5))
+        labels = sorted(set(rng.integers(0, NUM_CLASSES, rng.integers(1, 3)).tolist()))
+        features = {name: rng.integers(0, 256, (length, size), dtype=np.uint8)
+                    for name, size in zip(("rgb", "audio"), FEATURE_SIZES)}
+        for label in labels:  # a learnable signal
+          features["rgb"][:, 2 * label:2 * label + 2] = 250
+        recs.append(records.encode_sequence_example(video_id=f"{split}{s}_{i}".encode(), labels=labels,
+                                                    features=features))
+      records.write_tfrecord(os.path.join(root, f"{split}-{s}.tfrecord"), recs)
+  return {"train": os.path.join(root, "train-*"), "eval": os.path.join(root, "eval-*")}
+
+
+def tiny_config(data: Dict[str, str], *, steps: int = 6, **overrides):
+  """A parallel-mode NeXtVLAD config, k=4 of T=20 frames, batch 8, checkpoints every 2 steps."""
+  from configs import base  # pylint: disable=g-import-not-at-top
+  c = base.experiment("nextvlad", k=4, arg="tiny")
+  c.data.train_pattern, c.data.eval_pattern = data["train"], data["eval"]
+  c.data.num_classes = NUM_CLASSES
+  c.data.max_frames = MAX_FRAMES
+  c.data.feature_sizes = FEATURE_SIZES
+  c.data.batch_size = 8
+  c.data.eval_batch_size = 8
+  c.data.shuffle_buffer = 16
+  c.optim.learning_rate = 0.01
+  c.train.num_steps = steps
+  c.train.checkpoint_every = 2
+  c.train.log_every = 2
+  c.train.progress_bar = False
+  for key, value in overrides.items():
+    node = c
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return c
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def flatten(tree) -> Dict[str, np.ndarray]:
+  """A pytree of arrays -> {'a/b/c': numpy array} (None leaves dropped)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    out["/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)] = \
+        np.asarray(leaf)
+  return out
+
+
+def worker_env(cache_dir: Optional[str] = None, **extra) -> Dict[str, str]:
+  """Environment of a worker: CPU, quiet TF, fast compiles; a shared persistent compile cache."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
+             JAX_DISABLE_MOST_OPTIMIZATIONS="1", PYTHONPATH=ROOT)
+  for key in ("FEWFRAMES_COORDINATOR", "FEWFRAMES_NUM_PROCESSES", "FEWFRAMES_PROCESS_ID", "XLA_FLAGS"):
+    env.pop(key, None)
+  if cache_dir:
+    env.update(JAX_COMPILATION_CACHE_DIR=cache_dir, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  env.update({k: str(v) for k, v in extra.items()})
+  return env
+
+
+def start_worker(spec: dict, env: Dict[str, str], log_path: str) -> subprocess.Popen:
+  """Starts one worker process (stdout+stderr to `log_path`)."""
+  log = open(log_path, "w")  # pylint: disable=consider-using-with
+  return subprocess.Popen([sys.executable, os.path.abspath(__file__), json.dumps(spec)], cwd=ROOT, env=env,
+                          stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_all(procs: Sequence[subprocess.Popen], logs: Sequence[str], timeout: float = WORKER_TIMEOUT_S
+             ) -> List[int]:
+  """Waits for every process (killing all of them past `timeout`); returns their exit codes."""
+  deadline = time.monotonic() + timeout
+  codes = []
+  try:
+    for p in procs:
+      codes.append(p.wait(timeout=max(1.0, deadline - time.monotonic())))
+  except subprocess.TimeoutExpired:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+    raise AssertionError(f"worker timed out after {timeout} s; logs:\n" + "\n".join(tail(l) for l in logs))
+  return codes
+
+
+def tail(path: str, chars: int = 4000) -> str:
+  with open(path) as f:
+    return f"--- {path} ---\n" + f.read()[-chars:]
+
+
+def run_worker(spec: dict, env: Dict[str, str], log_path: str, timeout: float = WORKER_TIMEOUT_S) -> int:
+  return wait_all([start_worker(spec, env, log_path)], [log_path], timeout)[0]
+
+
+def load_result(prefix: str, process: int = 0):
+  with open(f"{prefix}.{process}.json") as f:
+    summary = json.load(f)
+  return summary, dict(np.load(f"{prefix}.{process}.npz"))
+
+
+# ------------------------------------------------------------------------------------------------
+# The worker.
+
+
+def _inject_fault(fault: str) -> None:
+  from fewframes_jax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from fewframes_jax import train_loop  # pylint: disable=g-import-not-at-top
+  kind, _, value = fault.partition("=")
+  target = int(value)
+
+  def die():
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+  if kind == "kill_after_save":
+    save = ckpt_lib.save
+
+    def save_then_die(manager, state, *args, **kwargs):
+      out = save(manager, state, *args, **kwargs)
+      if int(state.step) == target:
+        manager.wait_until_finished()
+        print(f"FAULT: SIGKILL after the checkpoint of step {target}", flush=True)
+        die()
+      return out
+
+    ckpt_lib.save = save_then_die
+  elif kind == "kill_in_save":
+    from orbax.checkpoint._src.path import atomicity  # pylint: disable=g-import-not-at-top
+    cls = atomicity.AtomicRenameTemporaryPath
+    finalize = cls.finalize
+
+    async def finalize_or_die(self):
+      if self.get_final().name == str(target):
+        print(f"FAULT: SIGKILL inside the save of step {target} (files in {self.get().name})", flush=True)
+        die()
+      return await finalize(self)
+
+    cls.finalize = finalize_or_die
+  elif kind == "nan_at":
+    batches = train_loop._train_batches  # pylint: disable=protected-access
+
+    def with_nan(config, skip_batches, skip_counter=None):
+      for step, batch in enumerate(batches(config, skip_batches, skip_counter=skip_counter),
+                                   start=skip_batches + 1):
+        if step == target:
+          batch = dict(batch, frames=batch["frames"].astype(np.float32))
+          batch["frames"][0, 0, 0] = np.nan
+        yield batch
+
+    train_loop._train_batches = with_nan  # pylint: disable=protected-access
+  else:
+    raise ValueError(f"unknown fault {fault!r}")
+
+
+def worker_main(spec: dict) -> None:
+  from fewframes_jax import parallel  # pylint: disable=g-import-not-at-top
+  parallel.maybe_initialize_distributed()
+  import jax  # pylint: disable=g-import-not-at-top
+  from fewframes_jax import train_loop  # pylint: disable=g-import-not-at-top
+  if spec.get("fault"):
+    _inject_fault(spec["fault"])
+  config = tiny_config(spec["data"], steps=spec.get("steps", 6), **spec.get("overrides", {}))
+  out = train_loop.train_and_evaluate(config, spec["workdir"])
+  if spec.get("result"):
+    prefix = f"{spec['result']}.{jax.process_index()}"
+    from fewframes_jax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+    np.savez(prefix + ".npz", **flatten(parallel.local_copy(ckpt_lib.state_to_tree(out["state"]))))
+    with open(prefix + ".json", "w") as f:
+      json.dump({"step": out["step"], "eval": out["eval"], "process_index": jax.process_index(),
+                 "process_count": jax.process_count()}, f, default=float)
+
+
+if __name__ == "__main__":
+  worker_main(json.loads(sys.argv[1]))

@@ -1,0 +1,109 @@
+"""Preemption and failures, with real worker processes (tests/runs_testlib.py) on CPU.
+
+One run is trained without interruption. Another, with the same command, is SIGKILLed right after
+its first checkpoint (step 2), restarted and SIGKILLed again inside the save of step 4 (files written,
+not yet renamed), and restarted once more: both restarts resume from step 2, the last complete
+checkpoint, and the run ends with every array of its state bit-identical to the uninterrupted run's.
+A third run gets a NaN in the batch of step 3: it stops with the step and the loss term in the error,
+and its last good checkpoint (step 2) is kept.
+"""
+import glob
+import os
+import re
+
+import numpy as np
+import pytest
+
+import runs_testlib as lib
+from fewframes_jax import checkpoint as ckpt_lib
+
+STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  root = tmp_path_factory.mktemp("resume")
+  data = lib.write_dataset(str(root / "data"))
+  return {"root": root, "data": data, "env": lib.worker_env(str(root / "jit_cache"))}
+
+
+def _spec(setup, name, *, fault="", result=True):
+  root = setup["root"]
+  return {"data": setup["data"], "workdir": str(root / name), "steps": STEPS, "fault": fault,
+          "result": str(root / f"{name}_result") if result else ""}
+
+
+def _log(setup, name):
+  return str(setup["root"] / f"{name}.log")
+
+
+def _read(path):
+  with open(path) as f:
+    return f.read()
+
+
+def _complete_steps(workdir):
+  manager = ckpt_lib.make_manager(workdir, read_only=True)
+  try:
+    return sorted(manager.all_steps())
+  finally:
+    manager.close()
+
+
+def _start(setup, name, spec):
+  return lib.start_worker(spec, setup["env"], _log(setup, name))
+
+
+def test_sigkill_then_restart_is_bit_identical_and_nan_stops(setup):
+  full = _spec(setup, "full")
+  resumed = _spec(setup, "resumed")
+  nan = _spec(setup, "nan", fault="nan_at=3", result=False)
+
+  # Round 1: the uninterrupted run, and the run killed once its step-2 checkpoint is complete.
+  procs = [_start(setup, "full", full), _start(setup, "kill1", dict(resumed, fault="kill_after_save=2"))]
+  codes = lib.wait_all(procs, [_log(setup, "full"), _log(setup, "kill1")])
+  assert codes[0] == 0, lib.tail(_log(setup, "full"))
+  assert codes[1] == -9, lib.tail(_log(setup, "kill1"))
+  assert "FAULT: SIGKILL after the checkpoint of step 2" in _read(_log(setup, "kill1"))
+  assert _complete_steps(resumed["workdir"]) == [2]
+
+  # Round 2: the same command resumes at step 2 and is killed inside the save of step 4; the NaN run.
+  procs = [_start(setup, "kill2", dict(resumed, fault="kill_in_save=4")), _start(setup, "nan", nan)]
+  codes = lib.wait_all(procs, [_log(setup, "kill2"), _log(setup, "nan")])
+  log = _read(_log(setup, "kill2"))
+  assert codes[0] == -9, lib.tail(_log(setup, "kill2"))
+  assert f"Resumed from {resumed['workdir']} at step 2" in log
+  assert "FAULT: SIGKILL inside the save of step 4" in log
+  ckpt = ckpt_lib.checkpoint_dir(resumed["workdir"])
+  assert glob.glob(os.path.join(ckpt, "4.orbax-checkpoint-tmp*")), os.listdir(ckpt)  # the torn save
+  assert _complete_steps(resumed["workdir"]) == [2]
+
+  log = _read(_log(setup, "nan"))
+  assert codes[1] == 1, lib.tail(_log(setup, "nan"))
+  error = re.search(r"FloatingPointError: non-finite loss at step (\d+): (.*); training stopped", log)
+  assert error, lib.tail(_log(setup, "nan"))
+  assert error.group(1) == "3" and "teacher/ce=nan" in error.group(2) and "student/ce=nan" in error.group(2)
+  assert _complete_steps(nan["workdir"]) == [2]  # the last good checkpoint is kept, nothing after it
+  kept = ckpt_lib.restore(nan["workdir"])
+  assert kept.step == 2
+  leaves = list(lib.flatten(kept.variables).values()) + list(lib.flatten(kept.student_variables).values())
+  assert leaves and all(np.all(np.isfinite(x)) for x in leaves)
+
+  # Round 3: the same command again resumes from step 2 (the torn step-4 save is ignored) and finishes.
+  assert lib.run_worker(resumed, setup["env"], _log(setup, "final")) == 0, lib.tail(_log(setup, "final"))
+  assert f"Resumed from {resumed['workdir']} at step 2" in _read(_log(setup, "final"))
+  assert _complete_steps(resumed["workdir"])[-1] == STEPS
+
+  summary_full, state_full = lib.load_result(full["result"])
+  summary_resumed, state_resumed = lib.load_result(resumed["result"])
+  assert summary_full["step"] == summary_resumed["step"] == STEPS
+  assert state_full.keys() == state_resumed.keys()
+  assert {"step", "rng"} <= state_full.keys() and any(k.startswith("student/opt_state") for k in state_full)
+  for key in state_full:  # params, batch stats, optimizer states, step and RNG: bit for bit
+    assert state_full[key].dtype == state_resumed[key].dtype, key
+    np.testing.assert_array_equal(state_full[key], state_resumed[key], err_msg=key)
+  assert summary_full["eval"] == summary_resumed["eval"]
+
+  # The checkpoint records the input position with the state.
+  meta = ckpt_lib.read_json_item(resumed["workdir"], STEPS, "meta")
+  assert meta["data_position"] == STEPS and meta["step"] == STEPS
