@@ -1,11 +1,13 @@
 """Config resolution and validation, in one place, before anything compiles.
 
 `resolve(config)` fills what a run derives (bundled data patterns and class count);
-`validate(config)` raises a `ConfigError` naming the field for every invalid setting.
+`validate(config, workdir=...)` raises a `ConfigError` naming the field for every invalid setting,
+including a config that does not fit the checkpoints it would resume or load (read from their saved
+JSON configs only, so nothing is restored or compiled before the error).
 """
 import math
 import os
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Optional
 
 import ml_collections
 
@@ -67,8 +69,36 @@ def _validate_model(m: ml_collections.ConfigDict, where: str, frames: int) -> No
              f"{where}.whitening_eigenvalues={m.whitening_eigenvalues!r}: reverse whitening needs a readable .npy")
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError for any invalid setting. Call after `resolve`."""
+def saved_run_config(workdir: str, field: str) -> ml_collections.ConfigDict:
+  """The config saved with the latest complete checkpoint of the run in `workdir`.
+
+  `field` names the setting that points there (for the messages). Raises ConfigError when the folder
+  is missing or unreadable or holds no complete checkpoint (Orbax names a step folder by its number
+  only once the save is complete).
+  """
+  from fewframes_jax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  ckpt = ckpt_lib.checkpoint_dir(workdir)
+  _require(os.path.isdir(ckpt), f"{field}={workdir!r}: no checkpoints folder there ({ckpt})")
+  _require(os.access(ckpt, os.R_OK | os.X_OK), f"{field}={workdir!r}: {ckpt} is not readable")
+  steps = sorted(int(name) for name in os.listdir(ckpt) if name.isdigit())
+  _require(bool(steps), f"{field}={workdir!r}: no complete checkpoint in {ckpt}")
+  try:
+    return ml_collections.ConfigDict(ckpt_lib.read_json_item(workdir, steps[-1], "config"))
+  except (OSError, ValueError) as e:
+    raise ConfigError(f"{field}={workdir!r}: cannot read the config of checkpoint {steps[-1]}: {e}") from None
+
+
+def _has_checkpoint(workdir: str) -> bool:
+  ckpt = os.path.join(os.path.abspath(workdir), "checkpoints")
+  return os.path.isdir(ckpt) and any(name.isdigit() for name in os.listdir(ckpt))
+
+
+def validate(config: ml_collections.ConfigDict, *, workdir: Optional[str] = None) -> None:
+  """Raises ConfigError for any invalid setting. Call after `resolve`.
+
+  `workdir`: the run's folder; when it holds a checkpoint (a resume), the config must fit it.
+  Serial and finetune modes also check the runs they load (teacher_workdir(s), init_workdir).
+  """
   d = config.data
   _require(config.mode in MODES, f"mode={config.mode!r}: expected one of {MODES}")
   _require(config.dtype in DTYPES, f"dtype={config.dtype!r}: expected one of {DTYPES}")
@@ -105,17 +135,31 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(config.mode == "serial", f"teacher_workdirs (an ensemble) needs mode=serial, got mode={config.mode!r}")
     _require(not config.share_classifier,
              "teacher_workdirs: an ensemble of teachers has no single classifier to share; set share_classifier=False")
-    for workdir in config.teacher_workdirs.split(","):
-      _require(os.path.isdir(os.path.join(workdir.strip(), "checkpoints")),
-               f"teacher_workdirs: no checkpoints folder in {workdir.strip()!r} (train that teacher first)")
+    for member in config.teacher_workdirs.split(","):
+      _require(os.path.isdir(os.path.join(member.strip(), "checkpoints")),
+               f"teacher_workdirs: no checkpoints folder in {member.strip()!r} (train that teacher first)")
+      teacher_run = saved_run_config(member.strip(), "teacher_workdirs")
+      _require(teacher_run.mode != "student_only", f"teacher_workdirs: {member.strip()!r} has no teacher "
+                                                   "(a student_only run)")
+      check_data_matches(config, teacher_run, member.strip())
   elif config.mode == "serial":
     _require(bool(config.teacher_workdir), "mode=serial needs teacher_workdir (a trained teacher run)")
     _require(os.path.isdir(os.path.join(config.teacher_workdir, "checkpoints")),
              f"teacher_workdir={config.teacher_workdir!r}: no checkpoints folder there (train the teacher first)")
+    teacher_run = saved_run_config(config.teacher_workdir, "teacher_workdir")
+    _require(teacher_run.mode != "student_only",
+             f"teacher_workdir={config.teacher_workdir!r} has no teacher (a student_only run)")
+    check_teacher_matches(config, teacher_run, config.teacher_workdir)
   if config.mode == "finetune":
     _require(bool(config.init_workdir), "mode=finetune needs init_workdir (a trained student run)")
     _require(os.path.isdir(os.path.join(config.init_workdir, "checkpoints")),
              f"init_workdir={config.init_workdir!r}: no checkpoints folder there")
+    student_run = saved_run_config(config.init_workdir, "init_workdir")
+    _require(student_run.mode != "teacher", f"init_workdir={config.init_workdir!r} has no student (a teacher run)")
+    _require(_architecture(config.student) == _architecture(student_run.student),
+             f"student checkpoint in {config.init_workdir!r} does not match config.student: checkpoint "
+             f"{_architecture(student_run.student)} vs config {_architecture(config.student)}")
+    check_data_matches(config, student_run, config.init_workdir)
   o = config.optim
   _require(o.learning_rate > 0 and o.decay_examples > 0 and 0 < o.decay_rate <= 1,
            "optim: learning_rate > 0, decay_examples > 0 and 0 < decay_rate <= 1 are required")
@@ -123,6 +167,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   t = config.train
   _require(t.num_steps > 0 or t.num_epochs > 0, "train: set num_steps > 0 or num_epochs > 0")
   _require(t.log_every >= 1 and t.checkpoint_every >= 1, "train.log_every and train.checkpoint_every must be >= 1")
+  _require(t.keep_checkpoints >= 1, f"train.keep_checkpoints={t.keep_checkpoints}: must be >= 1")
+  if workdir and _has_checkpoint(workdir):
+    check_resume_compatible(config, saved_run_config(workdir, "workdir"), workdir)
 
 
 def num_train_steps(config: ml_collections.ConfigDict) -> int:
@@ -171,11 +218,15 @@ def check_resume_compatible(config, checkpoint_config, workdir: str) -> None:
   _require(config.data.num_classes == checkpoint_config.data.num_classes,
            f"data.num_classes={config.data.num_classes} differs from the checkpoint's "
            f"({checkpoint_config.data.num_classes}) in {workdir!r}")
+  _require(tuple(config.data.feature_sizes) == tuple(checkpoint_config.data.feature_sizes),
+           f"data.feature_sizes={tuple(config.data.feature_sizes)} differs from the checkpoint's "
+           f"({tuple(checkpoint_config.data.feature_sizes)}) in {workdir!r}")
   _require(config.mode == checkpoint_config.mode,
            f"mode={config.mode!r} differs from the checkpoint's ({checkpoint_config.mode!r}) in {workdir!r}")
   for net in ("teacher", "student"):
-    _require(_architecture(config[net]) == _architecture(checkpoint_config[net]),
-             f"config.{net} architecture differs from the checkpoint's in {workdir!r}")
+    ours, theirs = _architecture(config[net]), _architecture(checkpoint_config[net])
+    _require(ours == theirs, f"config.{net} architecture differs from the checkpoint's in {workdir!r}: "
+                             f"checkpoint {theirs} vs config {ours}")
 
 
 def check_representation_sizes(config, teacher_dim: int, student_dim: int) -> None:

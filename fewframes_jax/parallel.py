@@ -10,7 +10,7 @@ processes (before any other JAX call), each process reads its own file shard (`d
 [p * b, (p + 1) * b) of the global batch (b = global batch / processes).
 """
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import jax
 import numpy as np
@@ -153,3 +153,13 @@ def local_copy(tree: Any) -> Any:
     return np.asarray(x)
 
   return jax.tree.map(one, tree)
+
+
+def sum_over_processes(counts: Mapping[str, int]) -> Dict[str, int]:
+  """{name: count} summed over all processes. Every process must call it, with the same names."""
+  if jax.process_count() == 1:
+    return {k: int(v) for k, v in counts.items()}
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  keys = sorted(counts)
+  gathered = multihost_utils.process_allgather(np.asarray([counts[k] for k in keys], np.int32))
+  return {k: int(v) for k, v in zip(keys, np.asarray(gathered).reshape(-1, len(keys)).sum(0))}

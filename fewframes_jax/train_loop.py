@@ -175,7 +175,7 @@ def selection_gap(results: Dict[str, Dict[str, float]]) -> Dict[str, float]:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """Trains and evaluates; returns {'step', 'eval': {...}, 'summary': str}."""
   config = configs_lib.resolve(config)
-  configs_lib.validate(config)
+  configs_lib.validate(config, workdir=workdir)
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.data.batch_size, mesh)
@@ -258,15 +258,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     results = run_eval(config, state, eval_step, mesh)
   manager.wait_until_finished()
   manager.close()
-  if skips.total:
-    logging.warning("skipped %d bad training records: %s", skips.total, skips.by_reason())
+  skipped = parallel.sum_over_processes(skips.by_reason())  # data.on_error=skip, all processes
+  if sum(skipped.values()):
+    say(f"skipped {sum(skipped.values())} bad training records: {({k: v for k, v in skipped.items() if v})}")
     if writer is not None:
-      writer.add_scalar("data/skipped_records", skips.total, step)
+      writer.add_scalar("data/skipped_records", sum(skipped.values()), step)
   summary = report.summary_table(config, nets, state, results)
   if writer is not None:
     writer.close()
   if jax.process_index() == 0:
     print(summary, flush=True)
     with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump({"step": step, "eval": results}, f, indent=2, default=float)
-  return {"step": step, "eval": results, "summary": summary, "state": state}
+      json.dump({"step": step, "eval": results, "skipped_records": skipped}, f, indent=2, default=float)
+  return {"step": step, "eval": results, "summary": summary, "state": state, "skipped_records": skipped}

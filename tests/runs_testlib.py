@@ -2,7 +2,7 @@
 
 The worker (`python tests/runs_testlib.py '<json>'`) runs `train_loop.train_and_evaluate` on the tiny
 config, optionally with a fault injected, and writes what it ended with:
-  <result>.<process>.json  {'step', 'eval', 'process_index', 'process_count'}
+  <result>.<process>.json  {'step', 'eval', 'skipped_records', 'process_index', 'process_count'}
   <result>.<process>.npz   this process's copy of the final state (flattened paths -> arrays)
 Faults (`fault`): 'kill_after_save=S' (SIGKILL once step S's checkpoint is complete), 'kill_in_save=S'
 (SIGKILL inside step S's save, after its files are written, before Orbax's atomic rename), 'nan_at=S'
@@ -28,10 +28,11 @@ WORKER_TIMEOUT_S = 240
 
 
 def write_dataset(root: str, *, num_train: int = 48, train_shards: int = 4, num_eval: int = 20,
-                  eval_shards: int = 3, seed: int = 0) -> Dict[str, str]:
+                  eval_shards: int = 3, seed: int = 0, bad_train_shards: Sequence[int] = ()) -> Dict[str, str]:
   """Tiny frame-level TFRecords (ids 'train<shard>_<i>', 'eval<shard>_<i>'); returns the globs.
 
-  Eval shards get uneven sizes (7, 7, 6 for 20 videos) so per-process eval shards differ.
+  Eval shards get uneven sizes (7, 7, 6 for 20 videos) so per-process eval shards differ. The first
+  record of each train shard in `bad_train_shards` has a label outside [0, NUM_CLASSES) (a bad record).
   """
   from fewframes_jax.data import records  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
@@ -46,6 +47,8 @@ def write_dataset(root: str, *, num_train: int = 48, train_shards: int = 4, num_
                     for name, size in zip(("rgb", "audio"), FEATURE_SIZES)}
         for label in labels:  # a learnable signal
           features["rgb"][:, 2 * label:2 * label + 2] = 250
+        if split == "train" and s in bad_train_shards and i == 0:
+          labels = [NUM_CLASSES]
         recs.append(records.encode_sequence_example(video_id=f"{split}{s}_{i}".encode(), labels=labels,
                                                     features=features))
       records.write_tfrecord(os.path.join(root, f"{split}-{s}.tfrecord"), recs)
@@ -108,26 +111,34 @@ def worker_env(cache_dir: Optional[str] = None, **extra) -> Dict[str, str]:
 
 def start_worker(spec: dict, env: Dict[str, str], log_path: str) -> subprocess.Popen:
   """Starts one worker process (stdout+stderr to `log_path`)."""
-  log = open(log_path, "w")  # pylint: disable=consider-using-with
-  return subprocess.Popen([sys.executable, os.path.abspath(__file__), json.dumps(spec)], cwd=ROOT, env=env,
-                          stdout=log, stderr=subprocess.STDOUT)
+  with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
+    return subprocess.Popen([sys.executable, os.path.abspath(__file__), json.dumps(spec)], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
 
 
-def wait_all(procs: Sequence[subprocess.Popen], logs: Sequence[str], timeout: float = WORKER_TIMEOUT_S
-             ) -> List[int]:
-  """Waits for every process (killing all of them past `timeout`); returns their exit codes."""
+def _kill(procs: Sequence[subprocess.Popen]) -> None:
+  for p in procs:
+    if p.poll() is None:
+      p.kill()
+      p.wait()
+
+
+def wait_all(procs: Sequence[subprocess.Popen], logs: Sequence[str], timeout: float = WORKER_TIMEOUT_S, *,
+             fail_fast: bool = False) -> List[int]:
+  """Waits for every process; returns their exit codes.
+
+  Past `timeout` every process is killed and the test fails with the logs. `fail_fast` (processes of one
+  multi-process job): once one exits with an error, the others (which would wait on it) are killed.
+  """
   deadline = time.monotonic() + timeout
-  codes = []
-  try:
-    for p in procs:
-      codes.append(p.wait(timeout=max(1.0, deadline - time.monotonic())))
-  except subprocess.TimeoutExpired:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-        p.wait()
-    raise AssertionError(f"worker timed out after {timeout} s; logs:\n" + "\n".join(tail(l) for l in logs))
-  return codes
+  while any(p.poll() is None for p in procs):
+    failed = fail_fast and any(p.poll() not in (None, 0) for p in procs)
+    if failed or time.monotonic() > deadline:
+      _kill(procs)
+      why = "a process of the job failed" if failed else f"timed out after {timeout} s"
+      raise AssertionError(f"workers: {why}; logs:\n" + "\n".join(tail(log) for log in logs))
+    time.sleep(0.2)
+  return [p.returncode for p in procs]
 
 
 def tail(path: str, chars: int = 4000) -> str:
@@ -213,8 +224,8 @@ def worker_main(spec: dict) -> None:
     from fewframes_jax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
     np.savez(prefix + ".npz", **flatten(parallel.local_copy(ckpt_lib.state_to_tree(out["state"]))))
     with open(prefix + ".json", "w") as f:
-      json.dump({"step": out["step"], "eval": out["eval"], "process_index": jax.process_index(),
-                 "process_count": jax.process_count()}, f, default=float)
+      json.dump({"step": out["step"], "eval": out["eval"], "skipped_records": out["skipped_records"],
+                 "process_index": jax.process_index(), "process_count": jax.process_count()}, f, default=float)
 
 
 if __name__ == "__main__":

@@ -56,14 +56,8 @@ def _model(name, dtype="float32"):
   return build_model(tiny_config(name), num_classes=C, feature_sizes=SIZES, dtype=dtype)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_compiles():
-  """These tests are compile-bound (about 35 small programs); XLA's optimisation passes do not
-  change what they check."""
-  previous = jax.config.values["jax_disable_most_optimizations"]
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", previous)
+# Compile-bound (about 35 small programs); XLA's optimisation passes do not change what they check.
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 @functools.lru_cache(maxsize=None)

@@ -4,8 +4,14 @@ Each process runs the real `train_and_evaluate` on its own file shard (4 train f
 files of 7, 7 and 6 videos -> 13 and 7 videos, so the eval shards need different batch counts). The
 test checks that both processes end with identical parameters and eval metrics, that these match a
 single-process run on the same global batches (process 0's rows, then process 1's), and that the
-2-process eval counts each of the 20 eval videos exactly once.
+2-process eval counts each of the 20 eval videos exactly once. Train file 1 (process 1's) starts with a
+bad record and `data.on_error=skip`: the skip is counted across processes, in the summary and in
+TensorBoard (which process 0 writes).
 """
+import glob
+import json
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -23,16 +29,17 @@ NUM_EVAL = 20
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory):
   root = tmp_path_factory.mktemp("multihost")
-  data = lib.write_dataset(str(root / "data"), num_eval=NUM_EVAL)
+  data = lib.write_dataset(str(root / "data"), num_eval=NUM_EVAL, bad_train_shards=(1,))
   port = lib.free_port()
-  spec = {"data": data, "workdir": str(root / "run"), "result": str(root / "result"), "steps": STEPS}
+  spec = {"data": data, "workdir": str(root / "run"), "result": str(root / "result"), "steps": STEPS,
+          "overrides": {"data.on_error": "skip"}}
   procs, logs = [], []
   for p in range(2):
-    env = lib.worker_env(str(root / "jit_cache"), FEWFRAMES_COORDINATOR=f"127.0.0.1:{port}",
+    env = lib.worker_env(str(tmp_path_factory.getbasetemp() / "jit_cache"), FEWFRAMES_COORDINATOR=f"127.0.0.1:{port}",
                          FEWFRAMES_NUM_PROCESSES=2, FEWFRAMES_PROCESS_ID=p, FEWFRAMES_INIT_TIMEOUT=120)
     logs.append(str(root / f"process{p}.log"))
     procs.append(lib.start_worker(spec, env, logs[-1]))
-  codes = lib.wait_all(procs, logs)
+  codes = lib.wait_all(procs, logs, fail_fast=True)
   assert codes == [0, 0], "\n".join(lib.tail(log) for log in logs)
   results = [lib.load_result(spec["result"], p) for p in range(2)]
   return {"data": data, "spec": spec, "results": results, "logs": logs}
@@ -47,6 +54,24 @@ def test_both_processes_end_identical(two_process_run):
   for key in params0:
     np.testing.assert_array_equal(params0[key], params1[key], err_msg=key)
   assert summary0["eval"] == summary1["eval"]
+
+
+def test_skipped_records_are_counted_over_processes(two_process_run):
+  (summary0, _), (summary1, _) = two_process_run["results"]
+  # Only process 1 reads the bad file; both report the total.
+  assert summary0["skipped_records"] == summary1["skipped_records"]
+  skipped = summary0["skipped_records"]
+  assert skipped["bad_label"] >= 1 and sum(skipped.values()) == skipped["bad_label"], skipped
+  workdir = two_process_run["spec"]["workdir"]
+  with open(os.path.join(workdir, "summary.json")) as f:
+    assert json.load(f)["skipped_records"] == skipped
+  assert f"skipped {skipped['bad_label']} bad training records: {{'bad_label': {skipped['bad_label']}}}" in \
+      open(two_process_run["logs"][0]).read()
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  values = [v.simple_value for path in glob.glob(os.path.join(workdir, "tensorboard", "events.*"))
+            for event in tf.compat.v1.train.summary_iterator(path) for v in event.summary.value
+            if v.tag == "data/skipped_records"]
+  assert values == [skipped["bad_label"]]
 
 
 def _reference_batches(config, steps):
@@ -64,7 +89,7 @@ def _reference_batches(config, steps):
 
 def test_matches_single_process_on_same_global_batches(two_process_run):
   assert jax.process_count() == 1 and jax.device_count() == 1
-  config = lib.tiny_config(two_process_run["data"], steps=STEPS)
+  config = lib.tiny_config(two_process_run["data"], steps=STEPS, **two_process_run["spec"]["overrides"])
   nets = train_loop.build(config)
   state = train_loop.create_state(config, nets, feature_dim=sum(lib.FEATURE_SIZES),
                                   rng=jax.random.PRNGKey(config.seed))

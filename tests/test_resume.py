@@ -24,7 +24,7 @@ STEPS = 6
 def setup(tmp_path_factory):
   root = tmp_path_factory.mktemp("resume")
   data = lib.write_dataset(str(root / "data"))
-  return {"root": root, "data": data, "env": lib.worker_env(str(root / "jit_cache"))}
+  return {"root": root, "data": data, "env": lib.worker_env(str(tmp_path_factory.getbasetemp() / "jit_cache"))}
 
 
 def _spec(setup, name, *, fault="", result=True):

@@ -15,6 +15,19 @@ NUM_CLASSES = 6
 T = 12
 
 
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
+_STEPS = {}
+
+
+def step_fn(nets):
+  """The jitted train step of `nets` (one compile per Networks, instead of op-by-op dispatch)."""
+  if id(nets) not in _STEPS:
+    _STEPS[id(nets)] = (nets, jax.jit(lambda state, batch: train_lib.train_step(state, batch, nets=nets)))
+  return _STEPS[id(nets)][1]
+
+
 def tiny_config(mode="parallel", family="nextvlad", student="", **loss):
   c = base.experiment(family, k=4, arg=f"tiny,mode={mode}" + (f",student={student}" if student else ""))
   c.data.max_frames = T
@@ -56,8 +69,8 @@ def test_parallel_teacher_update_equals_teacher_only_step(family):
   nets_t, state_t = setup(tiny_config("teacher", family))
   assert tree_allclose(state_p.teacher.params, state_t.teacher.params, rtol=0, atol=0)
   for _ in range(2):
-    state_p, metrics_p = train_lib.train_step(state_p, batch, nets=nets_p)
-    state_t, metrics_t = train_lib.train_step(state_t, batch, nets=nets_t)
+    state_p, metrics_p = step_fn(nets_p)(state_p, batch)
+    state_t, metrics_t = step_fn(nets_t)(state_t, batch)
   assert float(metrics_p["student/loss"]) > 0
   np.testing.assert_allclose(metrics_p["teacher/ce"], metrics_t["teacher/ce"], rtol=1e-6)
   assert tree_allclose(state_p.teacher.params, state_t.teacher.params, rtol=1e-5, atol=1e-7)
@@ -83,7 +96,7 @@ def test_shared_head_is_the_teachers():
   """The student's probabilities are the teacher's head applied to the student's representation."""
   nets, state = setup(tiny_config("parallel"))
   batch = make_batch()
-  out = train_lib.eval_step(state, batch, jax.random.PRNGKey(0), nets=nets)
+  out = jax.jit(lambda s, b, r: train_lib.eval_step(s, b, r, nets=nets))(state, batch, jax.random.PRNGKey(0))
   frames = dequantize(batch["frames"], batch["num_frames"])
   fk, nk = sampling.sample_frames(frames, jnp.asarray(batch["num_frames"]), 4, "uniform")
   rep, _ = nets.student_model.apply(state.student.variables, fk, nk, train=False,
@@ -104,7 +117,7 @@ def save_run(workdir, config, state):
 def test_serial_teacher_is_frozen(tmp_path):
   teacher_config = tiny_config("teacher")
   nets_t, state_t = setup(teacher_config)
-  state_t, _ = train_lib.train_step(state_t, make_batch(), nets=nets_t)
+  state_t, _ = step_fn(nets_t)(state_t, make_batch())
   save_run(str(tmp_path / "teacher"), teacher_config, state_t)
 
   config = tiny_config("serial")
@@ -115,7 +128,7 @@ def test_serial_teacher_is_frozen(tmp_path):
   assert tree_allclose(before["params"], state_t.teacher.params, rtol=0, atol=0)
   student_before = jax.tree.map(np.array, state.student.params)
   for seed in range(3):
-    state, metrics = train_lib.train_step(state, make_batch(seed), nets=nets)
+    state, metrics = step_fn(nets)(state, make_batch(seed))
   after = jax.tree.map(np.array, state.teacher.variables)
   for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
     np.testing.assert_array_equal(x, y)
@@ -141,7 +154,7 @@ def test_cross_family_projection_belongs_to_student():
   proj = state.student.params["projection"]["kernel"]
   assert proj.shape == (4 * 16, 16)  # H-RNN [c1,h1,c2,h2] of 16 cells -> NeXtVLAD hidden 16
   before = np.array(proj)
-  state, metrics = train_lib.train_step(state, make_batch(), nets=nets)
+  state, metrics = step_fn(nets)(state, make_batch())
   assert np.isfinite(float(metrics["student/rep"]))
   assert not np.allclose(before, state.student.params["projection"]["kernel"])
 
@@ -149,7 +162,7 @@ def test_cross_family_projection_belongs_to_student():
 def test_student_only_has_no_teacher_and_trains_on_ce():
   nets, state = setup(tiny_config("student_only"))
   assert state.teacher is None and "head" in state.student.params
-  state, metrics = train_lib.train_step(state, make_batch(), nets=nets)
+  state, metrics = step_fn(nets)(state, make_batch())
   assert {k for k in metrics if k.startswith("student/")} == {"student/ce", "student/loss"}
   np.testing.assert_allclose(metrics["student/ce"], metrics["student/loss"], rtol=1e-6)
 
@@ -157,9 +170,10 @@ def test_student_only_has_no_teacher_and_trains_on_ce():
 def test_eval_step_is_batch_order_invariant():
   nets, state = setup(tiny_config("parallel"))
   batch = make_batch()
-  out1 = train_lib.eval_step(state, batch, jax.random.PRNGKey(0), nets=nets)
+  evaluate = jax.jit(lambda s, b, r: train_lib.eval_step(s, b, r, nets=nets))
+  out1 = evaluate(state, batch, jax.random.PRNGKey(0))
   perm = np.array([2, 0, 3, 1])
-  out2 = train_lib.eval_step(state, {k: v[perm] for k, v in batch.items()}, jax.random.PRNGKey(0), nets=nets)
+  out2 = evaluate(state, {k: v[perm] for k, v in batch.items()}, jax.random.PRNGKey(0))
   for net in ("teacher", "student"):
     np.testing.assert_allclose(np.asarray(out1[net]["scores"])[perm], out2[net]["scores"], rtol=1e-5, atol=1e-6)
 
@@ -188,7 +202,7 @@ def test_ensemble_of_teachers_from_two_families(tmp_path):
                      train=False) for i, m in enumerate(nets.teacher_model.members)]
   np.testing.assert_allclose(ens.probabilities, (members[0].probabilities + members[1].probabilities) / 2,
                              rtol=1e-5)
-  state, metrics = train_lib.train_step(state, batch, nets=nets)
+  state, metrics = step_fn(nets)(state, batch)
   assert np.isfinite(float(metrics["student/loss"]))
   config.share_classifier = True
   from fewframes_jax import configs_lib

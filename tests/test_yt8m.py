@@ -295,15 +295,13 @@ def test_corrupt_file(data_dir, kind):
   assert counter.by_reason()["corrupt_file"] == 1 and counter.total == 1
 
 
-def test_not_a_sequence_example_is_reported(data_dir):
+def test_unparseable_record_stops_the_pass_in_both_modes(data_dir):
   rng = np.random.default_rng(5)
   good = [_encode(_video(rng, i, 2)) for i in range(2)]
   path = _write(data_dir / "garbage.tfrecord", [good[0], b"\x01\x02 not a proto", good[1]])
-  with pytest.raises(yt8m.BadRecordError, match=rf"{path}, record 1"):
-    _batches(path, 2)
-  counter = yt8m.SkipCounter()
-  assert _valid_ids(_batches(path, 2, on_error="skip", skip_counter=counter)) == [b"vid000", b"vid001"]
-  assert counter.total == 1
+  for on_error in ("raise", "skip"):
+    with pytest.raises(yt8m.BadRecordError, match=rf"could not parse the record: .*{path}, record 1"):
+      _batches(path, 2, on_error=on_error)
 
 
 def test_argument_errors(three_files):

@@ -18,7 +18,10 @@ not depend on the sharding, and a seed gives the same bytes every time):
   1152-byte frames) under 200 MB.
 * Frames. Background: a per-video offset (`style`, the same for every frame) plus per-frame noise.
   Evidence of a label, on its frames only: + `signal` x (0.8..1.2) x the class prototype, in rgb and
-  audio. `signal` / `noise` is 6: one evidence frame is enough to see the class.
+  audio. Along the prototype, `signal` is 16 noise standard deviations, so one evidence frame is
+  enough to see the class, and a small model learns the prototypes within a few hundred steps
+  (measured: NeXtVLAD with 16 clusters, hidden 256, Adam 1e-3, batch 64, 300 steps: eval GAP 0.91
+  seeing every frame, 0.87 seeing 10 uniformly sampled frames, each trained alone with CE).
 * Where the evidence is. A long class covers 30-70% of the video in 1-2 segments: any sampling of a
   few frames finds it. A burst class appears in one burst of 2-6 frames at a random time: a model
   that sees every frame finds it, a student that sees k frames of a long video often misses it (as a
@@ -57,7 +60,7 @@ class SyntheticSpec:
   long_video_fraction: float = 0.1
   burst_frames: Tuple[int, int] = (2, 6)        # burst length range (inclusive)
   long_coverage: Tuple[float, float] = (0.3, 0.7)  # fraction of a video a long class covers
-  signal: float = 3.0   # evidence amplitude along the unit prototype
+  signal: float = 8.0   # evidence amplitude along the unit prototype
   noise: float = 0.5    # per-coordinate std of the per-frame noise
   style: float = 0.3    # per-coordinate std of the per-video offset
 
@@ -76,16 +79,28 @@ class SyntheticSpec:
     return (self.rgb_size, self.audio_size)
 
 
-class Video(NamedTuple):
-  """One synthetic video.
+class VideoPlan(NamedTuple):
+  """What a video shows, before any frame is drawn.
 
-  rgb: uint8[L, rgb_size]; audio: uint8[L, audio_size]; labels: int64[n] (1 <= n <= 4, distinct);
-  evidence: bool[n, L], where label j's evidence was added.
+  length: L, the stored number of frames; labels: int64[n] (1 <= n <= 4, distinct, sorted);
+  evidence: bool[n, L], the frames that hold label j's evidence; amplitude: f32[n, L], its strength
+  (0 off the evidence frames).
   """
-  rgb: np.ndarray
-  audio: np.ndarray
+  length: int
   labels: np.ndarray
   evidence: np.ndarray
+  amplitude: np.ndarray
+
+
+class Video(NamedTuple):
+  """One synthetic video: rgb uint8[L, rgb_size], audio uint8[L, audio_size], and its `VideoPlan`."""
+  rgb: np.ndarray
+  audio: np.ndarray
+  plan: VideoPlan
+
+  @property
+  def labels(self) -> np.ndarray:
+    return self.plan.labels
 
 
 def class_probabilities(spec: SyntheticSpec) -> np.ndarray:
@@ -130,10 +145,13 @@ def _segments_mask(rng, length: int, burst: bool, spec: SyntheticSpec) -> np.nda
   return mask
 
 
-def make_video(spec: SyntheticSpec, prototypes: Tuple[np.ndarray, np.ndarray], *, seed: int,
-               split: str, index: int) -> Video:
-  """Video `index` of `split` (deterministic in (spec, prototypes, seed, split, index))."""
-  rng = np.random.default_rng([seed, _SPLIT_CODE[split], index])
+def _video_rng(seed: int, split: str, index: int) -> np.random.Generator:
+  if split not in _SPLIT_CODE:
+    raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+  return np.random.default_rng([seed, _SPLIT_CODE[split], index])
+
+
+def _draw_plan(rng: np.random.Generator, spec: SyntheticSpec) -> VideoPlan:
   if rng.uniform() < spec.long_video_fraction:
     length = _log_uniform_int(rng, *spec.long_frames)
   else:
@@ -144,17 +162,30 @@ def make_video(spec: SyntheticSpec, prototypes: Tuple[np.ndarray, np.ndarray], *
                               p=class_probabilities(spec)))
   burst = is_burst_class(spec)
   evidence = np.stack([_segments_mask(rng, length, burst[c], spec) for c in labels])
-  # amplitude[j, t]: label j's evidence strength on frame t (0 off its segments).
   amplitude = evidence * rng.uniform(0.8, 1.2, size=evidence.shape).astype(np.float32)
   amplitude *= np.float32(spec.signal)
+  return VideoPlan(length=length, labels=labels.astype(np.int64), evidence=evidence,
+                   amplitude=amplitude)
+
+
+def plan_video(spec: SyntheticSpec, *, seed: int, split: str, index: int) -> VideoPlan:
+  """The plan of video `index` of `split`: the same as `make_video(...).plan`, without the frames."""
+  return _draw_plan(_video_rng(seed, split, index), spec)
+
+
+def make_video(spec: SyntheticSpec, prototypes: Tuple[np.ndarray, np.ndarray], *, seed: int,
+               split: str, index: int) -> Video:
+  """Video `index` of `split` (deterministic in (spec, prototypes, seed, split, index))."""
+  rng = _video_rng(seed, split, index)
+  plan = _draw_plan(rng, spec)
   streams = []
   for proto, size in zip(prototypes, spec.feature_sizes):
-    x = rng.standard_normal((length, size), dtype=np.float32)
+    x = rng.standard_normal((plan.length, size), dtype=np.float32)
     x *= np.float32(spec.noise)
     x += np.float32(spec.style) * rng.standard_normal(size, dtype=np.float32)
-    x += amplitude.T @ proto[labels]
+    x += plan.amplitude.T @ proto[plan.labels]
     streams.append(quantization.quantize(x))
-  return Video(rgb=streams[0], audio=streams[1], labels=labels.astype(np.int64), evidence=evidence)
+  return Video(rgb=streams[0], audio=streams[1], plan=plan)
 
 
 def video_id(split: str, index: int) -> bytes:
@@ -177,6 +208,7 @@ def write_split(out_dir: str, split: str, num_videos: int, *, spec: SyntheticSpe
   if id_key not in ("id", "video_id"):
     raise ValueError(f"id_key must be 'id' (2018+) or 'video_id' (2017), got {id_key!r}")
   num_shards = max(1, min(num_shards, num_videos))
+  os.makedirs(out_dir, exist_ok=True)
   prototypes = make_prototypes(spec, seed)
   paths = shard_paths(out_dir, split, num_shards)
   bounds = np.linspace(0, num_videos, num_shards + 1).round().astype(int)

@@ -11,6 +11,7 @@ Every model here is a `VideoModel(encoder, head)`:
 The split lets the student reuse the teacher's head (the paper's shared output layer) by calling
 `model.apply(teacher_variables, representation, train=..., method="classify")`.
 """
+import functools
 from typing import Any, Optional
 
 import flax
@@ -89,6 +90,33 @@ def normalize_frames(frames: Array, num_frames: Array, *, mode: str,
     x = (x - jnp.asarray(whitening_offset, jnp.float32)) * jnp.asarray(whitening_scale, jnp.float32)
   mask = frame_mask(num_frames, frames.shape[1])
   return jnp.where(mask[..., None], x, 0.0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def einsum_f32(subscripts: str, a: Array, b: Array) -> Array:
+  """`jnp.einsum(subscripts, a, b)` accumulated in and returned as float32, whatever the input dtype.
+
+  Its backward runs the two transposed products in the inputs' dtype (the float32 cotangent is rounded
+  to it first). JAX's own transpose of `preferred_element_type=float32` would multiply the float32
+  cotangent with the bfloat16 operand: a mixed-dtype matmul that XLA runs in float32 (TF32 at best on
+  a GPU, half the bfloat16 rate). For float32 inputs this is exactly `jnp.einsum`, forward and backward.
+  """
+  return jnp.einsum(subscripts, a, b, preferred_element_type=jnp.float32)
+
+
+def _einsum_f32_fwd(subscripts, a, b):
+  return einsum_f32(subscripts, a, b), (a, b)
+
+
+def _einsum_f32_bwd(subscripts, residuals, g):
+  a, b = residuals
+  g = g.astype(jnp.result_type(a, b))
+  (grad_a,) = jax.linear_transpose(lambda a_: jnp.einsum(subscripts, a_, b), a)(g)
+  (grad_b,) = jax.linear_transpose(lambda b_: jnp.einsum(subscripts, a, b_), b)(g)
+  return grad_a.astype(a.dtype), grad_b.astype(b.dtype)
+
+
+einsum_f32.defvjp(_einsum_f32_fwd, _einsum_f32_bwd)
 
 
 def load_whitening(path: str, rgb_size: int, feature_dim: int):

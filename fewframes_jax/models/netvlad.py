@@ -27,7 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fewframes_jax.models.common import ContextGating, batch_norm, frame_mask, normalize_frames
+from fewframes_jax.models.common import ContextGating, batch_norm, einsum_f32, frame_mask, normalize_frames
 
 Array = jax.Array
 
@@ -58,8 +58,7 @@ def vlad_residuals(assignments: Array, descriptors: Array, centres: Array, *, dt
   assignments: f32[B, N, K] (zero for padding); descriptors: [B, N, D]; centres: f32[D, K] -> f32[B, D, K].
   The product runs in `dtype` with float32 accumulation; no [B, N, K, D] tensor is formed.
   """
-  weighted = jnp.einsum("bnk,bnd->bdk", assignments.astype(dtype), descriptors.astype(dtype),
-                        preferred_element_type=jnp.float32)
+  weighted = einsum_f32("bnk,bnd->bdk", assignments.astype(dtype), descriptors.astype(dtype))
   mass = jnp.sum(assignments.astype(jnp.float32), axis=1)  # [B, K]
   return weighted - mass[:, None, :] * centres.astype(jnp.float32)[None]
 

@@ -34,7 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fewframes_jax.models.common import normalize_frames
+from fewframes_jax.models.common import einsum_f32, normalize_frames
 
 Array = jax.Array
 
@@ -124,7 +124,7 @@ class RNNLayer(nn.Module):
 
     def step(carry, inputs):
       xp_t, valid_t = inputs
-      rec = jnp.dot(carry[-1].astype(self.dtype), w_h, preferred_element_type=jnp.float32)
+      rec = einsum_f32("nh,hg->ng", carry[-1].astype(self.dtype), w_h)
       xp_t = xp_t.astype(jnp.float32)
       if is_lstm:
         new = _lstm_step(carry, xp_t + rec)

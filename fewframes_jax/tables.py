@@ -1,0 +1,512 @@
+"""The paper's experiment grid (which runs to train) and its tables in markdown. No JAX here.
+
+A `Cell` is one training run: a Teacher-Skyline, a k-frame baseline (no teacher), a distilled student
+(parallel or serial, one loss combination), or a stage-2 fine-tune. `build_cells(grid)` lists the
+cells of the chosen sections in dependency order (teachers before the serial students that read them,
+stage 1 before its fine-tune); every cell is listed once, so a teacher serves every row that needs it.
+Each cell has a `key` ("hrnn/seed0/serial_rep_pred_ce_k10") that names its workdir and its cached
+result; the renderers look results up by the same keys.
+
+Sections (the paper's tables, PAPER.md §7):
+  table1  Teacher-Skyline; the baselines Uniform/Random/First/Middle/Last/First-Middle-Last at each k;
+          Parallel and Serial x loss combinations at each k. One family per `Grid.families` entry.
+  table2  Serial vs Uniform at `anchor_k` with a fraction of the training data (the teacher is trained
+          on the same fraction).
+  table3  FLOPs per video and measured eval time of the teacher and the Serial students at `table3_ks`.
+  table4  final (L_rep) vs intermediate (L_rep^I) representation matching at `anchor_k` (recurrent
+          families only).
+  cross   cross-family distillation (a `cross_teacher` teacher, `cross_students` students) and a
+          multi-teacher ensemble, at `anchor_k`, with the same-family and no-teacher rows to compare.
+
+Results: `results[key]` is a dict with at least `gap`, `map_all_classes` (the paper's mAP convention,
+shown as mAP†), `map` (classes with a positive), `flops` and `params` of the evaluated network.
+With several seeds a table cell shows mean±standard deviation over the seeds that have a result.
+"""
+import dataclasses
+import math
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+PAPER_KS = (6, 10, 15, 20, 30)
+BASELINES = ("uniform", "random", "first", "middle", "last", "first_middle_last")
+BASELINE_NAMES = {"uniform": "Uniform-k", "random": "Random-k", "first": "First-k", "middle": "Middle-k",
+                  "last": "Last-k", "first_middle_last": "First-Middle-Last-k"}
+RECURRENT = ("hrnn", "lstm", "gru")
+SECTIONS = ("table1", "table2", "table3", "table4", "cross")
+
+
+@dataclasses.dataclass(frozen=True)
+class Loss:
+  """A student loss combination: which terms are on (each then takes the family's weight)."""
+  name: str
+  ce: bool
+  rep: bool
+  pred: bool
+
+
+LOSSES = {
+    "rep": Loss("L_rep", ce=False, rep=True, pred=False),
+    "rep_ce": Loss("L_rep, L_CE", ce=True, rep=True, pred=False),
+    "rep_pred_ce": Loss("L_rep, L_pred, L_CE", ce=True, rep=True, pred=True),
+    "pred": Loss("L_pred", ce=False, rep=False, pred=True),
+    "pred_ce": Loss("L_pred, L_CE", ce=True, rep=False, pred=True),
+}
+# The paper's Table 1 rows, in its order (it ran Parallel with the three L_rep combinations only).
+TABLE1_ROWS = (("parallel", "rep"), ("parallel", "rep_ce"), ("parallel", "rep_pred_ce"),
+               ("serial", "rep"), ("serial", "pred"), ("serial", "rep_ce"), ("serial", "pred_ce"),
+               ("serial", "rep_pred_ce"))
+ALL_ROWS = tuple((mode, loss) for mode in ("parallel", "serial") for loss in LOSSES)
+TABLE4_ROWS = tuple((mode, loss) for mode in ("parallel", "serial") for loss in ("rep", "rep_ce", "rep_pred_ce"))
+BEST_ROW = ("serial", "rep_pred_ce")  # the paper's best, used for Tables 2, 3 and the cross-family rows
+
+
+def needs_finetune(loss: str) -> bool:
+  """L_rep alone trains no classifier: the paper's stage 2 fine-tunes student + classifier on L_CE."""
+  return not LOSSES[loss].ce and not LOSSES[loss].pred
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  """One training run.
+
+  family: the teacher's family ('+'-joined for an ensemble); for a baseline, the student's family.
+  mode: teacher | student_only | parallel | serial | finetune (train.py's modes).
+  teachers: keys of the frozen teacher cells (serial: one; an ensemble: several).
+  init: the stage-1 cell a fine-tune starts from.
+  """
+  family: str
+  seed: int
+  mode: str
+  k: int = 0
+  sampling: str = "uniform"
+  loss: str = ""
+  intermediate: bool = False
+  fraction: float = 1.0
+  student_family: str = ""
+  teachers: Tuple[str, ...] = ()
+  init: str = ""
+
+  @property
+  def student(self) -> str:
+    return self.student_family or self.family
+
+  @property
+  def key(self) -> str:
+    suffix = "" if self.fraction == 1.0 else f"_f{self.fraction:g}"
+    if self.mode == "teacher":
+      name = "teacher"
+    elif self.mode == "student_only":
+      name = f"{self.sampling}_k{self.k}"
+    elif self.mode == "finetune":
+      return self.init + "_ft"
+    else:
+      name = f"{self.mode}_{self.loss}{'_inter' if self.intermediate else ''}_k{self.k}"
+      if self.student_family and self.student_family != self.family:
+        name += f"_to_{self.student_family}"
+    return f"{self.family}/seed{self.seed}/{name}{suffix}"
+
+  @property
+  def deps(self) -> Tuple[str, ...]:
+    return self.teachers + ((self.init,) if self.init else ())
+
+
+# ------------------------------------------------------------------------------------------------
+# Cell constructors: the renderers call the same ones, so a table reads exactly what was run.
+
+
+def teacher_cell(family: str, seed: int, fraction: float = 1.0) -> Cell:
+  return Cell(family, seed, "teacher", fraction=fraction)
+
+
+def baseline_cell(family: str, seed: int, k: int, sampling: str, fraction: float = 1.0) -> Cell:
+  return Cell(family, seed, "student_only", k=k, sampling=sampling, fraction=fraction)
+
+
+def distill_cell(family: str, seed: int, mode: str, loss: str, k: int, *, fraction: float = 1.0,
+                 intermediate: bool = False, student_family: str = "") -> Cell:
+  """A parallel or serial student (serial reads the family's teacher trained on the same fraction)."""
+  if mode not in ("parallel", "serial"):
+    raise ValueError(f"distill_cell: mode must be parallel or serial, got {mode!r}")
+  if loss not in LOSSES:
+    raise ValueError(f"distill_cell: loss {loss!r} is unknown; expected one of {sorted(LOSSES)}")
+  teachers = (teacher_cell(family, seed, fraction).key,) if mode == "serial" else ()
+  return Cell(family, seed, mode, k=k, loss=loss, intermediate=intermediate, fraction=fraction,
+              student_family=student_family if student_family != family else "", teachers=teachers)
+
+
+def ensemble_cell(families: Sequence[str], student_family: str, seed: int, loss: str, k: int) -> Cell:
+  """A serial student of an ensemble of teachers (one teacher cell per family)."""
+  return Cell("+".join(families), seed, "serial", k=k, loss=loss, student_family=student_family,
+              teachers=tuple(teacher_cell(f, seed).key for f in families))
+
+
+def finetune_cell(stage1: Cell) -> Cell:
+  return dataclasses.replace(stage1, mode="finetune", init=stage1.key)
+
+
+def reported_cell(mode: str, loss: str, family: str, seed: int, k: int, **kw) -> Cell:
+  """The cell whose result a table reports for a distillation row: after stage 2 for L_rep alone."""
+  cell = distill_cell(family, seed, mode, loss, k, **kw)
+  return finetune_cell(cell) if needs_finetune(loss) else cell
+
+
+# ------------------------------------------------------------------------------------------------
+# The grid
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+  """What to run. `families` each get a Table 1; Tables 2 and 4 use the first (Table 4: first recurrent)."""
+  families: Tuple[str, ...] = ("hrnn",)
+  seeds: Tuple[int, ...] = (0,)
+  ks: Tuple[int, ...] = PAPER_KS
+  baselines: Tuple[str, ...] = BASELINES
+  rows: Tuple[Tuple[str, str], ...] = TABLE1_ROWS
+  sections: Tuple[str, ...] = SECTIONS
+  anchor_k: int = 30                       # k of Tables 2 and 4 and of the cross-family rows
+  fractions: Tuple[float, ...] = (0.1, 0.25, 0.5)
+  table3_ks: Tuple[int, ...] = (10, 20, 30)
+  table4_rows: Tuple[Tuple[str, str], ...] = TABLE4_ROWS
+  cross_teacher: str = "nextvlad"
+  cross_students: Tuple[str, ...] = ("hrnn", "lstm")
+  ensemble: Tuple[str, ...] = ("nextvlad", "hrnn")  # teachers of the ensemble row; () for none
+
+  def __post_init__(self):
+    for section in self.sections:
+      if section not in SECTIONS:
+        raise ValueError(f"unknown section {section!r}; expected some of {SECTIONS}")
+    for method in self.baselines:
+      if method not in BASELINES:
+        raise ValueError(f"unknown baseline {method!r}; expected some of {BASELINES}")
+    for mode, loss in tuple(self.rows) + tuple(self.table4_rows):
+      if mode not in ("parallel", "serial") or loss not in LOSSES:
+        raise ValueError(f"unknown row ({mode!r}, {loss!r}): mode parallel|serial, loss one of {sorted(LOSSES)}")
+    if not self.families or not self.seeds:
+      raise ValueError("Grid needs at least one family and one seed")
+
+  @property
+  def table4_family(self) -> Optional[str]:
+    return next((f for f in self.families if f in RECURRENT), None)
+
+  @property
+  def ensemble_student(self) -> str:
+    return self.cross_students[0] if self.cross_students else self.families[0]
+
+
+def _with_finetune(cells: List[Cell], cell: Cell) -> None:
+  cells.append(cell)
+  if cell.mode in ("parallel", "serial") and needs_finetune(cell.loss):
+    cells.append(finetune_cell(cell))
+
+
+def build_cells(grid: Grid) -> List[Cell]:
+  """Every cell of the grid's sections, each once, dependencies first (teachers, then the rest)."""
+  cells: List[Cell] = []
+  main = grid.families[0]
+  for seed in grid.seeds:
+    if "table1" in grid.sections or "table3" in grid.sections:
+      for family in grid.families:
+        cells.append(teacher_cell(family, seed))
+    if "table1" in grid.sections:
+      for family in grid.families:
+        for k in grid.ks:
+          for method in grid.baselines:
+            cells.append(baseline_cell(family, seed, k, method))
+          for mode, loss in grid.rows:
+            _with_finetune(cells, distill_cell(family, seed, mode, loss, k))
+    if "table3" in grid.sections:
+      for family in grid.families:
+        for k in grid.table3_ks:
+          _with_finetune(cells, distill_cell(family, seed, *BEST_ROW, k))
+    if "table2" in grid.sections:
+      for fraction in tuple(grid.fractions) + (1.0,):
+        cells.append(teacher_cell(main, seed, fraction))
+        cells.append(baseline_cell(main, seed, grid.anchor_k, "uniform", fraction))
+        _with_finetune(cells, distill_cell(main, seed, *BEST_ROW, grid.anchor_k, fraction=fraction))
+    if "table4" in grid.sections and grid.table4_family:
+      family = grid.table4_family
+      cells.append(teacher_cell(family, seed))
+      for mode, loss in grid.table4_rows:
+        for intermediate in (False, True):
+          _with_finetune(cells, distill_cell(family, seed, mode, loss, grid.anchor_k, intermediate=intermediate))
+    if "cross" in grid.sections:
+      k, t = grid.anchor_k, grid.cross_teacher
+      cells += [teacher_cell(t, seed), baseline_cell(t, seed, k, "uniform")]
+      _with_finetune(cells, distill_cell(t, seed, *BEST_ROW, k))
+      for s in grid.cross_students:
+        cells += [teacher_cell(s, seed), baseline_cell(s, seed, k, "uniform")]
+        _with_finetune(cells, distill_cell(s, seed, *BEST_ROW, k))
+        _with_finetune(cells, distill_cell(t, seed, *BEST_ROW, k, student_family=s))
+      if grid.ensemble:
+        cells += [teacher_cell(f, seed) for f in grid.ensemble]
+        _with_finetune(cells, ensemble_cell(grid.ensemble, grid.ensemble_student, seed, BEST_ROW[1], k))
+  unique: Dict[str, Cell] = {}
+  for cell in cells:
+    unique.setdefault(cell.key, cell)
+  ordered = sorted(unique.values(), key=lambda c: c.mode != "teacher")  # stable: teachers first
+  done = set()
+  for cell in ordered:
+    missing = [d for d in cell.deps if d not in done]
+    if missing:
+      raise AssertionError(f"cell {cell.key} is listed before its dependencies {missing}")
+    done.add(cell.key)
+  return ordered
+
+
+# ------------------------------------------------------------------------------------------------
+# Aggregation and formatting
+
+
+def seed_values(results: Mapping[str, Mapping], keys: Iterable[str], metric: str) -> List[float]:
+  """The metric of each key that has a result (one key per seed)."""
+  return [float(results[k][metric]) for k in keys if k in results and metric in results[k]]
+
+
+def mean_std(values: Sequence[float]) -> Tuple[float, float]:
+  """Mean and sample standard deviation (0 for one value). NaN mean when empty."""
+  if not values:
+    return float("nan"), float("nan")
+  m = sum(values) / len(values)
+  if len(values) == 1:
+    return m, 0.0
+  return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+def fmt(values: Sequence[float], digits: int = 3, bold: bool = False) -> str:
+  """'0.812' for one seed, '0.812±0.004' for several, '–' for none."""
+  if not values:
+    return "–"
+  m, s = mean_std(values)
+  text = f"{m:.{digits}f}" if len(values) == 1 else f"{m:.{digits}f}±{s:.{digits}f}"
+  return f"**{text}**" if bold else text
+
+
+def _row(cells: Sequence[str]) -> str:
+  return "| " + " | ".join(cells) + " |"
+
+
+def _header(columns: Sequence[str], align_first_left: bool = True) -> List[str]:
+  return [_row(columns), "|" + "|".join([":---"] + ["---:"] * (len(columns) - 1)) + "|"]
+
+
+MAP_NOTE = ("mAP† = mean over all classes of the per-class AP (a class without positives counts 0): the "
+            "2017 code's convention, which the paper's figures use (`map_all_classes`).")
+
+
+def _mean(values: Sequence[float]) -> float:
+  return mean_std(values)[0] if values else float("-inf")
+
+
+def table1_markdown(results: Mapping[str, Mapping], grid: Grid, family: str) -> str:
+  """The paper's Table 1 layout for `family`: GAP and mAP† per k; the best student cell in bold."""
+  seeds, ks = grid.seeds, grid.ks
+  columns = ["Model"] + [f"k={k} {m}" for k in ks for m in ("GAP", "mAP†")]
+  lines = _header(columns)
+  teacher = [teacher_cell(family, s).key for s in seeds]
+  t_gap, t_map = seed_values(results, teacher, "gap"), seed_values(results, teacher, "map_all_classes")
+  lines.append(_row(["Teacher-Skyline (all frames)"] + ["", ""] * (len(ks) - 1) + [fmt(t_gap), fmt(t_map)]))
+  rows: List[Tuple[str, Dict[int, List[str]]]] = []  # (label, k -> seed keys)
+  section_at = {0: "*Baselines (k frames, no teacher)*"}
+  for method in grid.baselines:
+    rows.append((BASELINE_NAMES[method], {k: [baseline_cell(family, s, k, method).key for s in seeds] for k in ks}))
+  section_at[len(rows)] = "*Teacher-Student*"
+  for mode, loss in grid.rows:
+    label = f"{mode.capitalize()}, {LOSSES[loss].name}" + (" (+ stage-2 CE fine-tune)" if needs_finetune(loss) else "")
+    rows.append((label, {k: [reported_cell(mode, loss, family, s, k).key for s in seeds] for k in ks}))
+  best = {}
+  for k in ks:
+    for metric in ("gap", "map_all_classes"):
+      best[k, metric] = max((_mean(seed_values(results, keys[k], metric)) for _, keys in rows), default=None)
+  for i, (label, keys) in enumerate(rows):
+    if i in section_at:
+      lines.append(_row([section_at[i]] + [""] * (len(columns) - 1)))
+    cells = [label]
+    for k in ks:
+      for metric in ("gap", "map_all_classes"):
+        values = seed_values(results, keys[k], metric)
+        cells.append(fmt(values, bold=bool(values) and _mean(values) == best[k, metric]))
+    lines.append(_row(cells))
+  stage1 = [(mode, loss) for mode, loss in grid.rows if needs_finetune(loss)]
+  for mode, loss in stage1:  # the L_rep rows before stage 2, for reference
+    cells = [f"*{mode.capitalize()}, {LOSSES[loss].name}, stage 1 only*"]
+    for k in ks:
+      keys = [distill_cell(family, s, mode, loss, k).key for s in seeds]
+      cells += [fmt(seed_values(results, keys, "gap")), fmt(seed_values(results, keys, "map_all_classes"))]
+    lines.append(_row(cells))
+  notes = [f"Table 1 layout, {family}; seeds {', '.join(map(str, seeds))}"
+           + (" (mean±sd over seeds)" if len(seeds) > 1 else "") + ". Bold: best baseline/student per column.",
+           MAP_NOTE]
+  return "\n".join(lines + [""] + notes)
+
+
+def table2_markdown(results: Mapping[str, Mapping], grid: Grid, fraction_labels: Optional[Mapping[float, str]] = None) -> str:
+  """The paper's Table 2 layout: Serial vs Uniform at anchor_k with a fraction of the training data."""
+  family, k, seeds = grid.families[0], grid.anchor_k, grid.seeds
+  fractions = tuple(grid.fractions) + (1.0,)
+  labels = fraction_labels or {}
+  columns = ["Model", "Metric"] + [labels.get(f, f"{f:.0%}") for f in fractions]
+  lines = _header(columns)
+  rows = [("Serial, " + LOSSES[BEST_ROW[1]].name, lambda s, f: reported_cell(*BEST_ROW, family, s, k, fraction=f)),
+          ("Uniform-k", lambda s, f: baseline_cell(family, s, k, "uniform", f)),
+          ("Teacher-Skyline", lambda s, f: teacher_cell(family, s, f))]
+  for label, make in rows:
+    for metric, name in (("gap", "GAP"), ("map_all_classes", "mAP†")):
+      cells = [label, name]
+      for f in fractions:
+        cells.append(fmt(seed_values(results, [make(s, f).key for s in seeds], metric)))
+      lines.append(_row(cells))
+  notes = [f"Table 2 layout, {family}, k={k}; the teacher is trained on the same fraction of the data; the "
+           "100% column repeats Table 1. " + MAP_NOTE]
+  return "\n".join(lines + [""] + notes)
+
+
+def table3_markdown(timings: Mapping[str, Mapping], grid: Grid, family: str) -> str:
+  """The paper's Table 3 layout: measured eval time and FLOPs per video, teacher vs students.
+
+  `timings[key]` (key: the teacher cell's or a student cell's) holds `seconds` (eval forward time),
+  `videos`, `flops`, `params`, `frames`.
+  """
+  seeds = grid.seeds
+  columns = ["Model", "frames", "eval time (s)", "time vs teacher", "FLOPs/video (M)", "FLOPs vs teacher", "params"]
+  lines = _header(columns)
+  teacher_keys = [teacher_cell(family, s).key for s in seeds]
+  rows = [("Teacher-Skyline", teacher_keys)]
+  for k in grid.table3_ks:
+    rows.append((f"k = {k} (Serial, {LOSSES[BEST_ROW[1]].name})",
+                 [reported_cell(*BEST_ROW, family, s, k).key for s in seeds]))
+  t_time = _mean(seed_values(timings, teacher_keys, "seconds"))
+  t_flops = _mean(seed_values(timings, teacher_keys, "flops"))
+  videos = next((int(timings[k]["videos"]) for k in teacher_keys if k in timings), 0)
+  for label, keys in rows:
+    seconds, flops = seed_values(timings, keys, "seconds"), seed_values(timings, keys, "flops")
+    frames = next((str(timings[k]["frames"]) for k in keys if k in timings), "–")
+    params = next((f"{int(timings[k]['params']):,}" for k in keys if k in timings), "–")
+    time_ratio = f"{_mean(seconds) / t_time - 1:+.1%}" if seconds and t_time > 0 else "–"
+    flops_ratio = f"{_mean(flops) / t_flops - 1:+.1%}" if flops and t_flops > 0 else "–"
+    lines.append(_row([label, frames, fmt(seconds, 2), time_ratio,
+                       fmt([f / 1e6 for f in flops], 2), flops_ratio, params]))
+  notes = [f"Table 3 layout, {family}. Eval time: the jitted forward pass (dequantize, frame selection, "
+           f"model) over {videos} eval videos held in memory, median of repeated timed passes after a "
+           "warm-up (compile and input reading excluded). FLOPs: XLA cost analysis of the eval forward pass "
+           "per video, scans counted in full (`report.model_cost`)."]
+  return "\n".join(lines + [""] + notes)
+
+
+def table4_markdown(results: Mapping[str, Mapping], grid: Grid) -> str:
+  """The paper's Table 4 layout: intermediate (L_rep^I) vs final (L_rep) representation matching."""
+  family, k, seeds = grid.table4_family, grid.anchor_k, grid.seeds
+  if family is None:
+    return "Table 4 needs a recurrent family (hrnn, lstm or gru) in the grid."
+  columns = ["Model", "Intermediate GAP", "Intermediate mAP†", "Final GAP", "Final mAP†"]
+  lines = _header(columns)
+  for mode, loss in grid.table4_rows:
+    cells = [f"{mode.capitalize()} {LOSSES[loss].name}"]
+    for intermediate in (True, False):
+      keys = [reported_cell(mode, loss, family, s, k, intermediate=intermediate).key for s in seeds]
+      cells += [fmt(seed_values(results, keys, "gap")), fmt(seed_values(results, keys, "map_all_classes"))]
+    lines.append(_row(cells))
+  notes = [f"Table 4 layout, {family}, k={k}. Intermediate: L_rep is replaced by L_rep^I (the lower RNN's "
+           "per-frame outputs, teacher at the student's frames, eq. 3); Final: L_rep on the video "
+           "representation (eq. 2). L_rep-only rows are reported after the stage-2 CE fine-tune. " + MAP_NOTE]
+  return "\n".join(lines + [""] + notes)
+
+
+def cross_rows(grid: Grid, seed: int) -> List[Tuple[str, str, Cell]]:
+  """(teacher label, student label, cell) of the cross-family table, for one seed."""
+  k, t = grid.anchor_k, grid.cross_teacher
+  rows = [(f"{t} (all frames)", "–", teacher_cell(t, seed)),
+          ("none", f"{t}, Uniform-k", baseline_cell(t, seed, k, "uniform")),
+          (t, t, reported_cell(*BEST_ROW, t, seed, k))]
+  for s in grid.cross_students:
+    rows += [(f"{s} (all frames)", "–", teacher_cell(s, seed)),
+             ("none", f"{s}, Uniform-k", baseline_cell(s, seed, k, "uniform")),
+             (s, s, reported_cell(*BEST_ROW, s, seed, k)),
+             (t, s, reported_cell(*BEST_ROW, t, seed, k, student_family=s))]
+  if grid.ensemble:
+    ens = ensemble_cell(grid.ensemble, grid.ensemble_student, seed, BEST_ROW[1], k)
+    rows.append((" + ".join(grid.ensemble) + " (ensemble)", grid.ensemble_student,
+                 finetune_cell(ens) if needs_finetune(BEST_ROW[1]) else ens))
+  return rows
+
+
+def cross_markdown(results: Mapping[str, Mapping], grid: Grid) -> str:
+  """Cross-family and multi-teacher rows (the paper's future work), Serial L_rep+L_pred+L_CE."""
+  columns = ["Teacher", "Student", "frames", "GAP", "mAP†", "FLOPs/video (M)"]
+  lines = _header(columns)
+  per_seed = [cross_rows(grid, s) for s in grid.seeds]
+  for i, (teacher, student, cell) in enumerate(per_seed[0]):
+    keys = [rows[i][2].key for rows in per_seed]
+    frames = "all" if cell.mode == "teacher" else str(cell.k)
+    flops = seed_values(results, keys[:1], "flops")
+    lines.append(_row([teacher, student, frames, fmt(seed_values(results, keys, "gap")),
+                       fmt(seed_values(results, keys, "map_all_classes")),
+                       f"{flops[0] / 1e6:.2f}" if flops else "–"]))
+  notes = [f"Cross-family rows, k={grid.anchor_k}: Serial with {LOSSES[BEST_ROW[1]].name}. A student of "
+           "another family has its own classifier and a learned linear projection of its representation "
+           "for L_rep; the ensemble averages its teachers' predictions for L_pred and has one projection "
+           "per teacher for L_rep. " + MAP_NOTE]
+  return "\n".join(lines + [""] + notes)
+
+
+def pareto_points(results: Mapping[str, Mapping], grid: Grid) -> List[Dict]:
+  """Points for the GAP-vs-FLOPs plot: {'family', 'kind' (teacher|student|baseline), 'k', 'flops', 'gap',
+  'gap_std'}, averaged over seeds, for every teacher, Uniform-k baseline and Serial best student."""
+  specs = []  # (family, kind, k, make(seed) -> Cell)
+  for family in grid.families:
+    specs.append((family, "teacher", 0, lambda s, f=family: teacher_cell(f, s)))
+    for k in grid.ks:
+      specs.append((family, "baseline", k, lambda s, f=family, k=k: baseline_cell(f, s, k, "uniform")))
+      specs.append((family, "student", k, lambda s, f=family, k=k: reported_cell(*BEST_ROW, f, s, k)))
+  if "cross" in grid.sections:
+    k, t = grid.anchor_k, grid.cross_teacher
+    for f in (t,) + tuple(grid.cross_students):
+      specs.append((f, "teacher", 0, lambda s, f=f: teacher_cell(f, s)))
+      specs.append((f, "baseline", k, lambda s, f=f, k=k: baseline_cell(f, s, k, "uniform")))
+      specs.append((f, "student", k, lambda s, f=f, k=k: reported_cell(*BEST_ROW, f, s, k)))
+      if f != t:
+        specs.append((f"{t}->{f}", "student", k,
+                      lambda s, f=f, k=k: reported_cell(*BEST_ROW, t, s, k, student_family=f)))
+  points, seen = [], set()
+  for family, kind, k, make in specs:
+    keys = [make(s).key for s in grid.seeds]
+    if keys[0] in seen:
+      continue
+    seen.add(keys[0])
+    gaps, flops = seed_values(results, keys, "gap"), seed_values(results, keys, "flops")
+    if gaps and flops:
+      m, sd = mean_std(gaps)
+      points.append({"family": family, "kind": kind, "k": k, "flops": flops[0], "gap": m, "gap_std": sd})
+  return points
+
+
+def gap_vs_k_series(results: Mapping[str, Mapping], grid: Grid, family: str) -> Dict:
+  """{'teacher': (mean, sd) or None, 'series': {label: [(k, mean, sd), ...]}} for the GAP-vs-k plot."""
+  seeds = grid.seeds
+  series: Dict[str, List[Tuple[int, float, float]]] = {}
+
+  def add(label, make):
+    for k in grid.ks:
+      values = seed_values(results, [make(s, k).key for s in seeds], "gap")
+      if values:
+        series.setdefault(label, []).append((k, *mean_std(values)))
+
+  for method in grid.baselines:
+    add(BASELINE_NAMES[method], lambda s, k, m=method: baseline_cell(family, s, k, m))
+  for mode, loss in grid.rows:
+    add(f"{mode.capitalize()}, {LOSSES[loss].name}", lambda s, k, m=mode, l=loss: reported_cell(m, l, family, s, k))
+  teacher = seed_values(results, [teacher_cell(family, s).key for s in seeds], "gap")
+  return {"teacher": mean_std(teacher) if teacher else None, "series": series}
+
+
+def parse_markdown_table(text: str) -> List[List[str]]:
+  """The rows (split into stripped cells) of the first markdown table in `text`, without the rule line."""
+  rows, started = [], False
+  for line in text.splitlines():
+    line = line.strip()
+    if line.startswith("|") and line.endswith("|"):
+      started = True
+      cells = [c.strip() for c in line[1:-1].split("|")]
+      if not all(set(c) <= set(":-") and c for c in cells):
+        rows.append(cells)
+    elif started:
+      break
+  return rows

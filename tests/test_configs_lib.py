@@ -1,0 +1,266 @@
+"""Config validation: every invalid setting gives a ConfigError whose message names the field.
+
+Checks against other runs (resume, serial teacher, finetune init) read real Orbax checkpoints saved
+here from fresh tiny states, and fail before anything is compiled.
+"""
+import os
+import shutil
+
+import jax
+import pytest
+
+from configs import base
+from fewframes_jax import checkpoint as ckpt_lib
+from fewframes_jax import configs_lib
+from fewframes_jax import train_loop
+from fewframes_jax.configs_lib import ConfigError
+
+T = 20
+NUM_CLASSES = 8
+
+
+def tiny(mode="parallel", family="nextvlad", k=4):
+  c = base.experiment(family, k=k, arg=f"tiny,mode={mode}")
+  c.data.train_pattern = c.data.eval_pattern = "/nonexistent/unused-*"
+  c.data.num_classes = NUM_CLASSES
+  c.data.max_frames = T
+  c.data.feature_sizes = (16, 8)
+  return c
+
+
+def _set(c, path, value):
+  node = c
+  *parents, leaf = path.split(".")
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+
+
+def test_tiny_config_is_valid():
+  for mode in ("teacher", "student_only", "parallel"):
+    for family in ("nextvlad", "netvlad", "hrnn", "lstm"):
+      configs_lib.validate(tiny(mode, family))
+
+
+# (family, {field: value}, message regex)
+CASES = [
+    ("nextvlad", {"student.k": 0}, r"student.k=0: need 1 <= k <= data.max_frames=20"),
+    ("nextvlad", {"student.k": 21}, r"student.k=21: need 1 <= k <= data.max_frames=20"),
+    ("nextvlad", {"teacher.name": "transformer"}, r"teacher.name='transformer': expected one of \('hrnn'"),
+    ("nextvlad", {"student.name": "vit"}, r"student.name='vit': expected one of"),
+    ("nextvlad", {"student.sampling": "every_other"}, r"student.sampling='every_other': expected one of \('uniform'"),
+    ("nextvlad", {"mode": "distill"}, r"mode='distill': expected one of"),
+    ("nextvlad", {"dtype": "float16"}, r"dtype='float16': expected one of"),
+    ("nextvlad", {"data.num_classes": 0}, r"data.num_classes=0: must be >= 1"),
+    ("nextvlad", {"data.max_frames": 0}, r"data.max_frames=0: must be >= 1"),
+    ("nextvlad", {"data.feature_names": ("rgb",)}, r"data.feature_names \('rgb',\) and data.feature_sizes \(16, 8\)"),
+    ("nextvlad", {"data.feature_sizes": (16, 0)}, r"data.feature_sizes=\(16, 0\): must be positive"),
+    ("nextvlad", {"data.on_error": "ignore"}, r"data.on_error='ignore': expected one of \('raise', 'skip'\)"),
+    ("nextvlad", {"data.id_key": "vid"}, r"data.id_key='vid'"),
+    ("nextvlad", {"data.batch_size": 0}, r"data.batch_size and data.eval_batch_size must be >= 1"),
+    ("nextvlad", {"data.eval_batch_size": 0}, r"data.batch_size and data.eval_batch_size must be >= 1"),
+    ("nextvlad", {"data.train_fraction": 0.0}, r"data.train_fraction=0.0: need 0 < f <= 1"),
+    ("nextvlad", {"data.train_fraction": 1.5}, r"data.train_fraction=1.5"),
+    # H-RNN blocks must fit the frames each network sees: max_frames (teacher), k (student).
+    ("hrnn", {"teacher.hrnn.num_blocks": 21}, r"teacher.hrnn.num_blocks=21 does not fit the 20 frames"),
+    ("hrnn", {"teacher.hrnn.num_blocks": 0}, r"teacher.hrnn.num_blocks=0 does not fit"),
+    ("hrnn", {"student.hrnn.num_blocks": 5}, r"student.hrnn.num_blocks=5 does not fit the 4 frames"),
+    ("hrnn", {"data.max_frames": 10, "teacher.hrnn.num_blocks": 20},
+     r"teacher.hrnn.num_blocks=20 does not fit the 10 frames this network sees: need 1 <= num_blocks <= 10"),
+    ("hrnn", {"teacher.hrnn.cells": 0}, r"teacher.hrnn.cells/layers must be positive"),
+    ("lstm", {"student.rnn.layers": 0}, r"student.rnn.cells/layers must be positive"),
+    ("netvlad", {"teacher.netvlad.cluster_size": 1}, r"teacher.netvlad.cluster_size must be >= 2"),
+    ("nextvlad", {"student.nextvlad.groups": 3}, r"student.nextvlad.groups=3: need an even number >= 2"),
+    ("nextvlad", {"teacher.nextvlad.cluster_size": 1}, r"teacher.nextvlad.cluster_size must be >= 2"),
+    ("nextvlad", {"teacher.nextvlad.dropout": 1.0}, r"teacher.nextvlad.dropout=1.0: need 0 <= dropout < 1"),
+    ("nextvlad", {"teacher.input_norm": "reverse_whitening", "teacher.whitening_eigenvalues": "/nonexistent.npy"},
+     r"teacher.whitening_eigenvalues='/nonexistent.npy': reverse whitening needs a readable .npy"),
+    ("nextvlad", {"loss.rep": -1.0}, r"loss.rep=-1.0: weights must be >= 0"),
+    ("nextvlad", {"loss.pred_distance": "l1"}, r"loss.pred_distance='l1': expected one of"),
+    ("nextvlad", {"loss.ce": 0.0, "loss.rep": 0.0, "loss.pred": 0.0}, r"loss: every student loss weight is 0"),
+    ("nextvlad", {"loss.rep_intermediate": 1.0},
+     r"loss.rep_intermediate>0 needs recurrent teacher and student .*teacher.name='nextvlad'"),
+    ("nextvlad", {"teacher_workdirs": "/a,/b"}, r"teacher_workdirs \(an ensemble\) needs mode=serial"),
+    ("nextvlad", {"mode": "serial"}, r"mode=serial needs teacher_workdir \(a trained teacher run\)"),
+    ("nextvlad", {"mode": "serial", "teacher_workdir": "/nonexistent/run"},
+     r"teacher_workdir='/nonexistent/run': no checkpoints folder there"),
+    ("nextvlad", {"mode": "finetune"}, r"mode=finetune needs init_workdir"),
+    ("nextvlad", {"mode": "finetune", "init_workdir": "/nonexistent/run"},
+     r"init_workdir='/nonexistent/run': no checkpoints folder there"),
+    ("nextvlad", {"optim.learning_rate": 0.0}, r"optim: learning_rate > 0"),
+    ("nextvlad", {"optim.decay_rate": 1.5}, r"0 < decay_rate <= 1"),
+    ("nextvlad", {"optim.clip_mode": "by_value"}, r"optim.clip_mode='by_value'"),
+    ("nextvlad", {"train.num_steps": 0, "train.num_epochs": 0.0}, r"train: set num_steps > 0 or num_epochs > 0"),
+    ("nextvlad", {"train.checkpoint_every": 0}, r"train.log_every and train.checkpoint_every must be >= 1"),
+    ("nextvlad", {"train.keep_checkpoints": 0}, r"train.keep_checkpoints=0: must be >= 1"),
+]
+
+
+@pytest.mark.parametrize("family, changes, message", CASES, ids=[" ".join(c[1]) for c in CASES])
+def test_invalid_setting_names_the_field(family, changes, message):
+  c = tiny("parallel", family)
+  for path, value in changes.items():
+    _set(c, path, value)
+  with pytest.raises(ConfigError, match=message):
+    configs_lib.validate(c)
+
+
+def test_resolve_needs_eval_files():
+  c = tiny()
+  c.data.eval_pattern = ""
+  with pytest.raises(ConfigError, match=r"data.eval_pattern is empty"):
+    configs_lib.resolve(c)
+
+
+def test_num_train_steps():
+  c = tiny()
+  c.train.num_steps = 0
+  c.train.num_epochs = 2.0
+  c.data.num_train_examples = 0
+  with pytest.raises(ConfigError, match=r"train.num_epochs needs data.num_train_examples"):
+    configs_lib.num_train_steps(c)
+  c.data.num_train_examples = 100  # 2 epochs x 100 / batch 8 = 25 steps
+  assert configs_lib.num_train_steps(c) == 25
+
+
+def test_shared_classifier_needs_equal_representation_sizes():
+  c = tiny("parallel")
+  configs_lib.check_representation_sizes(c, 16, 16)
+  with pytest.raises(ConfigError, match=r"share_classifier=True needs equal representation sizes, got teacher "
+                                        r"16 and student 64 \(cross-family: set share_classifier=False\)"):
+    configs_lib.check_representation_sizes(c, 16, 64)
+  c.share_classifier = False
+  configs_lib.check_representation_sizes(c, 16, 64)
+
+
+def test_check_finite_names_step_and_terms():
+  configs_lib.check_finite({"teacher/ce": 1.0, "student/loss": 2.0}, 7)
+  with pytest.raises(FloatingPointError, match=r"non-finite loss at step 7: student/rep=inf, teacher/ce=nan; "
+                                               r"training stopped, the last good checkpoint is kept"):
+    configs_lib.check_finite({"teacher/ce": float("nan"), "student/ce": 1.0, "student/rep": float("inf")}, 7)
+
+
+# ------------------------------------------------------------------------------------------------
+# Checks against saved runs.
+
+
+def _save_fresh_run(workdir, config):
+  nets = train_loop.build(config)
+  state = train_loop.create_state(config, nets, feature_dim=sum(config.data.feature_sizes),
+                                  rng=jax.random.PRNGKey(0))
+  manager = ckpt_lib.make_manager(workdir)
+  ckpt_lib.save(manager, state, config, metrics={"gap": 0.5}, force=True)
+  manager.wait_until_finished()
+  manager.close()
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  root = tmp_path_factory.mktemp("runs")
+  return {"teacher": _save_fresh_run(str(root / "teacher"), tiny("teacher")),
+          "student": _save_fresh_run(str(root / "student"), tiny("student_only")),
+          "root": root}
+
+
+def test_serial_teacher_checks(runs):
+  c = tiny("serial")
+  c.teacher_workdir = runs["teacher"]
+  configs_lib.validate(c)  # the matching teacher passes
+
+  c.teacher.nextvlad.cluster_size = 6
+  with pytest.raises(ConfigError, match=r"teacher checkpoint in '.*teacher' does not match config.teacher: "
+                                        r"checkpoint .*'cluster_size': 4.* vs config .*'cluster_size': 6"):
+    configs_lib.validate(c)
+
+  c = tiny("serial", "hrnn")
+  c.teacher_workdir = runs["teacher"]
+  with pytest.raises(ConfigError, match=r"does not match config.teacher: checkpoint \{'name': 'nextvlad'"):
+    configs_lib.validate(c)
+
+  c = tiny("serial")
+  c.teacher_workdir = runs["teacher"]
+  c.data.num_classes = 9
+  with pytest.raises(ConfigError, match=r"data.num_classes=9 differs from the teacher checkpoint's \(8\)"):
+    configs_lib.validate(c)
+
+  c = tiny("serial")
+  c.teacher_workdir = runs["student"]
+  with pytest.raises(ConfigError, match=r"teacher_workdir='.*student' has no teacher \(a student_only run\)"):
+    configs_lib.validate(c)
+
+
+def test_unreadable_or_incomplete_teacher_workdir(runs):
+  # Only a torn save (Orbax's temporary folder): no complete checkpoint.
+  torn = runs["root"] / "torn"
+  shutil.copytree(os.path.join(runs["teacher"], "checkpoints", "0"),
+                  torn / "checkpoints" / "0.orbax-checkpoint-tmp-123")
+  c = tiny("serial")
+  c.teacher_workdir = str(torn)
+  with pytest.raises(ConfigError, match=r"teacher_workdir='.*torn': no complete checkpoint in"):
+    configs_lib.validate(c)
+
+  # A checkpoint whose saved config is not readable JSON.
+  broken = runs["root"] / "broken"
+  shutil.copytree(runs["teacher"], broken)
+  with open(broken / "checkpoints" / "0" / "config" / "metadata", "w") as f:
+    f.write("{not json")
+  c.teacher_workdir = str(broken)
+  with pytest.raises(ConfigError, match=r"teacher_workdir='.*broken': cannot read the config of checkpoint 0"):
+    configs_lib.validate(c)
+
+
+def test_finetune_init_checks(runs):
+  c = tiny("finetune")
+  c.init_workdir = runs["student"]
+  configs_lib.validate(c)
+  c.student.nextvlad.hidden_size = 32
+  with pytest.raises(ConfigError, match=r"student checkpoint in '.*student' does not match config.student"):
+    configs_lib.validate(c)
+  c = tiny("finetune")
+  c.init_workdir = runs["teacher"]
+  with pytest.raises(ConfigError, match=r"init_workdir='.*teacher' has no student \(a teacher run\)"):
+    configs_lib.validate(c)
+
+
+@pytest.mark.parametrize("mode, changes, message", [
+    ("teacher", {"data.num_classes": 9}, r"data.num_classes=9 differs from the checkpoint's \(8\) in '.*teacher'"),
+    ("teacher", {"data.feature_sizes": (16, 4)}, r"data.feature_sizes=\(16, 4\) differs from the checkpoint's"),
+    ("parallel", {}, r"mode='parallel' differs from the checkpoint's \('teacher'\)"),
+    ("teacher", {"teacher.nextvlad.groups": 4}, r"config.teacher architecture differs from the checkpoint's"),
+])
+def test_resume_must_fit_the_checkpoint(runs, mode, changes, message):
+  c = tiny(mode)
+  configs_lib.validate(c, workdir=runs["teacher"] + "_missing")  # no checkpoint there: a fresh run
+  for path, value in changes.items():
+    _set(c, path, value)
+  with pytest.raises(ConfigError, match=message):
+    configs_lib.validate(c, workdir=runs["teacher"])
+
+
+def test_train_and_evaluate_rejects_before_compiling(runs):
+  """The checks run inside train_and_evaluate before any trace or compile."""
+  events = []
+
+  def listener(event, secs, **kwargs):
+    del secs, kwargs
+    if event.startswith("/jax/core/compile/"):
+      events.append(event)
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    jax.jit(lambda x: x * 3)(1.0)
+    assert events  # the listener sees compiles
+    events.clear()
+    c = tiny("teacher")
+    c.data.num_classes = 9
+    with pytest.raises(ConfigError, match=r"data.num_classes=9 differs from the checkpoint's \(8\)"):
+      train_loop.train_and_evaluate(c, runs["teacher"])
+    c = tiny("serial")
+    c.teacher_workdir = runs["teacher"]
+    c.teacher.nextvlad.hidden_size = 32
+    with pytest.raises(ConfigError, match=r"teacher checkpoint in '.*teacher' does not match config.teacher"):
+      train_loop.train_and_evaluate(c, str(runs["root"] / "serial_run"))
+    assert events == []
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
