@@ -32,8 +32,9 @@ def benchmark_input(file_pattern: str = "", batch_size: int = 64, num_batches: i
     max_frames, feature_names, feature_sizes, training, seed: as `make_dataset`.
 
   Returns:
-    {"videos_per_sec", "batches_per_sec", "batches", "videos", "seconds", "batch_size", "max_frames",
-     "frame_bytes", "file_pattern", "training", "load_average" (1/5/15 min, before and after), "cpus"}.
+    {"videos_per_sec", "batches_per_sec", "batches", "videos", "seconds", "cpu_ms_per_video",
+     "batch_size", "max_frames", "frame_bytes", "file_pattern", "training",
+     "load_average" (1/5/15 min, before and after), "cpus"}.
   """
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
 
@@ -51,19 +52,22 @@ def benchmark_input(file_pattern: str = "", batch_size: int = 64, num_batches: i
     if next(batches, None) is None:
       break
   count, videos = 0, 0
-  start = time.perf_counter()
+  start, cpu_start = time.perf_counter(), time.process_time()
   for batch in batches:
     videos += int(batch["valid"].sum())
     count += 1
     if count >= num_batches:
       break
   seconds = time.perf_counter() - start
+  cpu_seconds = time.process_time() - cpu_start
   return {
       "videos_per_sec": videos / seconds if seconds > 0 else float("nan"),
       "batches_per_sec": count / seconds if seconds > 0 else float("nan"),
       "batches": count,
       "videos": videos,
       "seconds": seconds,
+      # CPU time of this process (all pipeline threads) per video: comparable across machine loads.
+      "cpu_ms_per_video": 1000 * cpu_seconds / videos if videos else float("nan"),
       "batch_size": batch_size,
       "max_frames": max_frames,
       "frame_bytes": int(sum(feature_sizes)),
@@ -83,8 +87,8 @@ def _input_main(args: argparse.Namespace) -> Dict[str, Any]:
   load = result["load_average"]["after"]
   print(f"input pipeline: {result['videos_per_sec']:.0f} videos/s ({result['batches']} batches of "
         f"{result['batch_size']}, {result['max_frames']} frames x {result['frame_bytes']} uint8, "
-        f"{result['seconds']:.1f} s; {result['cpus']} CPUs, load average {load[0]:.2f} "
-        f"{load[1]:.2f} {load[2]:.2f})")
+        f"{result['seconds']:.1f} s; {result['cpu_ms_per_video']:.3f} CPU ms per video; "
+        f"{result['cpus']} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})")
   return result
 
 

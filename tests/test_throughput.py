@@ -115,19 +115,21 @@ def _dot_dtypes(jaxpr, acc):
 
 @pytest.mark.parametrize("family", ["nextvlad", "netvlad", "hrnn"])
 def test_bfloat16_path_runs_every_matmul_in_bfloat16(family):
+  """Traced only (shapes, no compile): forward and backward matmuls all take bfloat16 operands."""
   config = tiny_config(family)
   model = build_model(config.teacher, num_classes=C, feature_sizes=(12, 4), dtype="bfloat16")
-  variables = train_lib.init_variables(model, jax.random.PRNGKey(0), frames=T, feature_dim=D)
-  assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}  # params stay float32
+  x, n = jax.ShapeDtypeStruct((2, T, D), jnp.float32), jax.ShapeDtypeStruct((2,), jnp.int32)
+  rng = jax.random.PRNGKey(0)
+  variables = jax.eval_shape(lambda x, n: model.init({"params": rng, "dropout": rng}, x, n, train=False), x, n)
+  assert {v.dtype for v in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}  # params stay float32
 
   def forward(v, x, n):
-    return model.apply(v, x, n, train=True, rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["batch_stats"])
+    return model.apply(v, x, n, train=True, rngs={"dropout": rng}, mutable=["batch_stats"])[0]
 
-  x, n = jnp.zeros((2, T, D)), jnp.array([T, 5])
-  dots = _dot_dtypes(jax.make_jaxpr(jax.grad(lambda v: forward(v, x, n)[0].probabilities.sum()))(
-      variables).jaxpr, collections.Counter())
+  grad = jax.grad(lambda v, x, n: forward(v, x, n).probabilities.sum())
+  dots = _dot_dtypes(jax.make_jaxpr(grad)(variables, x, n).jaxpr, collections.Counter())
   assert dots and set(dots) == {("bfloat16", "bfloat16")}, dict(dots)  # forward and backward
-  out, _ = forward(variables, x, n)
+  out = jax.eval_shape(forward, variables, x, n)
   assert out.probabilities.dtype == jnp.float32 and out.representation.dtype == jnp.float32
 
 

@@ -63,6 +63,30 @@ def _check_rows(batches, videos_by_id, max_frames, num_classes=C):
       np.testing.assert_array_equal(b["labels"][row], multi_hot)
 
 
+def test_encoder_writes_the_same_proto_as_tf_train():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(9)
+  rgb = rng.integers(0, 256, (3, 200), dtype=np.uint8)  # 200 bytes: a 2-byte length varint
+  audio = rng.integers(0, 256, (3, 4), dtype=np.uint8)
+  labels = [0, 5, 300, -1]  # multi-byte and negative int64 varints
+  encoded = records.encode_sequence_example(video_id=b"abc", labels=labels,
+                                            features={"rgb": rgb, "audio": audio, "empty": rgb[:0]},
+                                            id_key="video_id")
+  expected = tf.train.SequenceExample()
+  expected.context.feature["video_id"].bytes_list.value.append(b"abc")
+  expected.context.feature["labels"].int64_list.value.extend(labels)
+  for name, frames in (("rgb", rgb), ("audio", audio)):
+    for frame in frames:
+      expected.feature_lists.feature_list[name].feature.add().bytes_list.value.append(frame.tobytes())
+  expected.feature_lists.feature_list["empty"].SetInParent()
+  assert tf.train.SequenceExample.FromString(encoded) == expected
+  # Per-frame bytes (the slow path used for malformed frames) encode the same frames identically.
+  slow = records.encode_sequence_example(video_id=b"abc", labels=labels,
+                                         features={"rgb": [f.tobytes() for f in rgb], "audio": audio,
+                                                   "empty": rgb[:0]}, id_key="video_id")
+  assert slow == encoded
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
   return tmp_path_factory.mktemp("yt8m")
@@ -125,7 +149,8 @@ def test_both_id_keys_read_and_neither_names_the_keys(data_dir):
   with pytest.raises(yt8m.BadRecordError, match=r"keys\.tfrecord, record 1: missing_id.*'video_id'"):
     _batches(path, 2, id_key="video_id")
   bad = _write(data_dir / "nokey.tfrecord", [_encode(none, id_key="")])
-  with pytest.raises(yt8m.BadRecordError, match=r"nokey\.tfrecord, record 0: .*none of the id keys \['id', 'video_id'\]"):
+  with pytest.raises(yt8m.BadRecordError,
+                     match=r"nokey\.tfrecord, record 0: .*none of the id keys \['id', 'video_id'\]"):
     _batches(bad, 2)
 
 

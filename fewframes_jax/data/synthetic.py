@@ -18,14 +18,17 @@ not depend on the sharding, and a seed gives the same bytes every time):
   1152-byte frames) under 200 MB.
 * Frames. Background: a per-video offset (`style`, the same for every frame) plus per-frame noise.
   Evidence of a label, on its frames only: + `signal` x (0.8..1.2) x the class prototype, in rgb and
-  audio. Along the prototype, `signal` is 16 noise standard deviations, so one evidence frame is
-  enough to see the class, and a small model learns the prototypes within a few hundred steps
+  audio. Along the prototype, `signal` is 16 per-frame noise standard deviations, so one evidence
+  frame is enough to see the class, and a small model learns the prototypes within a few hundred steps
   (measured: NeXtVLAD with 16 clusters, hidden 256, Adam 1e-3, batch 64, 300 steps: eval GAP 0.91
   seeing every frame, 0.87 seeing 10 uniformly sampled frames, each trained alone with CE).
 * Where the evidence is. A long class covers 30-70% of the video in 1-2 segments: any sampling of a
   few frames finds it. A burst class appears in one burst of 2-6 frames at a random time: a model
   that sees every frame finds it, a student that sees k frames of a long video often misses it (as a
-  brief event in a real video). Nothing here favours distillation itself.
+  brief event in a real video). With the default spec, k uniformly sampled frames (of the first 300)
+  miss 17% (k=6), 9% (k=10) and 2% (k=30) of the burst labels, and almost no long ones. The byte
+  budget caps how many videos can be long, which caps these rates. Nothing here favours
+  distillation itself.
 """
 import argparse
 import dataclasses
