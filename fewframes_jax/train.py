@@ -124,7 +124,7 @@ def make_networks(config: ml_collections.ConfigDict, *, num_classes: int,
   mode = config.mode
   if mode not in MODES:
     raise ValueError(f"mode={mode!r}: expected one of {MODES}")
-  has_teacher = mode != "student_only"
+  has_teacher = mode not in ("student_only", "finetune")  # finetune: the student alone (stage 2)
   has_student = mode != "teacher"
   kw = dict(num_classes=num_classes, feature_sizes=tuple(d.feature_sizes), dtype=config.dtype)
   if teacher_model is None and has_teacher:

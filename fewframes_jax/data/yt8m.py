@@ -14,6 +14,14 @@ Each record is a `tf.train.SequenceExample`:
   video_id    string[B]                        b"" for padding rows.
   valid       bool[B]                          False only for eval padding rows.
 
+Student-only input (`student_frames=(k, method)`): each record is parsed as above, but only the k frames
+the student sees are decoded, batched and shipped: `frames` is uint8[B, k, D] (zero rows at slots
+j >= num_frames_k) and `num_frames_k` int32[B] is added; `num_frames` stays the video's (clipped) length.
+The indices come from `sampling.frame_indices_np`, the host twin of the on-device sampler, so a
+deterministic method gives exactly the frames `sampling.sample_frames` picks from the full batch. For
+deterministic methods the rule is tabulated once for every length 0..T; 'random' draws per record from
+numpy seeded by (seed, file index, record index) (same rule, not the device's draws).
+
 Validation happens in the graph, per record (measured on the bundled data: about 0.3 ms of CPU per
 video against 0.2 ms for a bare parse; > 2,000 videos/s on 2 cores): each record carries its file
 index and record index, an error code is computed with TF ops, and then, depending on `on_error`,
@@ -33,11 +41,12 @@ file and record (the parser's example name): such a file is broken beyond one re
 import math
 import re
 import sys
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
 
+from fewframes_jax import sampling
 from fewframes_jax.data.quantization import dequantize  # pylint: disable=unused-import  (re-export)
 
 ID_KEYS = ("id", "video_id")  # 2018+ releases, 2017 release
@@ -179,7 +188,8 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
                  shuffle_buffer: int = 2048, process_index: Optional[int] = None,
                  process_count: Optional[int] = None, repeat: bool = True,
                  file_fraction: float = 1.0, skip_counter: Optional[SkipCounter] = None,
-                 pad_to_batches: Optional[int] = None, cycle_length: int = 8):
+                 pad_to_batches: Optional[int] = None, cycle_length: int = 8,
+                 student_frames: Optional[Tuple[int, str]] = None):
   """Builds the input pipeline of one process.
 
   Args:
@@ -204,6 +214,8 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
     pad_to_batches: eval only: append all-padding batches so this process yields exactly this many
       batches (see `num_eval_batches`); the pipeline fails if the shard has more.
     cycle_length: files read concurrently in training.
+    student_frames: (k, sampling method): decode and emit only the student's k frames per video
+      (see the module docstring); `seed` seeds the 'random' method.
 
   Returns:
     A `tf.data.Dataset` of dict batches (see the module docstring).
@@ -242,7 +254,7 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
   reader = _RecordReader(files, on_error=on_error, skip_counter=skip_counter,
                          num_classes=num_classes, max_frames=max_frames,
                          feature_names=tuple(feature_names), feature_sizes=tuple(feature_sizes),
-                         id_key=id_key)
+                         id_key=id_key, student_frames=student_frames, seed=seed)
   file_ids = tf.data.Dataset.range(len(files))
   if training:
     file_ids = file_ids.shuffle(len(files), seed=seed + 7919 * process_index,
@@ -267,7 +279,8 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
   examples = examples.map(lambda ok, ex: ex)
 
   padded_shapes = {k: s.shape for k, s in examples.element_spec.items()}
-  padded_shapes["frames"] = tf.TensorShape([max_frames, sum(feature_sizes)])
+  frames_per_video = max_frames if student_frames is None else int(student_frames[0])
+  padded_shapes["frames"] = tf.TensorShape([frames_per_video, sum(feature_sizes)])
   if training:
     batches = examples.padded_batch(batch_size, padded_shapes=padded_shapes, drop_remainder=True)
   else:
@@ -319,7 +332,7 @@ class _RecordReader:
   """Per-file record streams and the per-record parse + validation (all TF graph functions)."""
 
   def __init__(self, files, *, on_error, skip_counter, num_classes, max_frames, feature_names,
-               feature_sizes, id_key):
+               feature_sizes, id_key, student_frames=None, seed=0):
     tf = _tf()
     self.tf = tf
     self.files = list(files)
@@ -333,6 +346,34 @@ class _RecordReader:
     self._names = tf.constant(self.files)
     self._sizes = tf.constant([tf.io.gfile.stat(f).length for f in self.files], tf.int64)
     self._reasons = tf.constant(REASONS)
+    self.student_frames = None
+    if student_frames is not None:
+      k, method = student_frames
+      sampling.frame_indices_np(np.zeros([1], np.int32), k, method, seed_or_rng=0, max_frames=max_frames)
+      self.student_frames = (int(k), method)
+      self.seed = seed
+      if method != "random":  # the rule for every length 0..T, looked up per record
+        table, table_k = sampling.frame_indices_np(np.arange(max_frames + 1), k, method,
+                                                   max_frames=max_frames)
+        self._index_table, self._num_k_table = tf.constant(table), tf.constant(table_k)
+
+  def _student_indices(self, num_frames, file_index, record_index):
+    """The student's frame indices of one video, i32[num_frames_k], and num_frames_k."""
+    tf = self.tf
+    k, method = self.student_frames
+    if method != "random":
+      num_k = tf.gather(self._num_k_table, num_frames)
+      return tf.gather(self._index_table, num_frames)[:num_k], num_k
+
+    def draw(n, fi, ri):
+      rng = np.random.default_rng([self.seed, int(fi), int(ri)])
+      idx, num_k = sampling.frame_indices_np(np.array([n], np.int32), k, method, seed_or_rng=rng,
+                                             max_frames=self.max_frames)
+      return idx[0, :num_k[0]], num_k[0]
+
+    indices, num_k = tf.numpy_function(draw, [num_frames, file_index, record_index], (tf.int32, tf.int32),
+                                       stateful=False)
+    return tf.ensure_shape(indices, [None]), tf.ensure_shape(num_k, [])
 
   # ---- one file: (file_index, record_index, serialized) with truncation/CRC detection ----
 
@@ -467,8 +508,14 @@ class _RecordReader:
     # Frames: each feature decoded to uint8[n, size] (fixed_length keeps bad records decodable; they
     # are dropped or raised above), cut to the common length and the first T frames, concatenated.
     num_frames = tf.minimum(tf.reduce_min(counts), self.max_frames)
-    decoded = [tf.io.decode_raw(s[:num_frames], tf.uint8, fixed_length=size)
-               for s, size in zip(frame_strings, self.feature_sizes)]
+    extra = {}
+    if self.student_frames is None:
+      picked = [s[:num_frames] for s in frame_strings]
+    else:  # only the student's frames are decoded
+      indices, extra["num_frames_k"] = self._student_indices(num_frames, file_index, record_index)
+      picked = [tf.gather(s, indices) for s in frame_strings]
+    decoded = [tf.io.decode_raw(p, tf.uint8, fixed_length=size)
+               for p, size in zip(picked, self.feature_sizes)]
     frames = decoded[0] if len(decoded) == 1 else tf.concat(decoded, axis=1)
     # Padded to max_frames by `padded_batch`, which writes each batch once (a per-record tf.pad
     # would write every padding row twice; most of a batch is padding).
@@ -484,6 +531,7 @@ class _RecordReader:
           "video_id": video_id,
           "valid": tf.constant(True),
       }
+      example.update({key: tf.identity(value) for key, value in extra.items()})
       return tf.identity(ok), example
 
 
