@@ -6,30 +6,13 @@ import pytest
 
 from fewframes_jax.models.classifiers import MoE, Logistic
 from fewframes_jax.models.common import BN_EPSILON, BN_MOMENTUM
+from numpy_reference import np_bn, np_sigmoid, perturb_variables as _perturb
 
 B, E, C, M = 5, 6, 10, 2
 
 
 def _x(seed=0):
   return np.random.default_rng(seed).normal(size=(B, E)).astype(np.float32)
-
-
-def _perturb(variables, seed):
-  leaves, treedef = jax.tree_util.tree_flatten_with_path(variables)
-  rng = np.random.default_rng(seed)
-  out = []
-  for path, leaf in leaves:
-    name = jax.tree_util.keystr(path)
-    if name.endswith("['var']") or name.endswith("['scale']"):
-      value = rng.uniform(0.5, 1.5, leaf.shape)
-    else:
-      value = np.asarray(leaf) + rng.normal(scale=0.5, size=leaf.shape)
-    out.append(jnp.asarray(value, jnp.float32))
-  return jax.tree_util.tree_unflatten(treedef, out)
-
-
-def np_sigmoid(z):
-  return 1.0 / (1.0 + np.exp(-z))
 
 
 def np_moe(x, p, m):
@@ -45,10 +28,6 @@ def np_moe(x, p, m):
       e = np_sigmoid(expert_logits[b, c * m:(c + 1) * m])
       out[b, c] = np.sum(g[:m] * e)
   return out
-
-
-def np_bn(z, params, mean, var):
-  return (z - mean) / np.sqrt(var + BN_EPSILON) * np.asarray(params["scale"]) + np.asarray(params["bias"])
 
 
 @pytest.mark.parametrize("m", [1, M])
@@ -85,7 +64,7 @@ def test_moe_probability_gating_eval_uses_running_stats():
   x = _x(5)
   base = np_moe(x, p, M)
   gates = np_bn(base @ np.asarray(p["prob_gating"]["kernel"], np.float64), p["prob_gating_bn"],
-                np.asarray(s["prob_gating_bn"]["mean"]), np.asarray(s["prob_gating_bn"]["var"]))
+                s["prob_gating_bn"])
   want = base * np_sigmoid(gates)
   np.testing.assert_allclose(head.apply(variables, x, train=False), want, atol=1e-5, rtol=1e-5)
   # A video alone gives the same probabilities as inside the batch (running statistics).
@@ -100,7 +79,7 @@ def test_moe_probability_gating_train_uses_batch_stats():
   got, updates = head.apply(variables, x, train=True, mutable=["batch_stats"])
   base = np_moe(x, p, M)
   z = base @ np.asarray(p["prob_gating"]["kernel"], np.float64)
-  want = base * np_sigmoid(np_bn(z, p["prob_gating_bn"], z.mean(0), z.var(0)))
+  want = base * np_sigmoid(np_bn(z, p["prob_gating_bn"], {"mean": z.mean(0), "var": z.var(0)}))
   np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
   new = updates["batch_stats"]["prob_gating_bn"]
   np.testing.assert_allclose(new["mean"], BN_MOMENTUM * np.asarray(s["prob_gating_bn"]["mean"])

@@ -11,6 +11,7 @@ from configs.base import model_config
 from fewframes_jax.models.classifiers import MoE
 from fewframes_jax.models.common import BN_EPSILON, BN_MOMENTUM, VideoModel
 from fewframes_jax.models.netvlad import GatedNetVLAD, NetVLAD, sample_random_frames
+from numpy_reference import float64 as _np, np_bn, np_l2, np_sigmoid, np_softmax, perturb_variables as _perturb
 
 SIZES = (16, 8)
 K, H, T = 4, 8, 12
@@ -26,40 +27,6 @@ def _frames(seed, lengths=LENGTHS, steps=T, garbage=True):
   return x
 
 
-def _perturb(variables, seed):
-  """Random values for every variable (BN scales and running variances kept positive)."""
-  leaves, treedef = jax.tree_util.tree_flatten_with_path(variables)
-  rng = np.random.default_rng(seed)
-  out = []
-  for path, leaf in leaves:
-    name = jax.tree_util.keystr(path)
-    if name.endswith("['var']") or name.endswith("['scale']"):
-      value = rng.uniform(0.5, 1.5, leaf.shape)
-    elif name.endswith("['mean']") or name.endswith("['bias']"):
-      value = rng.normal(scale=0.3, size=leaf.shape)
-    else:
-      value = np.asarray(leaf) + rng.normal(scale=0.3, size=leaf.shape)
-    out.append(jnp.asarray(value, jnp.float32))
-  return jax.tree_util.tree_unflatten(treedef, out)
-
-
-def _np(tree):
-  return jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), tree)
-
-
-def np_bn(z, params, stats):
-  return (z - stats["mean"]) / np.sqrt(stats["var"] + BN_EPSILON) * params["scale"] + params["bias"]
-
-
-def np_l2(v):
-  return v / np.sqrt(max(np.sum(v * v), 1e-12))
-
-
-def np_softmax(z):
-  e = np.exp(z - z.max())
-  return e / e.sum()
-
-
 def np_netvlad(x, n, params, stats):
   """Per-frame, per-cluster loop over the n real frames of one video x[T, D] -> [D*K]."""
   w, c = params["cluster_weights"]["kernel"], params["centres"]
@@ -72,10 +39,6 @@ def np_netvlad(x, n, params, stats):
   for j in range(k):
     vlad[:, j] = np_l2(vlad[:, j])
   return np_l2(vlad.reshape(-1))
-
-
-def np_sigmoid(z):
-  return 1.0 / (1.0 + np.exp(-z))
 
 
 def np_gated_netvlad(frames, lengths, variables):

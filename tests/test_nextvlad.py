@@ -11,6 +11,7 @@ from configs.base import model_config
 from fewframes_jax.models.classifiers import Logistic
 from fewframes_jax.models.common import BN_EPSILON, BN_MOMENTUM, VideoModel
 from fewframes_jax.models.nextvlad import NeXtVLAD, NeXtVLADEncoder
+from numpy_reference import float64 as _np, np_bn, np_sigmoid, np_softmax, perturb_variables as _perturb
 
 SIZES = (16, 8)
 K, G, LAMBDA, H, R, T = 4, 2, 2, 8, 2, 12
@@ -28,40 +29,6 @@ def _frames(seed, lengths=LENGTHS, steps=T, garbage=True):
 
 def _mask(lengths=LENGTHS, steps=T):
   return np.arange(steps)[None, :] < lengths[:, None]
-
-
-def _perturb(variables, seed):
-  """Random values for every variable (BN scales and running variances kept positive)."""
-  leaves, treedef = jax.tree_util.tree_flatten_with_path(variables)
-  rng = np.random.default_rng(seed)
-  out = []
-  for path, leaf in leaves:
-    name = jax.tree_util.keystr(path)
-    if name.endswith("['var']") or name.endswith("['scale']"):
-      value = rng.uniform(0.5, 1.5, leaf.shape)
-    elif name.endswith("['mean']") or name.endswith("['bias']"):
-      value = rng.normal(scale=0.3, size=leaf.shape)
-    else:
-      value = np.asarray(leaf) + rng.normal(scale=0.3, size=leaf.shape)
-    out.append(jnp.asarray(value, jnp.float32))
-  return jax.tree_util.tree_unflatten(treedef, out)
-
-
-def _np(tree):
-  return jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), tree)
-
-
-def np_bn(z, params, stats):
-  return (z - stats["mean"]) / np.sqrt(stats["var"] + BN_EPSILON) * params["scale"] + params["bias"]
-
-
-def np_sigmoid(z):
-  return 1.0 / (1.0 + np.exp(-z))
-
-
-def np_softmax(z):
-  e = np.exp(z - z.max())
-  return e / e.sum()
 
 
 def np_nextvlad(x, n, p, cluster_stats, groups):
