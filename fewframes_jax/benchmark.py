@@ -24,9 +24,11 @@ A config takes an argument after a colon and `--config.<field>=<value>` override
 This module imports without TensorFlow; the input and eval benchmarks import it when they run.
 """
 import argparse
+import functools
 import importlib.util
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -211,13 +213,15 @@ def _eval_pass(fn, variables, dataset, *, frames_key: str, lengths_key: str,
 
 
 def benchmark_eval(config: ml_collections.ConfigDict, *, file_pattern: str, ks: Sequence[int],
-                   batch_size: int = 0, max_batches: int = 0, seed: int = 0) -> Dict[str, Any]:
+                   batch_size: int = 0, max_batches: int = 0, sampled: bool = True, rounds: int = 2,
+                   seed: int = 0) -> Dict[str, Any]:
   """End-to-end eval throughput from TFRecords: pipeline + forward pass, per network.
 
   Rows: `teacher` (full pipeline), `student_k{k}` (student-only pipeline, k frames decoded),
-  `student_k{k}_sampled` (full pipeline, k frames picked on the device). Networks are randomly
-  initialised (the time does not depend on the weights). Each network's function is compiled and run
-  once on the first batch before its timed pass.
+  `student_k{k}_sampled` (full pipeline, k frames picked on the device; unless `sampled=False`).
+  Networks are randomly initialised (the time does not depend on the weights). Each network's function
+  is compiled and run once on the first batch; then `rounds` rounds each time one pass per network, in
+  turn, so that a shared machine's changing load hits them alike; a row reports the median round.
 
   Returns {"rows": [...], "ratios": [{"student", "k", "throughput_ratio"}]} (student / teacher videos/s).
   """
@@ -236,29 +240,37 @@ def benchmark_eval(config: ml_collections.ConfigDict, *, file_pattern: str, ks: 
   runs = [("teacher", teacher, d.max_frames, None, None)]
   for k in ks:
     student = build_model(tp.student_model_config(config, k), **kw)
-    runs += [(f"student_k{k}", student, k, k, (k, method)), (f"student_k{k}_sampled", student, k, k, None)]
-  rows = []
+    runs.append((f"student_k{k}", student, k, k, (k, method)))
+    if sampled:
+      runs.append((f"student_k{k}_sampled", student, k, k, None))
+  prepared = []
   for name, model, init_frames, k, student_frames in runs:
     variables = train_lib.init_variables(model, rng, frames=init_frames, feature_dim=feature_dim)
+    variables = tp.cast_params_for_inference(model, variables, frames=init_frames, feature_dim=feature_dim,
+                                             dtype=kw["dtype"])
     on_device_k = k if (k is not None and student_frames is None) else None
     fn = jax.jit(tp.inference_fn(model, k=on_device_k, method=method))
-    frames_key, lengths_key = "frames", ("num_frames_k" if student_frames else "num_frames")
-
-    def dataset():
-      return yt8m.make_dataset(file_pattern, batch_size, num_classes=d.num_classes, max_frames=d.max_frames,
-                               training=False, feature_names=tuple(d.feature_names),
-                               feature_sizes=tuple(d.feature_sizes), process_index=0, process_count=1,
-                               student_frames=student_frames)
-
+    keys = dict(frames_key="frames", lengths_key="num_frames_k" if student_frames else "num_frames")
+    dataset = functools.partial(
+        yt8m.make_dataset, file_pattern, batch_size, num_classes=d.num_classes, max_frames=d.max_frames,
+        training=False, feature_names=tuple(d.feature_names), feature_sizes=tuple(d.feature_sizes),
+        process_index=0, process_count=1, student_frames=student_frames)
     first = next(yt8m.as_numpy_batches(dataset()))
-    jax.block_until_ready(fn(variables, first[frames_key], first[lengths_key]))  # compile + warm up
-    batches, videos, seconds, mean_frames = _eval_pass(fn, variables, dataset(), frames_key=frames_key,
-                                                       lengths_key=lengths_key, max_batches=max_batches)
+    jax.block_until_ready(fn(variables, first[keys["frames_key"]], first[keys["lengths_key"]]))  # compile
+    prepared.append((name, k, student_frames, fn, variables, dataset, keys))
+  passes = {name: [] for name, *_ in prepared}
+  for _ in range(rounds):
+    for name, _, _, fn, variables, dataset, keys in prepared:
+      passes[name].append(_eval_pass(fn, variables, dataset(), max_batches=max_batches, **keys))
+  rows = []
+  for name, k, student_frames, *_ in prepared:
+    per_round = [videos / seconds for _, videos, seconds, _ in passes[name]]
+    batches, videos, seconds, mean_frames = passes[name][0]
     rows.append(dict(name=name, network=config.teacher.name if k is None else config.student.name, k=k,
                      method=None if k is None else method,
                      pipeline="student" if student_frames else "full", batch_size=batch_size,
-                     batches=batches, videos=videos, seconds=seconds, videos_per_sec=videos / seconds,
-                     mean_num_frames=mean_frames, dtype=config.dtype))
+                     batches=batches, videos=videos, videos_per_sec=statistics.median(per_round),
+                     videos_per_sec_rounds=per_round, mean_num_frames=mean_frames, dtype=config.dtype))
   teacher_vps = rows[0]["videos_per_sec"]
   ratios = [dict(student=r["name"], k=r["k"], throughput_ratio=r["videos_per_sec"] / teacher_vps)
             for r in rows[1:]]
@@ -339,7 +351,8 @@ def _eval_pattern(args, config, tmp: str) -> str:
 
 def _eval(args, config, tmp: str) -> Dict[str, Any]:
   result = benchmark_eval(config, file_pattern=_eval_pattern(args, config, tmp), ks=_ks(args.ks, config),
-                          batch_size=args.batch_size, max_batches=args.max_batches)
+                          batch_size=args.batch_size, max_batches=args.max_batches,
+                          sampled=not args.no_sampled, rounds=args.rounds)
   print(format_eval(result), flush=True)
   return result
 
@@ -351,10 +364,12 @@ def _input_for_config(args, config, tmp: str) -> List[Dict[str, Any]]:
   kw = dict(warmup_batches=1, num_classes=d.num_classes, max_frames=d.max_frames,
             feature_names=tuple(d.feature_names), feature_sizes=tuple(d.feature_sizes), training=False)
   batch = args.batch_size or d.eval_batch_size
-  method = config.student.sampling
-  results = [benchmark_input(pattern, batch, args.max_batches or 10**9, **kw)]
-  results += [benchmark_input(pattern, batch, args.max_batches or 10**9, student_frames=(k, method), **kw)
-              for k in _ks(args.ks, config)]
+  variants = [None] + [(k, config.student.sampling) for k in _ks(args.ks, config)]
+  results = []
+  for round_index in range(args.rounds):  # interleaved, as in `benchmark_eval`
+    for student_frames in variants:
+      result = benchmark_input(pattern, batch, args.max_batches or 10**9, student_frames=student_frames, **kw)
+      results.append(dict(result, round=round_index))
   print(format_input(results), flush=True)
   return results
 
@@ -400,18 +415,22 @@ def _parser() -> argparse.ArgumentParser:
            "all": "infer, train, eval and input for one config"}
   for name, text in helps.items():
     p = commands.add_parser(name, help=text)
-    p.add_argument("--config", required=True, help="configs/<name>.py[:arg]; --config.<field>=<value> overrides")
+    p.add_argument("--config", required=True,
+                   help="configs/<name>.py[:arg]; --config.<field>=<value> overrides")
     p.add_argument("--ks", default="10,30", help="student frame counts (comma-separated)")
     p.add_argument("--batch_size", type=int, default=0,
                    help="0: data.eval_batch_size (infer, eval) or data.batch_size (train)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls before timing (infer, train)")
     p.add_argument("--steps", type=int, default=3, help="timed calls (infer, train)")
-    p.add_argument("--no_sampled", action="store_true", help="infer: skip the on-device-sampling students")
+    p.add_argument("--no_sampled", action="store_true",
+                   help="infer, eval: skip the students fed all frames and sampling on the device")
     p.add_argument("--train_which", default="teacher,student,parallel", help="train: which steps to time")
     p.add_argument("--file_pattern", default="",
                    help="eval/input: TFRecord glob; empty: YouTube-8M-shaped synthetic records")
     p.add_argument("--num_videos", type=int, default=1024, help="eval: videos written when no pattern")
     p.add_argument("--max_batches", type=int, default=0, help="eval/input: stop after this many batches")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="eval, all: interleaved timed passes per network / input pipeline")
     p.add_argument("--json_out", default="", help="also write the results as JSON here")
     p.set_defaults(run=_config_main)
   return parser

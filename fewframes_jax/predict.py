@@ -5,6 +5,8 @@ then one line per video: `<id>,<label> <score> <label> <score> ...` with the top
 descending score (`%g`-style scores).
 
 The data pattern is the command-line config's `data.eval_pattern` when given, else the trained run's.
+The student (with a deterministic sampling method) is fed by the student-only input path: each record is
+parsed but only its k frames are decoded and shipped (`yt8m.make_dataset(student_frames=...)`).
 """
 from typing import Dict, Iterator, Tuple
 
@@ -16,6 +18,7 @@ from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax import evaluate as eval_lib
 from fewframes_jax import metrics as metrics_lib
 from fewframes_jax import sampling
+from fewframes_jax import throughput
 from fewframes_jax.data.quantization import dequantize
 
 TOP_K = 20
@@ -29,17 +32,35 @@ def _data_config(run_config, cli_config) -> ml_collections.ConfigDict:
   return d
 
 
-def _scorer(restored: ckpt_lib.Restored, network: str):
+def _student_frames(restored: ckpt_lib.Restored, network: str):
+  """(k, method) when the student-only input path feeds this network: the student with a deterministic
+  sampling method (its frames are decoded on the host, exactly those on-device sampling would pick);
+  None otherwise ('random' keeps on-device draws, so predictions match training's eval)."""
+  student = restored.config.student
+  if network != "student" or student.sampling == "random":
+    return None
+  return int(student.k), student.sampling
+
+
+def _scorer(restored: ckpt_lib.Restored, network: str, *, presampled: bool = False):
   """A jitted fn (frames u8[B,T,D], num_frames i32[B], rng) -> probabilities f32[B,C] of one network.
-  `rng` matters only for 'random' student sampling (the same per-batch keys as training's eval)."""
+  `rng` matters only for 'random' student sampling (the same per-batch keys as training's eval).
+  `presampled`: the frames are already the student's k (u8[B,k,D] and num_frames_k)."""
   if network == "teacher":
     model, variables = restored.model, restored.variables
     k = None
   else:
     model, variables = restored.student_model, restored.student_variables
     k, method = restored.config.student.k, restored.config.student.sampling
+    if presampled:
+      k = None
   if model is None:
     raise ValueError(f"the checkpoint has no {network}")
+  # bfloat16 runs: the kernels the forward casts anyway are cast once here (bit-identical outputs).
+  data = restored.config.data
+  variables = throughput.cast_params_for_inference(
+      model, variables, frames=data.max_frames if network == "teacher" else restored.config.student.k,
+      feature_dim=sum(data.feature_sizes), dtype=restored.config.dtype)
 
   @jax.jit
   def score(frames_u8, num_frames, rng):
@@ -51,12 +72,12 @@ def _scorer(restored: ckpt_lib.Restored, network: str):
   return score
 
 
-def _batches(data: ml_collections.ConfigDict) -> Iterator[Dict[str, np.ndarray]]:
+def _batches(data: ml_collections.ConfigDict, student_frames=None) -> Iterator[Dict[str, np.ndarray]]:
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top
   ds = yt8m.make_dataset(data.eval_pattern, data.eval_batch_size, num_classes=data.num_classes,
                          max_frames=data.max_frames, training=False, on_error=data.on_error,
                          feature_names=tuple(data.feature_names), feature_sizes=tuple(data.feature_sizes),
-                         id_key=data.id_key, process_index=0, process_count=1)
+                         id_key=data.id_key, process_index=0, process_count=1, student_frames=student_frames)
   return yt8m.as_numpy_batches(ds)
 
 
@@ -65,10 +86,12 @@ def predictions(workdir: str, cli_config=None, *, network: str = "student", best
   """Yields (video_ids bytes[b], probabilities f32[b, C], labels [b, C]) for the valid rows."""
   restored = ckpt_lib.restore(workdir, best=best)
   data = _data_config(restored.config, cli_config)
-  score = _scorer(restored, network)
+  student_frames = _student_frames(restored, network)
+  score = _scorer(restored, network, presampled=student_frames is not None)
+  lengths = "num_frames" if student_frames is None else "num_frames_k"
   base = jax.random.PRNGKey(eval_lib.EVAL_RNG_SEED)
-  for index, batch in enumerate(_batches(data)):
-    probs = np.asarray(score(batch["frames"], batch["num_frames"], jax.random.fold_in(base, index)))
+  for index, batch in enumerate(_batches(data, student_frames)):
+    probs = np.asarray(score(batch["frames"], batch[lengths], jax.random.fold_in(base, index)))
     valid = np.asarray(batch["valid"], bool)
     yield batch["video_id"][valid], probs[valid], batch["labels"][valid]
 

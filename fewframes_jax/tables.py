@@ -410,6 +410,66 @@ def table4_markdown(results: Mapping[str, Mapping], grid: Grid) -> str:
   return "\n".join(lines + [""] + notes)
 
 
+def ordering_checks(results: Mapping[str, Mapping], grid: Grid, family: str, metric: str = "gap"
+                    ) -> List[Tuple[str, Dict[int, Tuple[int, int]]]]:
+  """The paper's Table 1 claims, checked per seed: [(claim, {k: (seeds where it holds, seeds with data)})].
+
+  A claim compares single-seed values (strict '>'); a seed without every value it needs is skipped.
+  """
+  def value(cell: Cell) -> Optional[float]:
+    r = results.get(cell.key)
+    return float(r[metric]) if r and metric in r else None
+
+  def students(s, k):
+    return [value(reported_cell(m, l, family, s, k)) for m, l in grid.rows]
+
+  def base(s, k, method):
+    return value(baseline_cell(family, s, k, method))
+
+  best = f"{BEST_ROW[0].capitalize()}, {LOSSES[BEST_ROW[1]].name}"
+  claims = [
+      ("Teacher-Skyline > every teacher-student row", lambda s, k: [value(teacher_cell(family, s))] + students(s, k),
+       lambda v: all(v[0] > x for x in v[1:])),
+      (f"{best} > Uniform-k", lambda s, k: [value(reported_cell(*BEST_ROW, family, s, k)), base(s, k, "uniform")],
+       lambda v: v[0] > v[1]),
+      ("every teacher-student row > Uniform-k", lambda s, k: [base(s, k, "uniform")] + students(s, k),
+       lambda v: all(x > v[0] for x in v[1:])),
+      ("best teacher-student row > Uniform-k", lambda s, k: [base(s, k, "uniform")] + students(s, k),
+       lambda v: max(v[1:]) > v[0]),
+      ("Uniform-k > Random-k", lambda s, k: [base(s, k, "uniform"), base(s, k, "random")], lambda v: v[0] > v[1]),
+      ("Uniform-k > every other baseline",
+       lambda s, k: [base(s, k, "uniform")] + [base(s, k, m) for m in grid.baselines if m != "uniform"],
+       lambda v: all(v[0] > x for x in v[1:])),
+      ("Random-k > First-k and Last-k", lambda s, k: [base(s, k, "random"), base(s, k, "first"), base(s, k, "last")],
+       lambda v: v[0] > v[1] and v[0] > v[2]),
+  ]
+  out = []
+  for claim, gather, holds in claims:
+    counts = {}
+    for k in grid.ks:
+      usable = [v for v in (gather(s, k) for s in grid.seeds) if len(v) > 1 and None not in v]
+      counts[k] = (sum(bool(holds(v)) for v in usable), len(usable))
+    out.append((claim, counts))
+  return out
+
+
+def orderings_markdown(results: Mapping[str, Mapping], grid: Grid, family: str) -> str:
+  """`ordering_checks` as a table: 'n/N' seeds where each claim holds, per k (GAP and mAP†)."""
+  columns = ["Claim (paper, Table 1)"] + [f"k={k} {m}" for k in grid.ks for m in ("GAP", "mAP†")]
+  lines = _header(columns)
+  by_metric = {m: ordering_checks(results, grid, family, m) for m in ("gap", "map_all_classes")}
+  for i, (claim, _) in enumerate(by_metric["gap"]):
+    cells = [claim]
+    for k in grid.ks:
+      for m in ("gap", "map_all_classes"):
+        n, total = by_metric[m][i][1][k]
+        cells.append(f"{n}/{total}" if total else "–")
+    lines.append(_row(cells))
+  notes = [f"Orderings, {family}: the number of seeds in which each claim holds (strict >, per seed). "
+           "Teacher-student rows are reported as in Table 1 (L_rep alone after its stage-2 fine-tune)."]
+  return "\n".join(lines + [""] + notes)
+
+
 def cross_rows(grid: Grid, seed: int) -> List[Tuple[str, str, Cell]]:
   """(teacher label, student label, cell) of the cross-family table, for one seed."""
   k, t = grid.anchor_k, grid.cross_teacher
@@ -465,6 +525,9 @@ def pareto_points(results: Mapping[str, Mapping], grid: Grid) -> List[Dict]:
       if f != t:
         specs.append((f"{t}->{f}", "student", k,
                       lambda s, f=f, k=k: reported_cell(*BEST_ROW, t, s, k, student_family=f)))
+    if grid.ensemble:
+      specs.append((f"{'+'.join(grid.ensemble)}->{grid.ensemble_student}", "student", k,
+                    lambda s, k=k: ensemble_cell(grid.ensemble, grid.ensemble_student, s, BEST_ROW[1], k)))
   points, seen = [], set()
   for family, kind, k, make in specs:
     keys = [make(s).key for s in grid.seeds]

@@ -143,7 +143,8 @@ def _memory(compiled) -> Dict[str, Optional[int]]:
 
 
 def _row(*, name: str, kind: str, network: str, frames: int, k: Optional[int], batch_size: int, dtype: str,
-         warmup: int, times: Sequence[float], flops_per_step: float, memory: Dict[str, Any]) -> Dict[str, Any]:
+         warmup: int, times: Sequence[float], flops_per_step: float,
+         memory: Dict[str, Any]) -> Dict[str, Any]:
   device_kind = jax.devices()[0].device_kind
   seconds = statistics.median(times)
   vps = batch_size / seconds
@@ -170,6 +171,37 @@ def student_model_config(config: ml_collections.ConfigDict, k: int) -> ml_collec
   return m
 
 
+def cast_params_for_inference(model, variables, *, frames: int, feature_dim: int, dtype: Any) -> Any:
+  """`variables` with every leaf that the eval forward only ever uses cast to `dtype` stored in `dtype`.
+
+  With `config.dtype=bfloat16` the parameters stay float32 and each matmul casts its kernel on every
+  call: for a student at batch 256 that cast reads and writes more bytes than its matmuls (NeXtVLAD's
+  hidden kernel is 36,864 x 2,048). Casting once, before serving, gives bit-identical outputs, since
+  the forward would compute exactly the same casts. Which leaves qualify is read from the traced forward
+  (every top-level use is a `convert_element_type` to `dtype`), so batch-norm statistics, VLAD centres
+  and anything used in float32 stay float32. A float32 `dtype` returns `variables` unchanged.
+  """
+  dtype = jnp.dtype(dtype)
+  if dtype == jnp.float32:
+    return variables
+  x = jax.ShapeDtypeStruct((1, frames, feature_dim), jnp.float32)
+  n = jax.ShapeDtypeStruct((1,), jnp.int32)
+  closed = jax.make_jaxpr(lambda v, x, n: model.apply(v, x, n, train=False).probabilities)(variables, x, n)
+  leaves, treedef = jax.tree.flatten(variables)
+  param_vars = closed.jaxpr.invars[:len(leaves)]
+  castable = {id(v): True for v in param_vars}
+  for eqn in closed.jaxpr.eqns:
+    for v in eqn.invars:
+      if id(v) in castable and not (eqn.primitive.name == "convert_element_type"
+                                    and jnp.dtype(eqn.params["new_dtype"]) == dtype):
+        castable[id(v)] = False
+  for v in closed.jaxpr.outvars:
+    if id(v) in castable:
+      castable[id(v)] = False
+  return jax.tree.unflatten(treedef, [jnp.asarray(x, dtype) if castable[id(v)] else x
+                                      for x, v in zip(leaves, param_vars)])
+
+
 def inference_fn(model, *, k: Optional[int] = None, method: str = "uniform") -> Callable:
   """(variables, frames u8[B, T', D], num_frames i32[B]) -> probabilities f32[B, C], eval mode.
 
@@ -194,11 +226,12 @@ class _Forward(NamedTuple):
   flops_per_step: float
 
 
-def _step_flops(fn: Callable, args: Sequence[Any], compiled, flops_args: Optional[Sequence[Any]] = None) -> float:
+def _step_flops(fn: Callable, args: Sequence[Any], compiled,
+                flops_args: Optional[Sequence[Any]] = None) -> float:
   """XLA's FLOPs of one call. Without while loops the compiled program's own count is exact; otherwise
   (scans; threefry's rolled loop on CPU) `scan_aware_flops` counts every scan step, on `flops_args`
   (e.g. with an 'unsafe_rbg' key) when given."""
-  if not flops_lib.while_loops(compiled.as_text()):
+  if compiled is not None and not flops_lib.while_loops(compiled.as_text()):
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     if not cost:
@@ -209,18 +242,25 @@ def _step_flops(fn: Callable, args: Sequence[Any], compiled, flops_args: Optiona
 
 def compile_forward(model, variables, *, name: str, network: str, frames: int, k: Optional[int] = None,
                     batch_size: int, feature_dim: int, num_classes: int, dtype: str,
-                    sample_on_device: bool = False, seed: int = 0) -> _Forward:
+                    sample_on_device: bool = False, seed: int = 0, flops_model=None) -> _Forward:
   """Compiles the eval forward of `model` on a u8[B, frames, D] synthetic batch (already on the device).
 
   `sample_on_device`: the input has `frames` frames and the model sees the `k` picked on the device.
+  `flops_model`: the same model with scans not unrolled, whose FLOPs are counted (`scan_aware_flops`
+  needs one loop trip per scan step); default `model`.
   """
   fn = inference_fn(model, k=k if sample_on_device else None)
   batch = synthetic_batch(batch_size=batch_size, frames=frames, feature_dim=feature_dim,
                           num_classes=num_classes, seed=seed)
   args = (variables, jax.device_put(batch["frames"]), jax.device_put(batch["num_frames"]))
   compiled = jax.jit(fn).lower(*args).compile()
-  meta = dict(name=name, kind="infer", network=network, frames=frames, k=k, batch_size=batch_size, dtype=dtype)
-  return _Forward(meta, compiled, args, _step_flops(fn, args, compiled))
+  meta = dict(name=name, kind="infer", network=network, frames=frames, k=k, batch_size=batch_size,
+              dtype=dtype)
+  if flops_model is not None and flops_model is not model:
+    flops = flops_lib.scan_aware_flops(inference_fn(flops_model, k=k if sample_on_device else None), *args)
+  else:
+    flops = _step_flops(fn, args, compiled)
+  return _Forward(meta, compiled, args, flops)
 
 
 def time_forwards(forwards: Sequence[_Forward], *, warmup: int = 1, steps: int = 3) -> List[Dict[str, Any]]:
@@ -244,12 +284,14 @@ def benchmark_forward(model, variables, *, warmup: int = 1, steps: int = 3, **kw
 
 
 def run_infer(config: ml_collections.ConfigDict, *, ks: Sequence[int], warmup: int = 1, steps: int = 3,
-              batch_size: Optional[int] = None, sampled: bool = True, seed: int = 0) -> List[Dict[str, Any]]:
+              batch_size: Optional[int] = None, sampled: bool = True, precast: bool = True,
+              seed: int = 0) -> List[Dict[str, Any]]:
   """Eval-forward throughput of the config's teacher (T = data.max_frames) and its student at each k,
   timed in interleaved rounds.
 
   batch_size: default `data.eval_batch_size`. sampled: also time each student fed all T frames with
-  its k picked on the device (`student_k{k}_sampled`; uniform sampling).
+  its k picked on the device (`student_k{k}_sampled`; uniform sampling). precast: store the parameters
+  that the forward casts to the compute dtype in that dtype (`cast_params_for_inference`; bfloat16 only).
   """
   d = config.data
   feature_dim, T = sum(d.feature_sizes), d.max_frames
@@ -260,11 +302,18 @@ def run_infer(config: ml_collections.ConfigDict, *, ks: Sequence[int], warmup: i
   rng = jax.random.PRNGKey(seed)
   teacher = build_model(config.teacher, **kw)
   variables = train_lib.init_variables(teacher, rng, frames=T, feature_dim=feature_dim)
+  if precast:
+    variables = cast_params_for_inference(teacher, variables, frames=T, feature_dim=feature_dim,
+                                          dtype=kw["dtype"])
   forwards = [compile_forward(teacher, variables, name="teacher", network=config.teacher.name, frames=T,
-                              **common)]
+                              flops_model=build_model(config.teacher, unroll=1, **kw), **common)]
   for k in ks:
     student = build_model(student_model_config(config, k), **kw)
+    common["flops_model"] = build_model(student_model_config(config, k), unroll=1, **kw)
     variables = train_lib.init_variables(student, rng, frames=k, feature_dim=feature_dim)
+    if precast:
+      variables = cast_params_for_inference(student, variables, frames=k, feature_dim=feature_dim,
+                                            dtype=kw["dtype"])
     forwards.append(compile_forward(student, variables, name=f"student_k{k}", network=config.student.name,
                                     frames=k, k=k, **common))
     if sampled:
@@ -276,6 +325,18 @@ def run_infer(config: ml_collections.ConfigDict, *, ks: Sequence[int], warmup: i
 
 # ----------------------------------------------------------------------------------------------
 # Training
+
+
+def _unrolled(config: ml_collections.ConfigDict) -> bool:
+  return any(m[f].unroll > 1 for m in (config.teacher, config.student) for f in ("hrnn", "rnn"))
+
+
+def _not_unrolled(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config with every scan at unroll=1: the program whose FLOPs are counted (same parameters)."""
+  c = ml_collections.ConfigDict(config.to_dict())
+  for m in (c.teacher, c.student):
+    m.hrnn.unroll = m.rnn.unroll = 1
+  return c
 
 
 def _with_rbg_rng(state: train_lib.DistillState) -> train_lib.DistillState:
@@ -303,11 +364,13 @@ def benchmark_train_step(config: ml_collections.ConfigDict, *, name: str, warmup
   feature_dim = sum(d.feature_sizes)
   nets = train_loop.build(config)
   state = train_loop.create_state(config, nets, feature_dim=feature_dim, rng=jax.random.PRNGKey(seed))
-  batch = jax.device_put(synthetic_batch(batch_size=d.batch_size, frames=d.max_frames, feature_dim=feature_dim,
-                                         num_classes=d.num_classes, seed=seed))
+  batch = jax.device_put(synthetic_batch(batch_size=d.batch_size, frames=d.max_frames,
+                                         feature_dim=feature_dim, num_classes=d.num_classes, seed=seed))
   compiled = train_lib.jit_train_step(nets).lower(state, batch).compile()
-  fn = functools.partial(train_lib.train_step, nets=nets)
-  flops = _step_flops(fn, (state, batch), compiled, flops_args=(_with_rbg_rng(state), batch))
+  flops_nets = nets if not _unrolled(config) else train_loop.build(_not_unrolled(config))
+  fn = functools.partial(train_lib.train_step, nets=flops_nets)
+  flops = _step_flops(fn, (state, batch), compiled if flops_nets is nets else None,
+                      flops_args=(_with_rbg_rng(state), batch))
   holder = [state]
 
   def step():
@@ -394,7 +457,8 @@ def format_table(rows: Sequence[Dict[str, Any]], ratios: Sequence[Dict[str, Any]
   return "\n".join(lines)
 
 
-__all__ = ["PEAK_TFLOPS", "RATIO_FIELDS", "ROW_FIELDS", "benchmark_forward", "benchmark_train_step", "compile_forward",
+__all__ = ["PEAK_TFLOPS", "RATIO_FIELDS", "ROW_FIELDS", "benchmark_forward", "benchmark_train_step",
+           "cast_params_for_inference", "compile_forward",
            "format_table", "inference_fn", "machine_info", "peak_tflops", "ratio_rows", "run_infer",
            "run_train", "student_model_config", "synthetic_batch", "time_forwards", "time_steps",
            "train_config"]

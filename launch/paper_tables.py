@@ -8,9 +8,9 @@
 
 What it does (the grid is `fewframes_jax.tables.Grid`; its sections are the paper's Tables 1-4 and
 the cross-family / multi-teacher rows):
-* every cell is one `train_loop.train_and_evaluate` run, in this process (compiled programs are reused
-  through JAX's persistent compilation cache, `<out>/jax_cache`, so a second seed or a rerun compiles
-  little), in `<out>/runs/<cell key>/`;
+* every cell is one `train_loop.train_and_evaluate` run, in this process, in `<out>/runs/<cell key>/`;
+  compiled programs are reused through JAX's persistent compilation cache (`<cache>/jax_compilation`,
+  the bundled data's cache root), so a second seed or a rerun compiles little;
 * a family's Teacher-Skyline is trained once per seed (and per data fraction for Table 2); every
   serial row restores it (frozen, best checkpoint) instead of training its own;
 * each finished cell's result is cached as `<out>/cells/<cell key>.json`: a rerun reads it instead of
@@ -27,6 +27,7 @@ finishes in under an hour on 2 CPU cores; `tiny` = a few steps at test sizes (th
 import argparse
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -78,11 +79,11 @@ PRESETS = {
     "paper": Preset(
         name="paper", size="paper",
         overrides=_QUIET + (("train.log_every", 500), ("train.checkpoint_every", 5000)),
-        grid=(("anchor_k", 30),), timing_videos=20480),
+        grid=(("anchor_k", 30),), timing_videos=4096),
     # The same grid on 2 CPU cores: the bundled data (4000 train / 1000 eval videos, 64 classes) cut
     # to 60 frames; 64-cell H-RNN/LSTM (H-RNN teacher 10 blocks x 6 frames, students ceil(k/6) blocks),
-    # NeXtVLAD at the `cpu` size; 400 steps of 32 videos (3.2 epochs) at a larger learning rate than
-    # the paper's (the models plateau after ~1000 steps; 400 keeps the sweep under an hour).
+    # NeXtVLAD at the `cpu` size; 300 steps of 32 videos (2.4 epochs; stage-2 fine-tunes 100) at a larger
+    # learning rate than the paper's, which keeps the sweep under an hour on 2 cores.
     # anchor_k = 10: the bundled videos are short (median ~12 frames), so k = 30 sees most of them whole;
     # k = 10 of at most 60 frames is closer to the paper's k = 30 of ~200.
     "small": Preset(
@@ -91,13 +92,13 @@ PRESETS = {
             ("data.max_frames", 60), ("data.batch_size", 32), ("data.eval_batch_size", 250),
             ("teacher.hrnn.num_blocks", 10), ("teacher.hrnn.cells", 64), ("student.hrnn.cells", 64),
             ("teacher.rnn.cells", 64), ("student.rnn.cells", 64),
-            ("train.num_steps", 400), ("train.log_every", 100), ("train.checkpoint_every", 400),
+            ("train.num_steps", 300), ("train.log_every", 100), ("train.checkpoint_every", 300),
             ("train.keep_checkpoints", 1)),
         family_overrides=(("hrnn", (("optim.learning_rate", 0.01),)),
                           ("lstm", (("optim.learning_rate", 0.01),)),
                           ("nextvlad", (("optim.learning_rate", 0.002),)),
                           ("netvlad", (("optim.learning_rate", 0.002),))),
-        finetune_steps=200, grid=(("anchor_k", 10),), timing_repeats=3),
+        finetune_steps=100, grid=(("anchor_k", 10),), timing_repeats=3),
     # Unit tests: test sizes (8 classes, 64/24 videos), 20 frames, a few steps.
     "tiny": Preset(
         name="tiny", size="tiny",
@@ -249,45 +250,63 @@ def load_eval_batches(config: ml_collections.ConfigDict, max_videos: int = 0) ->
   return batches
 
 
-def time_eval(workdir: str, which: str, batches: Sequence[Mapping[str, np.ndarray]], *,
-              repeats: int) -> Dict[str, Any]:
-  """Median wall time of the jitted eval forward pass (dequantize, the student's frame selection,
-  model) over `batches`, after one untimed warm-up pass; plus FLOPs per video and parameters."""
-  from fewframes_jax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
-  from fewframes_jax import report  # pylint: disable=g-import-not-at-top
-  from fewframes_jax import sampling  # pylint: disable=g-import-not-at-top
-  from fewframes_jax.data.quantization import dequantize  # pylint: disable=g-import-not-at-top
-  restored = ckpt_lib.restore(workdir, best=True)
-  config = restored.config
-  if which == "teacher":
-    model, variables, frames_k, method = restored.model, restored.variables, None, None
-  else:
-    model, variables = restored.student_model, restored.student_variables
-    frames_k, method = int(config.student.k), str(config.student.sampling)
+class TimedForward:
+  """The jitted eval forward pass (dequantize, the student's frame selection, model) of one trained
+  network over batches held on the device; `one_pass()` returns its wall time in seconds."""
 
-  @jax.jit
-  def forward(variables, frames, num_frames):
-    x = dequantize(frames, num_frames)
-    if frames_k is not None:
-      x, num_frames = sampling.sample_frames(x, num_frames, frames_k, method, rng=jax.random.PRNGKey(0))
-    return model.apply(variables, x, num_frames, train=False).probabilities
+  def __init__(self, workdir: str, which: str, batches: Sequence[Mapping[str, np.ndarray]]):
+    from fewframes_jax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+    from fewframes_jax import sampling  # pylint: disable=g-import-not-at-top
+    from fewframes_jax.data.quantization import dequantize  # pylint: disable=g-import-not-at-top
+    restored = ckpt_lib.restore(workdir, best=True)
+    self.config, self.which = restored.config, which
+    if which == "teacher":
+      model, self.variables, frames_k, method = restored.model, restored.variables, None, None
+    else:
+      model, self.variables = restored.student_model, restored.student_variables
+      frames_k, method = int(self.config.student.k), str(self.config.student.sampling)
+    self.frames = int(self.config.data.max_frames) if frames_k is None else frames_k
 
-  device_batches = [(jax.device_put(b["frames"]), jax.device_put(b["num_frames"])) for b in batches]
+    @jax.jit
+    def forward(variables, frames, num_frames):
+      x = dequantize(frames, num_frames)
+      if frames_k is not None:
+        x, num_frames = sampling.sample_frames(x, num_frames, frames_k, method, rng=jax.random.PRNGKey(0))
+      return model.apply(variables, x, num_frames, train=False).probabilities
 
-  def one_pass():
+    self._forward = forward
+    self._batches = [(jax.device_put(b["frames"]), jax.device_put(b["num_frames"])) for b in batches]
+    self.videos = int(sum(b["valid"].sum() for b in batches))
+
+  def one_pass(self) -> float:
     start = time.perf_counter()
-    for frames, num_frames in device_batches:
-      out = forward(variables, frames, num_frames)
+    for frames, num_frames in self._batches:
+      out = self._forward(self.variables, frames, num_frames)
     jax.block_until_ready(out)
     return time.perf_counter() - start
 
-  one_pass()  # compile and warm up
-  seconds = statistics.median(one_pass() for _ in range(max(1, repeats)))
-  feature_dim = int(batches[0]["frames"].shape[-1])
-  frames = int(batches[0]["frames"].shape[1]) if frames_k is None else frames_k
-  flops, params = report.model_cost(model, frames=frames, feature_dim=feature_dim)
-  return {"seconds": round(seconds, 4), "videos": int(sum(b["valid"].sum() for b in batches)),
-          "flops": float(flops), "params": int(params), "frames": frames}
+
+def time_eval(runs: Mapping[str, Tuple[str, str]], batches: Sequence[Mapping[str, np.ndarray]], *,
+              repeats: int) -> Dict[str, Dict[str, Any]]:
+  """Table 3's measurement. runs: key -> (workdir, 'teacher' | 'student').
+
+  Each network runs one untimed warm-up pass (compile), then `repeats` rounds time every network once
+  per round, interleaved, so that a change in machine load hits all of them alike; a network's time is
+  its median. Returns key -> {seconds, videos, flops, params, frames}.
+  """
+  timed = {key: TimedForward(workdir, which, batches) for key, (workdir, which) in runs.items()}
+  for t in timed.values():
+    t.one_pass()
+  samples = {key: [] for key in timed}
+  for _ in range(max(1, repeats)):
+    for key, t in timed.items():
+      samples[key].append(t.one_pass())
+  records = {}
+  for key, t in timed.items():
+    flops, params = network_cost(t.config, t.which)
+    records[key] = {"seconds": round(statistics.median(samples[key]), 4), "videos": t.videos,
+                    "flops": float(flops), "params": int(params), "frames": t.frames}
+  return records
 
 
 # ------------------------------------------------------------------------------------------------
@@ -360,18 +379,22 @@ def fraction_labels(config: ml_collections.ConfigDict, fractions: Sequence[float
 
 
 def run(*, preset: str, out: str, grid: Optional[Grid] = None, data: Mapping[str, Any] = (),
-        jax_cache_dir: Optional[str] = None, log: Callable[[str], None] = print) -> Sweep:
+        jax_cache_dir: Optional[str] = None, log: Callable[[str], None] = functools.partial(print, flush=True)) -> Sweep:
   """Runs (or reads from the cache) every cell of `grid`, times Table 3, writes the markdown and plots.
 
   preset: a `PRESETS` name; grid: defaults to the preset's; data: `config.data` overrides (real data);
-  jax_cache_dir: JAX's persistent compilation cache (None: `<out>/jax_cache`; '' to leave JAX's as is).
+  jax_cache_dir: JAX's persistent compilation cache (None: `jax_compilation` in the bundled data's
+    cache root; '' to leave JAX's setting as is).
   """
   from fewframes_jax import plots  # pylint: disable=g-import-not-at-top
   p = PRESETS[preset]
   grid = grid or make_grid(p)
   out = os.path.abspath(out)
   os.makedirs(out, exist_ok=True)
-  cache_dir = os.path.join(out, "jax_cache") if jax_cache_dir is None else jax_cache_dir
+  if jax_cache_dir is None:
+    from fewframes_jax.data import bundled  # pylint: disable=g-import-not-at-top
+    jax_cache_dir = os.path.join(bundled.cache_root(), "jax_compilation")
+  cache_dir = jax_cache_dir
   start = time.perf_counter()
   cells = tables.build_cells(grid)
   workdir_of = lambda key: os.path.join(out, "runs", key)
@@ -424,25 +447,25 @@ def run(*, preset: str, out: str, grid: Optional[Grid] = None, data: Mapping[str
 
 
 def _run_timings(grid, preset, out, cells, workdir_of, data, log) -> Dict[str, Dict[str, Any]]:
-  """Table 3: eval-forward time of each seed's teacher and Serial students (cached like the cells)."""
+  """Table 3: eval-forward time of each seed's teacher and Serial students (cached like the cells;
+  the uncached ones are measured together, interleaved)."""
   family = grid.families[0]
   by_key = {c.key: c for c in cells}
   todo = []
   for seed in grid.seeds:
     todo.append((tables.teacher_cell(family, seed), "teacher"))
     todo += [(tables.reported_cell(*tables.BEST_ROW, family, seed, k), "student") for k in grid.table3_ks]
-  timings, batches = {}, None
-  for cell, which in todo:
-    path = os.path.join(out, "timing", cell.key + ".json")
-    record = _read_json(path)
-    if record is None:
-      if batches is None:
-        batches = load_eval_batches(cell_config(by_key[cell.key], preset, workdir_of=workdir_of, data=data),
-                                    preset.timing_videos)
-      record = time_eval(workdir_of(cell.key), which, batches, repeats=preset.timing_repeats)
-      _write_json(path, record)
-      log(f"timed {cell.key}: {record['seconds']:.3f} s for {record['videos']} videos")
-    timings[cell.key] = record
+  path = lambda key: os.path.join(out, "timing", key + ".json")
+  timings = {cell.key: _read_json(path(cell.key)) for cell, _ in todo}
+  missing = {cell.key: (workdir_of(cell.key), which) for cell, which in todo if timings[cell.key] is None}
+  if missing:
+    first = next(iter(missing))
+    batches = load_eval_batches(cell_config(by_key[first], preset, workdir_of=workdir_of, data=data),
+                                preset.timing_videos)
+    for key, record in time_eval(missing, batches, repeats=preset.timing_repeats).items():
+      _write_json(path(key), record)
+      timings[key] = record
+      log(f"timed {key}: {record['seconds']:.3f} s for {record['videos']} videos")
   return timings
 
 
@@ -452,7 +475,9 @@ def render_markdown(results, timings, grid: Grid, *, preset: Preset,
   parts = [f"# Paper tables: preset `{preset.name}`, seeds {', '.join(map(str, grid.seeds))}", ""]
   if "table1" in grid.sections:
     for family in grid.families:
-      parts += [f"## Table 1 ({family})", "", tables.table1_markdown(results, grid, family), ""]
+      parts += [f"## Table 1 ({family})", "", tables.table1_markdown(results, grid, family), "",
+                f"### Which of the paper's orderings hold ({family})", "",
+                tables.orderings_markdown(results, grid, family), ""]
   if "table2" in grid.sections:
     parts += ["## Table 2: limited training data", "", tables.table2_markdown(results, grid, fraction_labels), ""]
   if "table3" in grid.sections:
@@ -493,7 +518,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser.add_argument("--eval_pattern", default="")
   parser.add_argument("--num_classes", type=int, default=0)
   parser.add_argument("--num_train_examples", type=int, default=0)
-  parser.add_argument("--jax_cache_dir", default=None, help="default <out>/jax_cache; '' for none")
+  parser.add_argument("--jax_cache_dir", default=None, help="JAX compilation cache; default <bundled cache root>/jax_compilation; '' for none")
   return parser.parse_args(argv)
 
 

@@ -207,3 +207,22 @@ def test_micro_grid_end_to_end_then_rerun_from_cache(tmp_path, monkeypatch):
   json.dump(record, open(path, "w"))
   with pytest.raises(ValueError, match="uniform_k6.json: cached result of another config"):
     pt.run(preset="tiny", out=out, grid=grid, jax_cache_dir="", log=logs.append)
+
+
+def test_ordering_checks_count_the_seeds_where_a_claim_holds():
+  grid = tables.Grid(seeds=(0, 1), ks=(10,), sections=("table1",), baselines=("uniform", "random", "first", "last"),
+                     rows=(("serial", "rep_pred_ce"),))
+  gaps = {0: dict(teacher=0.9, student=0.8, uniform=0.7, random=0.6, first=0.5, last=0.4),
+          1: dict(teacher=0.9, student=0.65, uniform=0.7, random=0.75, first=0.5, last=0.4)}
+  results = {}
+  for s, g in gaps.items():
+    results[tables.teacher_cell("hrnn", s).key] = {"gap": g["teacher"]}
+    results[tables.distill_cell("hrnn", s, "serial", "rep_pred_ce", 10).key] = {"gap": g["student"]}
+    for m in ("uniform", "random", "first", "last"):
+      results[tables.baseline_cell("hrnn", s, 10, m).key] = {"gap": g[m]}
+  checks = dict(tables.ordering_checks(results, grid, "hrnn"))
+  assert checks["Teacher-Skyline > every teacher-student row"][10] == (2, 2)
+  assert checks["Serial, L_rep, L_pred, L_CE > Uniform-k"][10] == (1, 2)
+  assert checks["Uniform-k > Random-k"][10] == (1, 2)
+  assert checks["Random-k > First-k and Last-k"][10] == (2, 2)
+  assert dict(tables.ordering_checks(results, grid, "hrnn", "map_all_classes"))["Uniform-k > Random-k"][10] == (0, 0)

@@ -47,8 +47,8 @@ def full(pattern):
 @pytest.mark.parametrize("method", DETERMINISTIC)
 def test_student_input_equals_on_device_sampling(pattern, full, method, k):
   student = read_all(pattern, (k, method))
-  frames_k, num_frames_k = sampling.sample_frames(jnp.asarray(full["frames"]), jnp.asarray(full["num_frames"]),
-                                                  k, method)
+  frames_k, num_frames_k = sampling.sample_frames(jnp.asarray(full["frames"]),
+                                                  jnp.asarray(full["num_frames"]), k, method)
   assert student["frames"].shape == (full["frames"].shape[0], k, sum(SIZES))
   assert student["frames"].dtype == np.uint8
   np.testing.assert_array_equal(student["num_frames_k"], np.asarray(num_frames_k))
@@ -76,8 +76,8 @@ def test_random_student_input_is_reproducible_and_picks_real_frames(pattern, ful
 
 def test_student_input_rejects_bad_k(pattern):
   with pytest.raises(ValueError, match="k="):
-    yt8m.make_dataset(pattern, 4, num_classes=C, max_frames=T, feature_sizes=SIZES, student_frames=(T + 1, "uniform"),
-                      process_index=0, process_count=1)
+    yt8m.make_dataset(pattern, 4, num_classes=C, max_frames=T, feature_sizes=SIZES,
+                      student_frames=(T + 1, "uniform"), process_index=0, process_count=1)
   with pytest.raises(ValueError, match="sampling method"):
-    yt8m.make_dataset(pattern, 4, num_classes=C, max_frames=T, feature_sizes=SIZES, student_frames=(4, "nope"),
-                      process_index=0, process_count=1)
+    yt8m.make_dataset(pattern, 4, num_classes=C, max_frames=T, feature_sizes=SIZES,
+                      student_frames=(4, "nope"), process_index=0, process_count=1)

@@ -54,38 +54,6 @@ def fast_compile():
   jax.config.update("jax_disable_most_optimizations", False)
 
 
-def test_rows_have_every_field_and_consistent_numbers(fast_compile):
-  config = tiny_config()
-  rows = tp.run_infer(config, ks=(4,), warmup=1, steps=2)
-  rows += tp.run_train(config, ks=(4,), warmup=1, steps=1, which=("parallel",))
-  ratios = tp.ratio_rows(rows)
-  blob = json.loads(json.dumps({"machine": tp.machine_info(), "rows": rows, "ratios": ratios}))
-  assert [r["name"] for r in blob["rows"]] == ["teacher", "student_k4", "student_k4_sampled",
-                                              "train_parallel_k4"]
-  for r in blob["rows"]:
-    assert set(r) == set(tp.ROW_FIELDS)
-    assert r["videos_per_sec"] > 0 and r["flops_per_video"] > 0
-    assert r["videos_per_sec"] == pytest.approx(r["batch_size"] * 1e3 / r["ms_per_step"])
-    assert r["tflops_per_sec"] == pytest.approx(r["flops_per_video"] * r["videos_per_sec"] / 1e12)
-    assert r["mfu"] is None and r["peak_memory_bytes"] is None  # CPU: no known peak, no allocator stats
-    assert r["compiled_memory_bytes"] > 0
-  by_name = {r["name"]: r for r in blob["rows"]}
-  # The student sees 4 of 12 frames, whether picked on the host or on the device.
-  assert by_name["student_k4"]["flops_per_video"] < by_name["teacher"]["flops_per_video"]
-  assert by_name["student_k4_sampled"]["flops_per_video"] == pytest.approx(
-      by_name["student_k4"]["flops_per_video"], rel=0.15)  # plus the gather
-  # The joint train step (forward + backward of both networks) costs more than twice both forwards.
-  assert by_name["train_parallel_k4"]["flops_per_video"] > 2 * (
-      by_name["teacher"]["flops_per_video"] + by_name["student_k4"]["flops_per_video"])
-  assert [q["student"] for q in blob["ratios"]] == ["student_k4", "student_k4_sampled"]
-  for q in blob["ratios"]:
-    assert set(q) == set(tp.RATIO_FIELDS)
-    s = by_name[q["student"]]
-    assert q["flop_ratio"] == pytest.approx(by_name["teacher"]["flops_per_video"] / s["flops_per_video"])
-    assert q["throughput_ratio"] == pytest.approx(s["videos_per_sec"] / by_name["teacher"]["videos_per_sec"])
-  assert "| student_k4 |" in tp.format_table(rows, ratios)
-
-
 def test_recurrent_flops_count_every_scan_step():
   """H-RNN's FLOPs are at least its LSTM matmuls over ALL frames and blocks (a plain XLA count sees
   one step of each scan, about a quarter of this here)."""
@@ -120,7 +88,8 @@ def test_bfloat16_path_runs_every_matmul_in_bfloat16(family):
   model = build_model(config.teacher, num_classes=C, feature_sizes=(12, 4), dtype="bfloat16")
   x, n = jax.ShapeDtypeStruct((2, T, D), jnp.float32), jax.ShapeDtypeStruct((2,), jnp.int32)
   rng = jax.random.PRNGKey(0)
-  variables = jax.eval_shape(lambda x, n: model.init({"params": rng, "dropout": rng}, x, n, train=False), x, n)
+  variables = jax.eval_shape(
+      lambda x, n: model.init({"params": rng, "dropout": rng}, x, n, train=False), x, n)
   assert {v.dtype for v in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}  # params stay float32
 
   def forward(v, x, n):
@@ -131,6 +100,24 @@ def test_bfloat16_path_runs_every_matmul_in_bfloat16(family):
   assert dots and set(dots) == {("bfloat16", "bfloat16")}, dict(dots)  # forward and backward
   out = jax.eval_shape(forward, variables, x, n)
   assert out.probabilities.dtype == jnp.float32 and out.representation.dtype == jnp.float32
+
+
+def test_cast_params_for_inference_is_bit_identical():
+  config = tiny_config("nextvlad")
+  model = build_model(config.teacher, num_classes=C, feature_sizes=(12, 4), dtype="bfloat16")
+  variables = train_lib.init_variables(model, jax.random.PRNGKey(0), frames=T, feature_dim=D)
+  cast = tp.cast_params_for_inference(model, variables, frames=T, feature_dim=D, dtype="bfloat16")
+  enc = cast["params"]["encoder"]
+  assert enc["hidden"]["kernel"].dtype == jnp.bfloat16
+  assert cast["params"]["head"]["logits"]["kernel"].dtype == jnp.bfloat16
+  # Used in float32 by the forward: kept.
+  assert enc["video_vlad"]["centres"].dtype == jnp.float32 and enc["hidden_bn"]["scale"].dtype == jnp.float32
+  assert {x.dtype for x in jax.tree.leaves(cast["batch_stats"])} == {jnp.dtype(jnp.float32)}
+  x = jax.random.normal(jax.random.PRNGKey(1), (3, T, D))
+  n = jnp.array([T, 5, 0])
+  forward = jax.jit(lambda v: model.apply(v, x, n, train=False).probabilities)
+  np.testing.assert_array_equal(forward(cast), forward(variables))
+  assert tp.cast_params_for_inference(model, variables, frames=T, feature_dim=D, dtype="float32") is variables
 
 
 def _learnable_batch(rng, prototypes, batch):
@@ -170,3 +157,61 @@ def test_bfloat16_eval_gap_matches_float32():
   assert gaps["float32"] > 0.6  # trained well above chance (about 0.3 for 6 classes)
   assert 0 < np.max(np.abs(probs["bfloat16"] - probs["float32"])) < 0.05  # bfloat16 did run
   assert abs(gaps["bfloat16"] - gaps["float32"]) <= BF16_GAP_TOLERANCE, gaps
+
+
+# ---- the command line ----
+
+
+def test_benchmark_all_command_writes_every_field(fast_compile, tmp_path):
+  from fewframes_jax import benchmark
+  from fewframes_jax.data import records
+  rng = np.random.default_rng(0)
+  videos = [records.encode_sequence_example(
+      video_id=f"v{i}".encode(), labels=[i % C],
+      features={"rgb": rng.integers(0, 256, (n, 12), dtype=np.uint8),
+                "audio": rng.integers(0, 256, (n, 4), dtype=np.uint8)})
+            for i, n in enumerate([T, 3, 20, 7, 1, 12])]
+  records.write_tfrecord(str(tmp_path / "eval.tfrecord"), videos)
+  out = str(tmp_path / "all.json")
+  benchmark.main(["all", "--config=configs/nextvlad_k10.py:tiny,k=4", "--ks=4", "--no_sampled", "--steps=1",
+                  "--train_which=parallel", "--rounds=1", f"--file_pattern={tmp_path / 'eval.tfrecord'}",
+                  f"--json_out={out}", f"--config.data.max_frames={T}", "--config.data.feature_sizes=12,4",
+                  f"--config.data.num_classes={C}", "--config.data.eval_batch_size=4"])
+  with open(out) as f:
+    result = json.load(f)
+  assert result["config"]["dtype"] == "float32" and result["config"]["max_frames"] == T
+  assert set(result["machine"]) >= {"device_kind", "cpu_model", "load_average", "date"}
+  assert [r["name"] for r in result["infer"]["rows"]] == ["teacher", "student_k4"]
+  assert [r["name"] for r in result["train"]["rows"]] == ["train_parallel_k4"]
+  for r in result["infer"]["rows"] + result["train"]["rows"]:
+    assert set(r) == set(tp.ROW_FIELDS)
+    assert r["videos_per_sec"] > 0 and r["flops_per_video"] > 0
+    assert r["videos_per_sec"] == pytest.approx(r["batch_size"] * 1e3 / r["ms_per_step"])
+    assert r["tflops_per_sec"] == pytest.approx(r["flops_per_video"] * r["videos_per_sec"] / 1e12)
+    assert r["mfu"] is None and r["peak_memory_bytes"] is None  # CPU: no known peak, no allocator stats
+    assert r["compiled_memory_bytes"] > 0
+  teacher, student = result["infer"]["rows"]
+  assert student["flops_per_video"] < teacher["flops_per_video"]  # 4 of 12 frames
+  # The joint train step (forward + backward of both networks) costs more than twice both forwards.
+  assert result["train"]["rows"][0]["flops_per_video"] > 2 * (teacher["flops_per_video"] +
+                                                             student["flops_per_video"])
+  (ratio,) = result["infer"]["ratios"]
+  assert set(ratio) == set(tp.RATIO_FIELDS)
+  assert ratio["flop_ratio"] == pytest.approx(teacher["flops_per_video"] / student["flops_per_video"])
+  assert ratio["throughput_ratio"] == pytest.approx(student["videos_per_sec"] / teacher["videos_per_sec"])
+  assert [(r["name"], r["pipeline"], r["videos"]) for r in result["eval"]["rows"]] == [
+      ("teacher", "full", 6), ("student_k4", "student", 6)]
+  assert [r["student_frames"] for r in result["input"]] == [None, [4, "uniform"]]  # --rounds=1
+  # 6 videos in batches of 4: the first batch warms the pipeline up, the second (2 videos) is timed.
+  assert all(r["videos"] == 2 and r["videos_per_sec"] > 0 for r in result["input"])
+
+
+def test_benchmark_config_overrides_are_checked():
+  from fewframes_jax import benchmark
+  config = benchmark.load_config("configs/hrnn.py:k=10,tiny", ["--config.dtype=bfloat16",
+                                                             "--config.data.feature_sizes=12,4"])
+  assert config.dtype == "bfloat16" and config.student.k == 10 and tuple(config.data.feature_sizes) == (12, 4)
+  with pytest.raises(ValueError, match="unknown field 'nope'"):
+    benchmark.load_config("configs/hrnn.py", ["--config.data.nope=1"])
+  with pytest.raises(ValueError, match="no such file"):
+    benchmark.load_config("configs/missing.py")

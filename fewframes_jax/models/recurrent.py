@@ -92,16 +92,20 @@ class RNNLayer(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: Array, lengths: Array) -> Tuple[Tuple[Array, ...], Array]:
-    """x: [N, L, D_in]; lengths: i32[N] (0..L).
+  def __call__(self, x: Array, lengths: Array, *, time_major: bool = False
+               ) -> Tuple[Tuple[Array, ...], Array]:
+    """x: [N, L, D_in] ([L, N, D_in] if `time_major`); lengths: i32[N] (0..L).
 
     Returns (carry, outputs): carry = (c f32[N, H], h f32[N, H]) for LSTM or (h f32[N, H],) for GRU,
     the state after step lengths[n] - 1 (the zero initial state when lengths[n] == 0);
-    outputs = per-step h [N, L, H] in the compute dtype, zeros at t >= lengths[n].
+    outputs = per-step h [N, L, H] ([L, N, H] if `time_major`) in the compute dtype, zeros at
+    t >= lengths[n].
     """
     if self.cell_type not in CELL_TYPES:
       raise ValueError(f"cell_type={self.cell_type!r}: expected one of {CELL_TYPES}")
-    n, steps, d_in = x.shape
+    if not time_major:
+      x = jnp.swapaxes(x, 0, 1)
+    steps, n, d_in = x.shape
     h_size, g = self.cells, _NUM_GATES[self.cell_type]
     kernel_init = _combined_glorot_uniform(d_in + h_size, g * h_size)
     w_x = self.param("input_kernel", kernel_init, (d_in, g * h_size))
@@ -115,8 +119,10 @@ class RNNLayer(nn.Module):
       recurrent_bias = self.param("recurrent_bias", nn.initializers.zeros, (h_size,))
       carry = (jnp.zeros((n, h_size), jnp.float32),)
 
-    # The input projection of every step at once, time-major: [L, N, G*H].
-    xp = jnp.einsum("nld,dg->lng", x.astype(self.dtype), w_x.astype(self.dtype))
+    # The input projection of every step at once, time-major: [L, N, G*H]. The input is made
+    # time-major first (it is narrower than the projection): projecting batch-major input straight to
+    # time-major output made XLA transpose and copy the [L, N, G*H] projection before the loop.
+    xp = jnp.einsum("lnd,dg->lng", x.astype(self.dtype), w_x.astype(self.dtype))
     xp = xp + bias.astype(self.dtype)
     valid = jnp.arange(steps)[:, None] < lengths[None, :]  # bool[L, N]
     w_h = w_h.astype(self.dtype)
@@ -135,7 +141,7 @@ class RNNLayer(nn.Module):
       return carry, jnp.where(keep, new[-1], 0.0).astype(self.dtype)
 
     carry, outputs = jax.lax.scan(step, carry, (xp, valid), unroll=self.unroll)
-    return carry, jnp.swapaxes(outputs, 0, 1)
+    return carry, outputs if time_major else jnp.swapaxes(outputs, 0, 1)
 
 
 class StackedRNN(nn.Module):
@@ -157,11 +163,12 @@ class StackedRNN(nn.Module):
     if self.layers < 1:
       raise ValueError(f"layers={self.layers}: need at least one RNN layer")
     carries = []
+    x = jnp.swapaxes(x, 0, 1)  # time-major between layers: no transposes per layer
     for i in range(self.layers):
       carry, x = RNNLayer(self.cell_type, self.cells, unroll=self.unroll, dtype=self.dtype,
-                          name=f"layer_{i}")(x, lengths)
+                          name=f"layer_{i}")(x, lengths, time_major=True)
       carries.append(carry)
-    return carries, x
+    return carries, jnp.swapaxes(x, 0, 1)
 
 
 def concat_states(carries: Sequence[Tuple[Array, ...]]) -> Array:
