@@ -17,11 +17,17 @@ _MARKERS = "osD^v<>phX*P"
 
 
 def _draw_gap_vs_k(ax, series, teacher, title: str) -> None:
+  # Baselines and teacher-student rows get colours from two different palettes, so no two lines share
+  # a colour and a line style.
+  palettes = {True: plt.get_cmap("tab10").colors, False: plt.get_cmap("Dark2").colors}
+  used = {True: 0, False: 0}
   for i, (label, points) in enumerate(series.items()):
     points = sorted(points)
     baseline = label.endswith("-k")
+    colour = palettes[baseline][used[baseline] % len(palettes[baseline])]
+    used[baseline] += 1
     ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], label=label,
-                marker=_MARKERS[i % len(_MARKERS)], markersize=4, capsize=2,
+                color=colour, marker=_MARKERS[i % len(_MARKERS)], markersize=4, capsize=2,
                 linestyle="--" if baseline else "-", linewidth=1.0 if baseline else 1.6)
   if teacher is not None:
     ax.axhline(teacher[0], color="black", linestyle=":", linewidth=1.8,
@@ -33,7 +39,7 @@ def _draw_gap_vs_k(ax, series, teacher, title: str) -> None:
   ax.set_ylabel("GAP@20 (eval set)")
   ax.set_title(title)
   ax.grid(True, alpha=0.3)
-  ax.legend(fontsize=7, loc="lower right", ncol=2)
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
 def plot_gap_vs_k(panels: Sequence[Mapping], *, path: str) -> str:
@@ -45,7 +51,7 @@ def plot_gap_vs_k(panels: Sequence[Mapping], *, path: str) -> str:
   """
   if not panels or not any(p["series"] or p["teacher"] is not None for p in panels):
     raise ValueError("plot_gap_vs_k: nothing to plot (no series and no teacher)")
-  fig, axes = plt.subplots(1, len(panels), figsize=(8.5 * len(panels), 5.5), squeeze=False)
+  fig, axes = plt.subplots(1, len(panels), figsize=(11.5 * len(panels), 5.5), squeeze=False)
   for ax, panel in zip(axes[0], panels):
     _draw_gap_vs_k(ax, panel["series"], panel["teacher"], panel.get("title") or "GAP vs number of frames k")
   fig.tight_layout()
@@ -75,7 +81,7 @@ def plot_pareto(points: Sequence[Mapping], *, path: str, title: str = "") -> str
   """
   if not points:
     raise ValueError("plot_pareto: no points (no cell has both a GAP and a FLOPs count)")
-  fig, ax = plt.subplots(figsize=(8.5, 5.5))
+  fig, ax = plt.subplots(figsize=(11.5, 5.5))
   colours: Dict[str, str] = {}
   cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   styles = {"teacher": dict(marker="*", s=160), "student": dict(marker="o", s=45),
@@ -94,7 +100,8 @@ def plot_pareto(points: Sequence[Mapping], *, path: str, title: str = "") -> str
           linewidth=1.0, zorder=2, label="Pareto front")
   handles, labels = ax.get_legend_handles_labels()
   unique = dict(zip(labels, handles))  # one legend entry per (family, kind)
-  ax.legend(unique.values(), unique.keys(), fontsize=7, loc="lower right")
+  ax.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+            borderaxespad=0.0)
   ax.set_xscale("log")
   ax.set_xlabel("FLOPs per video (XLA cost analysis, eval forward pass)")
   ax.set_ylabel("GAP@20 (eval set)")

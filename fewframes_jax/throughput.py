@@ -22,7 +22,8 @@ Inference rows: `teacher` on u8[B, T, D]; `student_k{k}` on u8[B, k, D], the k f
 path ships (`data/student_input.py`); `student_k{k}_sampled` on u8[B, T, D] with the frames picked on the
 device (what `train.eval_step` does). Train rows: `train_teacher` (mode=teacher), `train_student_k{k}`
 (mode=student_only), `train_parallel_k{k}` (the joint teacher + student step). `ratio_rows` pairs each
-student with the teacher: throughput ratio next to the FLOP ratio of the two compiled functions.
+student with the teacher: throughput ratio (inference: the median over the interleaved rounds of the
+per-round ratio) next to the FLOP ratio of the two compiled functions.
 """
 import datetime
 import functools
@@ -265,15 +266,18 @@ def compile_forward(model, variables, *, name: str, network: str, frames: int, k
 
 def time_forwards(forwards: Sequence[_Forward], *, warmup: int = 1, steps: int = 3) -> List[Dict[str, Any]]:
   """Times compiled forwards in interleaved rounds (one call of each per round), so that a shared
-  machine's changing load hits them alike; one result row each."""
+  machine's changing load hits them alike; each round starts one function later, so that no function
+  always runs right after the same one (the first call after a big teacher step runs slower). One
+  result row each."""
   calls = [functools.partial(f.compiled, *f.args) for f in forwards]
   for _ in range(warmup):
     for call in calls:
       jax.block_until_ready(call())
   times = [[] for _ in forwards]
-  for _ in range(steps):
-    for call, t in zip(calls, times):
-      t.extend(time_steps(call, warmup=0, steps=1))
+  for step in range(steps):
+    for i in range(len(calls)):
+      j = (i + step) % len(calls)
+      times[j].extend(time_steps(calls[j], warmup=0, steps=1))
   return [_row(**f.meta, warmup=warmup, times=t, flops_per_step=f.flops_per_step, memory=_memory(f.compiled))
           for f, t in zip(forwards, times)]
 
@@ -316,7 +320,8 @@ def run_infer(config: ml_collections.ConfigDict, *, ks: Sequence[int], warmup: i
                                             dtype=kw["dtype"])
     forwards.append(compile_forward(student, variables, name=f"student_k{k}", network=config.student.name,
                                     frames=k, k=k, **common))
-    if sampled:
+    if sampled:  # its own copy of the weights: no cache left warm by the row before it
+      variables = jax.tree.map(jnp.copy, variables)
       forwards.append(compile_forward(student, variables, name=f"student_k{k}_sampled",
                                       network=config.student.name, frames=T, k=k, sample_on_device=True,
                                       **common))
@@ -414,16 +419,28 @@ def run_train(config: ml_collections.ConfigDict, *, ks: Sequence[int], warmup: i
 # Ratios and output
 
 
+def _throughput_ratio(teacher: Dict[str, Any], student: Dict[str, Any]) -> float:
+  """student videos/s over teacher videos/s. Rows timed in the same interleaved rounds (inference) are
+  paired round by round and the median of the per-round ratios is taken: on a shared machine the load
+  changes between rounds far more than within one. Otherwise (train steps): the ratio of the medians."""
+  t, s = teacher["step_ms"], student["step_ms"]
+  scale = student["batch_size"] / teacher["batch_size"]
+  if teacher["kind"] == "infer" and len(t) == len(s):
+    return scale * statistics.median(a / b for a, b in zip(t, s))
+  return student["videos_per_sec"] / teacher["videos_per_sec"]
+
+
 def ratio_rows(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-  """Student vs teacher of the same kind: throughput ratio student/teacher next to the FLOP ratio
-  teacher/student of the same compiled functions, and the first as a fraction of the second."""
+  """Student vs teacher of the same kind: throughput ratio student/teacher (`_throughput_ratio`) next to
+  the FLOP ratio teacher/student of the same compiled functions, and the first as a fraction of the
+  second."""
   teachers = {r["kind"]: r for r in rows if r["name"] in ("teacher", "train_teacher")}
   out = []
   for r in rows:
     t = teachers.get(r["kind"])
     if t is None or r["k"] is None or r["name"].startswith("train_parallel"):
       continue
-    throughput = r["videos_per_sec"] / t["videos_per_sec"]
+    throughput = _throughput_ratio(t, r)
     flop_ratio = t["flops_per_video"] / r["flops_per_video"]
     out.append(dict(kind=r["kind"], student=r["name"], k=r["k"], throughput_ratio=throughput,
                     flop_ratio=flop_ratio, fraction_of_flop_ratio=throughput / flop_ratio))

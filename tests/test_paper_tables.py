@@ -90,6 +90,10 @@ def test_cell_configs_set_mode_losses_teachers_and_data():
   same = pt.cell_config(tables.distill_cell("hrnn", 2, "serial", "rep", 10), preset, workdir_of=where)
   other = pt.cell_config(tables.distill_cell("hrnn", 3, "serial", "rep", 10), preset, workdir_of=where)
   assert pt.config_hash(moved) == pt.config_hash(same) != pt.config_hash(other)
+  # ... and a retrained teacher (another dependency hash) invalidates its students.
+  assert pt.config_hash(same, ["aaaa"]) != pt.config_hash(same, ["bbbb"]) != pt.config_hash(same)
+  teacher = pt.cell_config(tables.teacher_cell("hrnn", 0), preset, workdir_of=where)
+  assert teacher.train.num_steps == preset.teacher_steps > c.train.num_steps
 
 
 # ------------------------------------------------------------------------------------------------
@@ -207,6 +211,17 @@ def test_micro_grid_end_to_end_then_rerun_from_cache(tmp_path, monkeypatch):
   json.dump(record, open(path, "w"))
   with pytest.raises(ValueError, match="uniform_k6.json: cached result of another config"):
     pt.run(preset="tiny", out=out, grid=grid, jax_cache_dir="", log=logs.append)
+  # With recompute_stale, that cell alone is retrained, in a fresh workdir.
+  calls = []
+
+  def fake_run_cell(cell, config, workdir):
+    calls.append((cell.key, os.path.exists(workdir)))
+    return dict(record, seconds=0.0)
+
+  monkeypatch.setattr(pt, "run_cell", fake_run_cell)
+  again = pt.run(preset="tiny", out=out, grid=grid, jax_cache_dir="", log=logs.append, recompute_stale=True)
+  assert calls == [("nextvlad/seed0/uniform_k6", False)] and (again.trained, again.cached) == (1, 4)
+  assert json.load(open(path))["config_hash"] != "0" * 16
 
 
 def test_ordering_checks_count_the_seeds_where_a_claim_holds():
@@ -226,3 +241,19 @@ def test_ordering_checks_count_the_seeds_where_a_claim_holds():
   assert checks["Uniform-k > Random-k"][10] == (1, 2)
   assert checks["Random-k > First-k and Last-k"][10] == (2, 2)
   assert dict(tables.ordering_checks(results, grid, "hrnn", "map_all_classes"))["Uniform-k > Random-k"][10] == (0, 0)
+
+
+@pytest.mark.parametrize("name", sorted(pt.PRESETS))
+def test_every_preset_builds_a_config_for_every_cell_of_its_full_grid(name):
+  preset = pt.PRESETS[name]
+  grid = pt.make_grid(preset, seeds=(0,), rows=tables.ALL_ROWS)
+  for cell in tables.build_cells(grid):
+    c = pt.cell_config(cell, preset, workdir_of=lambda key: "/runs/" + key)
+    assert c.seed == 0 and c.data.train_fraction == cell.fraction
+    assert c.mode == cell.mode and (c.mode == "teacher" or c.student.name == cell.student)
+    if c.mode in ("parallel", "serial"):
+      assert c.loss.ce + c.loss.rep + c.loss.rep_intermediate + c.loss.pred > 0
+  if name == "paper":  # the paper's sizes are untouched, and the H-RNN runs use the H-RNN batch size
+    c = pt.cell_config(tables.teacher_cell("hrnn", 0), preset, workdir_of=str)
+    assert (c.teacher.hrnn.cells, c.data.max_frames, c.data.batch_size) == (1024, 300, 256)
+    assert c.train.num_steps == 0 and c.train.num_epochs == 5.0
