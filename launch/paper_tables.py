@@ -389,7 +389,7 @@ def fraction_labels(config: ml_collections.ConfigDict, fractions: Sequence[float
 
 
 def run(*, preset: str, out: str, grid: Optional[Grid] = None, data: Mapping[str, Any] = (),
-        jax_cache_dir: Optional[str] = None, recompute_stale: bool = False,
+        jax_cache_dir: Optional[str] = None, recompute_stale: bool = False, report_name: str = "",
         log: Callable[[str], None] = functools.partial(print, flush=True)) -> Sweep:
   """Runs (or reads from the cache) every cell of `grid`, times Table 3, writes the markdown and plots.
 
@@ -398,6 +398,9 @@ def run(*, preset: str, out: str, grid: Optional[Grid] = None, data: Mapping[str
     cache root; '' to leave JAX's setting as is).
   recompute_stale: a cached cell whose config (or a dependency's) changed is deleted with its run and
     recomputed; by default it is an error.
+  report_name: a name for this grid's outputs (`<out>/<report_name>_tables.md`, ...), so that several grids
+    sharing one folder's cells (e.g. a 3-seed subset of the full grid) keep their own report; '' for
+    the plain names.
   """
   from fewframes_jax import plots  # pylint: disable=g-import-not-at-top
   p = PRESETS[preset]
@@ -450,17 +453,18 @@ def run(*, preset: str, out: str, grid: Optional[Grid] = None, data: Mapping[str
     labels = fraction_labels(cell_config(tables.teacher_cell(family, grid.seeds[0]), p, workdir_of=workdir_of,
                                          data=data), grid.fractions)
   markdown = render_markdown(results, timings, grid, preset=p, fraction_labels=labels)
-  md_path = os.path.join(out, "tables.md")
+  named = lambda name: os.path.join(out, f"{report_name}_{name}" if report_name else name)
+  md_path = named("tables.md")
   with open(md_path, "w") as f:
     f.write(markdown)
   panels = []
   for fam in grid.families:
     s = tables.gap_vs_k_series(results, grid, fam)
     panels.append({"title": f"{fam}: GAP vs k", "series": s["series"], "teacher": s["teacher"]})
-  gap_path = plots.plot_gap_vs_k(panels, path=os.path.join(out, "gap_vs_k.png"))
-  pareto_path = plots.plot_pareto(tables.pareto_points(results, grid), path=os.path.join(out, "pareto.png"))
+  gap_path = plots.plot_gap_vs_k(panels, path=named("gap_vs_k.png"))
+  pareto_path = plots.plot_pareto(tables.pareto_points(results, grid), path=named("pareto.png"))
   seconds = time.perf_counter() - start
-  _write_json(os.path.join(out, "last_run.json"), {"trained": trained, "cached": cached, "seconds": round(seconds, 1),
+  _write_json(named("last_run.json"), {"trained": trained, "cached": cached, "seconds": round(seconds, 1),
                                                    "preset": preset, "grid": dataclasses.asdict(grid)})
   log(f"{len(cells)} cells ({trained} trained, {cached} cached) in {seconds / 60:.1f} min -> {md_path}")
   return Sweep(results, timings, md_path, (gap_path, pareto_path), trained, cached, seconds)
@@ -540,6 +544,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser.add_argument("--num_train_examples", type=int, default=0)
   parser.add_argument("--recompute_stale", action="store_true",
                       help="retrain cached cells whose config (or a dependency's) changed, instead of failing")
+  parser.add_argument("--report", default="",
+                      help="name of this grid's outputs: <out>/<report>_tables.md, ..._gap_vs_k.png, ..._pareto.png")
   parser.add_argument("--jax_cache_dir", default=None, help="JAX compilation cache; default <bundled cache root>/jax_compilation; '' for none")
   return parser.parse_args(argv)
 
@@ -559,7 +565,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Sweep:
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)
   return run(preset=args.preset, out=args.out, grid=grid, data=data, jax_cache_dir=args.jax_cache_dir,
-             recompute_stale=args.recompute_stale)
+             recompute_stale=args.recompute_stale, report_name=args.report)
 
 
 if __name__ == "__main__":

@@ -264,3 +264,35 @@ def test_train_and_evaluate_rejects_before_compiling(runs):
     assert events == []
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def _as_test_data(c):
+  c.data.train_pattern = c.data.eval_pattern = "/nonexistent/unused-*"
+  c.data.num_classes, c.data.max_frames, c.data.feature_sizes = NUM_CLASSES, T, (16, 8)
+  return c
+
+
+def test_cross_family_and_ensemble_configs(runs):
+  from configs import cross_family, ensemble  # pylint: disable=g-import-not-at-top
+  c = _as_test_data(cross_family.get_config("tiny"))
+  assert (c.mode, c.teacher.name, c.student.name, c.student.k, c.share_classifier) == (
+      "serial", "nextvlad", "hrnn", 10, False)
+  assert c.loss.rep == base.FAMILY_LOSS["hrnn"]["rep"]  # the student family's weights
+  with pytest.raises(ConfigError, match="mode=serial needs teacher_workdir"):
+    configs_lib.validate(c)
+  c.teacher_workdir = runs["teacher"]
+  c.teacher.nextvlad.update(tiny("teacher").teacher.nextvlad)
+  configs_lib.validate(c)
+  lstm = cross_family.get_config("tiny,student=lstm,k=6,mode=parallel")
+  assert (lstm.mode, lstm.student.name, lstm.student.k) == ("parallel", "lstm", 6)
+
+  e = _as_test_data(ensemble.get_config("tiny"))
+  assert (e.mode, e.student.name, e.share_classifier) == ("serial", "hrnn", False)
+  e.teacher_workdirs = f"{runs['teacher']},{runs['root'] / 'missing'}"
+  with pytest.raises(ConfigError, match=r"teacher_workdirs: no checkpoints folder in '.*missing'"):
+    configs_lib.validate(e)
+  e.teacher_workdirs = f"{runs['teacher']},{runs['student']}"
+  with pytest.raises(ConfigError, match=r"teacher_workdirs: '.*student' has no teacher"):
+    configs_lib.validate(e)
+  e.teacher_workdirs = f"{runs['teacher']},{runs['teacher']}"
+  configs_lib.validate(e)
