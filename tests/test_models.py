@@ -199,3 +199,13 @@ def test_unknown_model_name_raises():
   cfg.name = "transformer"
   with pytest.raises(ValueError, match="model.name"):
     build_model(cfg, num_classes=C, feature_sizes=SIZES)
+
+
+@pytest.mark.parametrize("name", ["netvlad", "nextvlad"])
+def test_vlad_families_reject_frames_of_the_wrong_width(name):
+  model = _model(name)
+  with pytest.raises(ValueError, match=rf"{name}: frames have 23 features, feature_sizes=\(16, 8\) sum to 24"):
+    model.init({"params": jax.random.PRNGKey(0), **RNGS}, _frames(0)[..., :23], LENGTHS, train=False)
+  three = build_model(tiny_config(name), num_classes=C, feature_sizes=(8, 8, 8))
+  with pytest.raises(ValueError, match=rf"{name}: feature_sizes=\(8, 8, 8\): expected 1 or 2 streams"):
+    three.init({"params": jax.random.PRNGKey(0), **RNGS}, _frames(0), LENGTHS, train=False)

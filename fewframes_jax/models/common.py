@@ -12,7 +12,7 @@ The split lets the student reuse the teacher's head (the paper's shared output l
 `model.apply(teacher_variables, representation, train=..., method="classify")`.
 """
 import functools
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import flax
 import flax.linen as nn
@@ -56,6 +56,18 @@ class ModelOutput:
 def frame_mask(num_frames: Array, max_frames: int) -> Array:
   """bool[B, T]: True for the real frames t < num_frames[b]."""
   return jnp.arange(max_frames)[None, :] < num_frames[:, None]
+
+
+def stream_sizes(frames: Array, feature_sizes, *, model: str) -> Tuple[int, ...]:
+  """The per-stream widths (rgb[, audio]) of `frames: [B, T, D]`, checked: 1 or 2 streams summing to D.
+  `model` names the family in the error."""
+  sizes = tuple(int(s) for s in feature_sizes)
+  if len(sizes) not in (1, 2):
+    raise ValueError(f"{model}: feature_sizes={sizes}: expected 1 or 2 streams (rgb[, audio])")
+  if frames.shape[-1] != sum(sizes):
+    raise ValueError(f"{model}: frames have {frames.shape[-1]} features, feature_sizes={sizes} "
+                     f"sum to {sum(sizes)}")
+  return sizes
 
 
 def probability_logits(probabilities: Array, epsilon: float = 1e-6) -> Array:

@@ -27,7 +27,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fewframes_jax.models.common import ContextGating, batch_norm, einsum_f32, frame_mask, normalize_frames
+from fewframes_jax.models.common import (ContextGating, batch_norm, einsum_f32, frame_mask, normalize_frames,
+                                         stream_sizes)
 
 Array = jax.Array
 
@@ -131,12 +132,7 @@ class GatedNetVLAD(nn.Module):
 
   @nn.compact
   def __call__(self, frames: Array, num_frames: Array, *, train: bool):
-    sizes = tuple(int(s) for s in self.feature_sizes)
-    if len(sizes) not in (1, 2):
-      raise ValueError(f"netvlad: feature_sizes={sizes}: expected 1 or 2 streams (rgb[, audio])")
-    if frames.shape[-1] != sum(sizes):
-      raise ValueError(f"netvlad: frames have {frames.shape[-1]} features, feature_sizes={sizes} "
-                       f"sum to {sum(sizes)}")
+    sizes = stream_sizes(frames, self.feature_sizes, model="netvlad")
     if self.cluster_size < 2 and len(sizes) == 2:
       raise ValueError(f"netvlad.cluster_size={self.cluster_size}: the audio branch needs K // 2 >= 1")
     scale, offset = self.whitening if self.whitening is not None else (None, None)

@@ -25,7 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fewframes_jax.models.common import SEContextGating, batch_norm, frame_mask, normalize_frames
+from fewframes_jax.models.common import (SEContextGating, batch_norm, frame_mask, normalize_frames,
+                                         stream_sizes)
 from fewframes_jax.models.netvlad import frame_batch_norm, l2_normalize, vlad_residuals
 
 Array = jax.Array
@@ -96,12 +97,7 @@ class NeXtVLADEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, frames: Array, num_frames: Array, *, train: bool):
-    sizes = tuple(int(s) for s in self.feature_sizes)
-    if len(sizes) not in (1, 2):
-      raise ValueError(f"nextvlad: feature_sizes={sizes}: expected 1 or 2 streams (rgb[, audio])")
-    if frames.shape[-1] != sum(sizes):
-      raise ValueError(f"nextvlad: frames have {frames.shape[-1]} features, feature_sizes={sizes} "
-                       f"sum to {sum(sizes)}")
+    sizes = stream_sizes(frames, self.feature_sizes, model="nextvlad")
     if len(sizes) == 2 and (self.cluster_size < 2 or self.groups < 2):
       raise ValueError(f"nextvlad: cluster_size={self.cluster_size}, groups={self.groups}: the audio "
                        "branch needs cluster_size // 2 >= 1 and groups // 2 >= 1")
