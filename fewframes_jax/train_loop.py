@@ -125,7 +125,7 @@ def build(config: ml_collections.ConfigDict, frozen: Optional[FrozenTeacher] = N
                                  student_rep_dim=s_dim, teacher_model=teacher_model)
 
 
-def _eval_batches(config, process_index=None, process_count=None):
+def _eval_batches(config, skip_counter=None):
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top
   d = config.data
   local = parallel.local_batch_size(d.eval_batch_size)
@@ -134,8 +134,9 @@ def _eval_batches(config, process_index=None, process_count=None):
   ds = yt8m.make_dataset(d.eval_pattern, local,
                          num_classes=d.num_classes, max_frames=d.max_frames, training=False,
                          on_error=d.on_error, feature_names=tuple(d.feature_names),
-                         feature_sizes=tuple(d.feature_sizes), id_key=d.id_key, pad_to_batches=pad)
-  return yt8m.as_numpy_batches(ds)
+                         feature_sizes=tuple(d.feature_sizes), id_key=d.id_key, pad_to_batches=pad,
+                         skip_counter=skip_counter)
+  return yt8m.as_numpy_batches(ds, skip_counter=skip_counter)
 
 
 def _train_batches(config, skip_batches: int, skip_counter=None, process_index=None, process_count=None):
@@ -153,8 +154,23 @@ def _train_batches(config, skip_batches: int, skip_counter=None, process_index=N
 
 
 def run_eval(config, state, eval_step, mesh) -> Dict[str, Dict[str, float]]:
-  return eval_lib.evaluate(state, _eval_batches(config), eval_step, num_classes=config.data.num_classes,
-                           mesh=mesh, max_videos=config.data.max_eval_videos)
+  """{'teacher'|'student': metrics} over the eval set. With data.on_error=skip, each metrics dict also
+  has `skipped_records`: the bad eval records dropped in this pass, summed over processes (the
+  metrics cover the other videos); a warning names the reasons."""
+  skips = None
+  if config.data.on_error == "skip":
+    from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top
+    skips = yt8m.SkipCounter()
+  results = eval_lib.evaluate(state, _eval_batches(config, skips), eval_step, num_classes=config.data.num_classes,
+                              mesh=mesh, max_videos=config.data.max_eval_videos)
+  if skips is not None:
+    by_reason = parallel.sum_over_processes(skips.by_reason())
+    for metrics in results.values():
+      metrics["skipped_records"] = sum(by_reason.values())
+    if sum(by_reason.values()):
+      logging.warning("eval skipped %d bad records: %s", sum(by_reason.values()),
+                      {k: v for k, v in by_reason.items() if v})
+  return results
 
 
 def _log_eval(writer, results, step):

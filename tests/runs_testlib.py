@@ -28,11 +28,13 @@ WORKER_TIMEOUT_S = 240
 
 
 def write_dataset(root: str, *, num_train: int = 48, train_shards: int = 4, num_eval: int = 20,
-                  eval_shards: int = 3, seed: int = 0, bad_train_shards: Sequence[int] = ()) -> Dict[str, str]:
+                  eval_shards: int = 3, seed: int = 0, bad_train_shards: Sequence[int] = (),
+                  bad_eval_shards: Sequence[int] = ()) -> Dict[str, str]:
   """Tiny frame-level TFRecords (ids 'train<shard>_<i>', 'eval<shard>_<i>'); returns the globs.
 
   Eval shards get uneven sizes (7, 7, 6 for 20 videos) so per-process eval shards differ. The first
-  record of each train shard in `bad_train_shards` has a label outside [0, NUM_CLASSES) (a bad record).
+  record of each train shard in `bad_train_shards` (eval shard in `bad_eval_shards`) has a label outside
+  [0, NUM_CLASSES) (a bad record).
   """
   from fewframes_jax.data import records  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
@@ -47,7 +49,7 @@ def write_dataset(root: str, *, num_train: int = 48, train_shards: int = 4, num_
                     for name, size in zip(("rgb", "audio"), FEATURE_SIZES)}
         for label in labels:  # a learnable signal
           features["rgb"][:, 2 * label:2 * label + 2] = 250
-        if split == "train" and s in bad_train_shards and i == 0:
+        if i == 0 and s in (bad_train_shards if split == "train" else bad_eval_shards):
           labels = [NUM_CLASSES]
         recs.append(records.encode_sequence_example(video_id=f"{split}{s}_{i}".encode(), labels=labels,
                                                     features=features))
