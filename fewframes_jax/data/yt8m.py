@@ -22,21 +22,24 @@ deterministic method gives exactly the frames `sampling.sample_frames` picks fro
 deterministic methods the rule is tabulated once for every length 0..T; 'random' draws per record from
 numpy seeded by (seed, file index, record index) (same rule, not the device's draws).
 
-Validation happens in the graph, per record (measured on the bundled data: about 0.3 ms of CPU per
-video against 0.2 ms for a bare parse; > 2,000 videos/s on 2 cores): each record carries its file
-index and record index, an error code is computed with TF ops, and then, depending on `on_error`,
+Parsing, validation and decoding happen in the graph, vectorised over chunks of `chunk_size` records
+(one `tf.io.parse_sequence_example` and one set of checks per chunk; the output does not depend on the
+chunk size): each record carries its file index and record index, an error code is computed per record
+with TF ops, and then, depending on `on_error`,
   "raise": an in-graph assertion fails with a message naming the file, the record index and the reason
-           (`as_numpy_batches` turns it into `BadRecordError`); it surfaces in whichever batch holds the
-           record, the last partial eval batch included.
+           of the chunk's first bad record (`as_numpy_batches` turns it into `BadRecordError`); it
+           surfaces at the latest in the batch that would hold the record, the last partial eval batch
+           included.
   "skip":  the record is dropped, a warning line names it, and a `SkipCounter` counts it by reason.
-Bad inputs detected: a truncated file or bad CRC (`corrupt_file`: the bytes read from a file are
-compared with its size, so truncation is never silent; in "skip" mode the rest of that file is lost
-and counted as one skip), no id key (`missing_id`), a feature list that is absent (`missing_feature`;
-an *empty* list is a valid zero-frame video), a frame whose byte length is not the feature size
-(`bad_frame_size`), features with different frame counts (`frame_count_mismatch`), and a label outside
-[0, num_classes) (`bad_label`). A record that TF's parser rejects (not a SequenceExample at all, or a
-feature stored with the wrong dtype) stops the pass in both modes, with a `BadRecordError` naming the
-file and record (the parser's example name): such a file is broken beyond one record.
+Bad inputs detected: a truncated file or bad CRC (`corrupt_file`: the bytes read from a file, counted
+per chunk, are compared with its size, so truncation is never silent; in "skip" mode the rest of that
+file is lost and counted as one skip), no id key (`missing_id`), a feature list that is absent
+(`missing_feature`; an *empty* list is a valid zero-frame video), a frame whose byte length is not the
+feature size or that holds other than one bytes value (`bad_frame_size`), features with different
+frame counts (`frame_count_mismatch`), and a label outside [0, num_classes) (`bad_label`). A record
+that TF's parser rejects (not a SequenceExample at all, or a feature stored with the wrong dtype) stops
+the pass in both modes, with a `BadRecordError` naming the file and record (the parser's example
+name): such a file is broken beyond one record.
 """
 import math
 import re
@@ -189,7 +192,7 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
                  process_count: Optional[int] = None, repeat: bool = True,
                  file_fraction: float = 1.0, skip_counter: Optional[SkipCounter] = None,
                  pad_to_batches: Optional[int] = None, cycle_length: int = 8,
-                 student_frames: Optional[Tuple[int, str]] = None):
+                 student_frames: Optional[Tuple[int, str]] = None, chunk_size: int = 64):
   """Builds the input pipeline of one process.
 
   Args:
@@ -216,6 +219,8 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
     cycle_length: files read concurrently in training.
     student_frames: (k, sampling method): decode and emit only the student's k frames per video
       (see the module docstring); `seed` seeds the 'random' method.
+    chunk_size: records parsed, validated and decoded together (one set of TF ops per chunk). Output
+      is the same for every chunk size.
 
   Returns:
     A `tf.data.Dataset` of dict batches (see the module docstring).
@@ -228,9 +233,9 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
   if len(feature_names) != len(feature_sizes) or not feature_names:
     raise ValueError(f"feature_names {feature_names} and feature_sizes {feature_sizes} must be "
                      "non-empty and of equal length")
-  if batch_size < 1 or max_frames < 1 or num_classes < 1:
-    raise ValueError(f"batch_size, max_frames, num_classes must be >= 1, got {batch_size}, "
-                     f"{max_frames}, {num_classes}")
+  if batch_size < 1 or max_frames < 1 or num_classes < 1 or chunk_size < 1:
+    raise ValueError(f"batch_size, max_frames, num_classes, chunk_size must be >= 1, got {batch_size}, "
+                     f"{max_frames}, {num_classes}, {chunk_size}")
   if pad_to_batches is not None and training:
     raise ValueError("pad_to_batches applies to eval (training=False) only")
   try:  # keep TF away from accelerators that JAX uses (a no-op with tensorflow-cpu)
@@ -254,41 +259,34 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
   reader = _RecordReader(files, on_error=on_error, skip_counter=skip_counter,
                          num_classes=num_classes, max_frames=max_frames,
                          feature_names=tuple(feature_names), feature_sizes=tuple(feature_sizes),
-                         id_key=id_key, student_frames=student_frames, seed=seed)
+                         id_key=id_key, chunk_size=chunk_size, student_frames=student_frames, seed=seed,
+                         record_fraction=record_fraction)
   file_ids = tf.data.Dataset.range(len(files))
   if training:
     file_ids = file_ids.shuffle(len(files), seed=seed + 7919 * process_index,
                                 reshuffle_each_iteration=True)
     if repeat:
       file_ids = file_ids.repeat()
-    records = file_ids.interleave(reader.file_records, cycle_length=min(cycle_length, len(files)),
-                                  block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
-                                  deterministic=True)
+    # Records interleaved one at a time from `cycle_length` files, then shuffled, then re-chunked.
+    records = file_ids.interleave(lambda i: reader.file_chunks(i).unbatch(),
+                                  cycle_length=min(cycle_length, len(files)), block_length=1,
+                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if shuffle_buffer > 1:
+      records = records.shuffle(shuffle_buffer, seed=seed + 7919 * process_index,
+                                reshuffle_each_iteration=True)
+    chunks = records.batch(chunk_size)
   else:
-    records = file_ids.flat_map(reader.file_records)  # one pass, in file order
-  if record_fraction is not None:
-    f = record_fraction
-    records = records.filter(lambda fi, ri, s: tf.math.floor(tf.cast(ri + 1, tf.float64) * f)
-                             > tf.math.floor(tf.cast(ri, tf.float64) * f))
-  if training and shuffle_buffer > 1:
-    records = records.shuffle(shuffle_buffer, seed=seed + 7919 * process_index,
-                              reshuffle_each_iteration=True)
-  examples = records.map(reader.parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  if on_error == "skip":
-    examples = examples.filter(lambda ok, ex: ok)
-  examples = examples.map(lambda ok, ex: ex)
+    chunks = file_ids.flat_map(reader.file_chunks)  # one pass, in file order
+  examples = chunks.map(reader.parse_chunk, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-  padded_shapes = {k: s.shape for k, s in examples.element_spec.items()}
-  frames_per_video = max_frames if student_frames is None else int(student_frames[0])
-  padded_shapes["frames"] = tf.TensorShape([frames_per_video, sum(feature_sizes)])
+  # `rebatch` copies each row once into its batch (unbatch + batch would copy it twice).
   if training:
-    batches = examples.padded_batch(batch_size, padded_shapes=padded_shapes, drop_remainder=True)
+    batches = examples.rebatch(batch_size, drop_remainder=True)
   else:
     # B - 1 padding rows after the data, then drop_remainder: exactly ceil(N / B) batches, the last
-    # one completed by padding rows, and no all-padding batch when B divides N.
-    padding = tf.data.Dataset.from_tensors(_padding_row(examples.element_spec))
-    batches = examples.concatenate(padding.repeat(batch_size - 1)).padded_batch(
-        batch_size, padded_shapes=padded_shapes, drop_remainder=True)
+    # one padded with valid=False rows, and no all-padding batch when B divides N.
+    padding = tf.data.Dataset.from_tensors(_padding_rows(examples.element_spec, batch_size - 1))
+    batches = examples.concatenate(padding).rebatch(batch_size, drop_remainder=True)
     if pad_to_batches is not None:
       batches = _pad_to_batches(batches, pad_to_batches, batch_size, files, process_index)
   options = tf.data.Options()
@@ -296,11 +294,10 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
   return batches.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def _padding_row(element_spec):
-  """An all-zero example (unknown dims, the frames, get length 0: padded_batch fills them)."""
+def _padding_rows(element_spec, count: int):
+  """`count` all-zero rows of a chunk (element_spec: batched, leading dim unknown)."""
   tf = _tf()
-  return {k: tf.zeros([0 if d is None else d for d in spec.shape.as_list()], spec.dtype)
-          for k, spec in element_spec.items()}
+  return {k: tf.zeros([count] + spec.shape.as_list()[1:], spec.dtype) for k, spec in element_spec.items()}
 
 
 def _pad_to_batches(batches, num_batches: int, batch_size: int, files, process_index: int):
@@ -328,11 +325,22 @@ def _pad_to_batches(batches, num_batches: int, batch_size: int, files, process_i
   return stream.scan(empty, delay).skip(1).take(num_batches)
 
 
+def _row_any(flags, row_splits):
+  """bool[n]: any of `flags` (bool[N]) in each row of `row_splits` (int[n + 1]), by prefix sums."""
+  tf = _tf()
+  cumulative = tf.concat([[0], tf.cumsum(tf.cast(flags, tf.int32))], 0)
+  return tf.gather(cumulative, row_splits[1:]) > tf.gather(cumulative, row_splits[:-1])
+
+
 class _RecordReader:
-  """Per-file record streams and the per-record parse + validation (all TF graph functions)."""
+  """Per-file chunks of serialized records, and the parse + validation + decode of a chunk.
+
+  Everything is a TF graph function vectorised over a chunk of up to `chunk_size` records (a few dozen
+  TF ops per chunk, not per record: op dispatch, not parsing, was most of the cost per record).
+  """
 
   def __init__(self, files, *, on_error, skip_counter, num_classes, max_frames, feature_names,
-               feature_sizes, id_key, student_frames=None, seed=0):
+               feature_sizes, id_key, chunk_size, student_frames=None, seed=0, record_fraction=None):
     tf = _tf()
     self.tf = tf
     self.files = list(files)
@@ -343,6 +351,8 @@ class _RecordReader:
     self.feature_names = feature_names
     self.feature_sizes = feature_sizes
     self.id_keys = ID_KEYS if id_key == "auto" else (id_key,)
+    self.chunk_size = chunk_size
+    self.record_fraction = record_fraction
     self._names = tf.constant(self.files)
     self._sizes = tf.constant([tf.io.gfile.stat(f).length for f in self.files], tf.int64)
     self._reasons = tf.constant(REASONS)
@@ -357,84 +367,83 @@ class _RecordReader:
                                                    max_frames=max_frames)
         self._index_table, self._num_k_table = tf.constant(table), tf.constant(table_k)
 
-  def _student_indices(self, num_frames, file_index, record_index):
-    """The student's frame indices of one video, i32[num_frames_k], and num_frames_k."""
-    tf = self.tf
-    k, method = self.student_frames
-    if method != "random":
-      num_k = tf.gather(self._num_k_table, num_frames)
-      return tf.gather(self._index_table, num_frames)[:num_k], num_k
+  # ---- one file: chunks of (file_index, record_index, serialized), truncation/CRC detection ----
 
-    def draw(n, fi, ri):
-      rng = np.random.default_rng([self.seed, int(fi), int(ri)])
-      idx, num_k = sampling.frame_indices_np(np.array([n], np.int32), k, method, seed_or_rng=rng,
-                                             max_frames=self.max_frames)
-      return idx[0, :num_k[0]], num_k[0]
-
-    indices, num_k = tf.numpy_function(draw, [num_frames, file_index, record_index], (tf.int32, tf.int32),
-                                       stateful=False)
-    return tf.ensure_shape(indices, [None]), tf.ensure_shape(num_k, [])
-
-  # ---- one file: (file_index, record_index, serialized) with truncation/CRC detection ----
-
-  def file_records(self, file_index):
-    """Records of file `file_index`: (file_index int64, record_index int64, serialized string)."""
+  def file_chunks(self, file_index):
+    """Chunks of consecutive records of file `file_index`: (file_index i64[n], record_index i64[n],
+    serialized string[n]), n <= chunk_size (fewer where `record_fraction` drops records)."""
     tf = self.tf
     filename = tf.gather(self._names, file_index)
     size = tf.gather(self._sizes, file_index)
     # A corrupt record ends the file's stream (TF then moves to the next file, which ignore_errors
-    # turns into end-of-stream). A final sentinel compares the bytes consumed with the file size.
-    records = tf.data.TFRecordDataset(filename, buffer_size=1 << 20).ignore_errors()
-    records = records.map(lambda s: (s, False))
-    records = records.concatenate(tf.data.Dataset.from_tensors((tf.constant(b""), True)))
+    # turns into end-of-stream). A final empty chunk (`batch` never yields one) compares the bytes
+    # consumed, counted per chunk, with the file size.
+    chunks = tf.data.TFRecordDataset(filename, buffer_size=1 << 20).ignore_errors().batch(
+        self.chunk_size)
+    chunks = chunks.concatenate(tf.data.Dataset.from_tensors(tf.zeros([0], tf.string)))
 
-    def step(state, element):
+    def step(state, serialized):
       index, offset = state
-      serialized, is_end = element
-      length = tf.cast(tf.strings.length(serialized), tf.int64) + _TFRECORD_OVERHEAD
-      new_state = (index + 1, offset + tf.where(is_end, tf.constant(0, tf.int64), length))
-      return new_state, (index, offset, serialized, is_end)
+      count = tf.size(serialized, out_type=tf.int64)
+      nbytes = tf.reduce_sum(tf.cast(tf.strings.length(serialized), tf.int64))
+      return (index + count, offset + nbytes + _TFRECORD_OVERHEAD * count), (index, offset, serialized)
 
-    records = records.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), step)
+    chunks = chunks.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), step)
 
-    def check_end(index, offset, serialized, is_end):
-      corrupt = is_end & tf.not_equal(offset, size)
-      keep = tf.logical_not(is_end)
+    def check_end(index, offset, serialized):
+      is_end = tf.equal(tf.size(serialized), 0)
 
       def report():
         detail = tf.strings.format("truncated file or bad CRC: {} of {} bytes read", (offset, size))
-        return self._handle_error(tf.constant(1), filename, index, detail)
+        where = tf.strings.join(["file ", filename, ", record ", tf.strings.as_string(index)])
+        return self._handle_errors(tf.constant([1]), where[None], detail[None])
 
-      done = tf.cond(corrupt, report, lambda: tf.constant(True))
+      done = tf.cond(is_end & tf.not_equal(offset, size), report, lambda: tf.constant(True))
       with tf.control_dependencies([done]):
-        return tf.identity(keep)
+        return tf.logical_not(is_end)
 
-    records = records.filter(check_end)
-    return records.map(lambda index, offset, serialized, is_end: (file_index, index, serialized))
+    def label(index, offset, serialized):
+      del offset
+      record_index = index + tf.range(tf.size(serialized, out_type=tf.int64))
+      file_indices = tf.fill(tf.shape(serialized), tf.cast(file_index, tf.int64))
+      if self.record_fraction is None:
+        return file_indices, record_index, serialized
+      f = self.record_fraction
+      keep = (tf.math.floor(tf.cast(record_index + 1, tf.float64) * f)
+              > tf.math.floor(tf.cast(record_index, tf.float64) * f))
+      return tuple(tf.boolean_mask(t, keep) for t in (file_indices, record_index, serialized))
+
+    return chunks.filter(check_end).map(label)
 
   # ---- errors ----
 
-  def _handle_error(self, code, filename, record_index, detail):
-    """Raise (in-graph assertion) or count + log one bad record. Returns a bool tensor."""
+  def _handle_errors(self, codes, where, details):
+    """Raise (in-graph assertion, naming the first record) or count + log bad records.
+
+    Args:
+      codes: i32[m] reason codes (1-based into REASONS); where: string[m] "file F, record R";
+        details: string[m]. m >= 1.
+    Returns a bool tensor to depend on.
+    """
     tf = self.tf
-    reason = tf.gather(self._reasons, code - 1)
-    where = tf.strings.join(["file ", filename, ", record ", tf.strings.as_string(record_index)])
+    reasons = tf.gather(self._reasons, codes - 1)
     if self.on_error == "raise":
-      message = tf.strings.join([_ERROR_MARKER, ": ", where, ": ", reason, ": ", detail])
+      message = tf.strings.join([_ERROR_MARKER, ": ", where[0], ": ", reasons[0], ": ", details[0]])
       with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
         return tf.constant(False)
-    update = self.skip_counter.counts.scatter_nd_add(tf.reshape(code - 1, [1, 1]),
-                                                     tf.constant([1], tf.int64))
+    update = self.skip_counter.counts.scatter_nd_add(
+        tf.reshape(codes - 1, [-1, 1]), tf.ones(tf.shape(codes), tf.int64))
     # C++-side logging would be hidden by TF_CPP_MIN_LOG_LEVEL, so print to stderr.
-    printed = tf.print(tf.strings.join(["WARNING: YT-8M reader skipped a bad record: ", where, ": ",
-                                        reason, ": ", detail]), output_stream=sys.stderr)
+    lines = tf.strings.join(["WARNING: YT-8M reader skipped a bad record: ", where, ": ", reasons, ": ",
+                             details])
+    printed = tf.print(tf.strings.reduce_join(lines, separator="\n"), output_stream=sys.stderr)
     with tf.control_dependencies([update, printed]):
       return tf.constant(False)
 
-  # ---- one record ----
+  # ---- one chunk of records ----
 
-  def _missing_feature_lists(self, serialized):
-    """bool[F]: feature list absent from the record (only called when a list has no frames).
+  def _missing_feature_lists(self, serialized, zero_counts):
+    """bool[n, F]: feature list absent from the record (searched only in rows with an empty list).
 
     A feature list's map entry starts with its key field, `0x0a <len> name`; an empty list (a
     zero-frame video) still has that entry. Searching the bytes for it, rather than decoding the
@@ -442,97 +451,168 @@ class _RecordReader:
     names the file and record) and costs nothing on well-formed ones.
     """
     tf = self.tf
-    present = [tf.size(tf.strings.split(serialized, sep=_map_key_bytes(name))) > 1
-               for name in self.feature_names]
-    return tf.logical_not(tf.stack(present))
+    rows = tf.where(tf.reduce_any(zero_counts, axis=1))[:, 0]
+    subset = tf.gather(serialized, rows)
+    found = tf.stack([tf.strings.split(subset, sep=_map_key_bytes(name)).row_lengths() > 1
+                      for name in self.feature_names], axis=1)
+    present = tf.tensor_scatter_nd_update(tf.ones_like(zero_counts), rows[:, None], found)
+    return zero_counts & tf.logical_not(present)
 
-  def parse(self, file_index, record_index, serialized):
-    """One record -> (ok bool, example dict). Raises in-graph for bad records with on_error='raise'."""
+  def _student_indices(self, num_frames, file_index, record_index):
+    """The student's frame indices per video, i32[n, k], and num_frames_k i32[n]."""
     tf = self.tf
-    filename = tf.gather(self._names, file_index)
-    context_spec = {"labels": tf.io.VarLenFeature(tf.int64)}
+    k, method = self.student_frames
+    if method != "random":
+      return tf.gather(self._index_table, num_frames), tf.gather(self._num_k_table, num_frames)
+
+    def draw(lengths, file_indices, record_indices):
+      indices = np.zeros([len(lengths), k], np.int32)
+      num_k = np.zeros([len(lengths)], np.int32)
+      for row, (n, fi, ri) in enumerate(zip(lengths, file_indices, record_indices)):
+        rng = np.random.default_rng([self.seed, int(fi), int(ri)])  # per record: chunking-invariant
+        idx, nk = sampling.frame_indices_np(np.array([n], np.int32), k, method, seed_or_rng=rng,
+                                            max_frames=self.max_frames)
+        indices[row], num_k[row] = idx[0], nk[0]
+      return indices, num_k
+
+    indices, num_k = tf.numpy_function(draw, [num_frames, file_index, record_index],
+                                       (tf.int32, tf.int32), stateful=False)
+    return tf.ensure_shape(indices, [None, k]), tf.ensure_shape(num_k, [None])
+
+  def _all_frames(self, lists):
+    """uint8[n, T, D]: each video's first T frames, zero rows after its length (one decode per
+    feature of all the chunk's frames, then one copy into the padded layout)."""
+    tf = self.tf
+    pieces = []
+    for frame_lists, size in zip(lists, self.feature_sizes):
+      decoded = tf.io.decode_raw(frame_lists.flat_values, tf.uint8, fixed_length=size)
+      value_splits = tf.gather(frame_lists.values.row_splits, frame_lists.row_splits)
+      per_video = tf.RaggedTensor.from_row_splits(decoded, value_splits, validate=False)
+      pieces.append(per_video.to_tensor(shape=[None, self.max_frames, size]))
+    return pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=2)
+
+  def _picked_frames(self, lists, indices, count):
+    """uint8[n, J, D]: frames `indices` i32[n, J] of each video, zero rows at slots j >= count[i]
+    (only those frames are decoded)."""
+    tf = self.tf
+    mask = tf.range(tf.shape(indices)[1])[None, :] < count[:, None]
+    indices = tf.where(mask, indices, 0)
+    pieces = []
+    for frame_lists, size in zip(lists, self.feature_sizes):
+      frame_pos = frame_lists.row_splits[:-1, None] + indices  # <= total frames: a safe gather
+      value_pos = tf.gather(frame_lists.values.row_splits, frame_pos)
+      values = frame_lists.flat_values
+      last = tf.size(values) - 1
+      picked = tf.cond(last >= 0, lambda v=values, p=value_pos, l=last: tf.gather(v, tf.minimum(p, l)),
+                       lambda p=value_pos: tf.fill(tf.shape(p), ""))
+      picked = tf.where(mask, picked, "")
+      pieces.append(tf.io.decode_raw(picked, tf.uint8, fixed_length=size))
+    return pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=2)
+
+  def parse_chunk(self, file_index, record_index, serialized):
+    """A chunk of records -> a dict of batched fields (the module docstring's, leading dim m <= n).
+
+    With on_error='raise' a bad record fails an in-graph assertion naming the first bad record of the
+    chunk; with 'skip' bad records are counted, logged and left out (m = number of good records).
+
+    Args:
+      file_index, record_index: i64[n]; serialized: string[n].
+    """
+    tf = self.tf
+    where = tf.strings.join(["file ", tf.gather(self._names, file_index), ", record ",
+                             tf.strings.as_string(record_index)])
+    context_spec = {"labels": tf.io.RaggedFeature(tf.int64)}
     for key in self.id_keys:
-      context_spec[key] = tf.io.VarLenFeature(tf.string)
-    sequence_spec = {name: tf.io.FixedLenSequenceFeature([], tf.string, allow_missing=True)
-                     for name in self.feature_names}
-    context, sequences = tf.io.parse_single_sequence_example(
-        serialized, context_features=context_spec, sequence_features=sequence_spec,
-        example_name=tf.strings.join(["file ", filename, ", record ",
-                                      tf.strings.as_string(record_index)]))
+      context_spec[key] = tf.io.RaggedFeature(tf.string)
+    sequence_spec = {name: tf.io.RaggedFeature(tf.string) for name in self.feature_names}
+    context, sequences, _ = tf.io.parse_sequence_example(
+        serialized, context_features=context_spec, sequence_features=sequence_spec, example_names=where)
+    n = tf.shape(serialized)[0]
 
     # id: the first key present, in `id_keys` order.
-    ids = [context[key].values for key in self.id_keys]
-    has_id = [tf.size(v) > 0 for v in ids]
-    video_id = tf.constant(b"")
-    for key_ids, present in reversed(list(zip(ids, has_id))):
-      video_id = tf.where(present, tf.concat([key_ids[:1], [b""]], 0)[0], video_id)
-    missing_id = tf.logical_not(tf.reduce_any(tf.stack(has_id)))
+    video_id = tf.fill([n], "")
+    has_id = []
+    for key in reversed(self.id_keys):
+      present = context[key].row_lengths() > 0
+      first = context[key].to_tensor(default_value="", shape=[None, 1])[:, 0]
+      video_id = tf.where(present, first, video_id)
+      has_id.append(present)
+    missing_id = tf.logical_not(tf.reduce_any(tf.stack(has_id, axis=1), axis=1))
 
-    frame_strings = [sequences[name] for name in self.feature_names]
-    counts = tf.stack([tf.shape(s)[0] for s in frame_strings])
-    missing_feature = tf.cond(tf.reduce_any(counts == 0),
-                              lambda: self._missing_feature_lists(serialized),
-                              lambda: tf.zeros([len(self.feature_names)], tf.bool))
-    size_ok = tf.stack([tf.reduce_all(tf.strings.length(s) == size)
-                        for s, size in zip(frame_strings, self.feature_sizes)])
-    count_mismatch = tf.reduce_any(counts != counts[0])
-    labels = context["labels"].values
-    label_ok = tf.reduce_all((labels >= 0) & (labels < self.num_classes))
+    # lists[f]: string[n, (frames), (values per frame)]; a well-formed frame is one value of size_f bytes.
+    lists = [sequences[name] for name in self.feature_names]
+    counts = tf.stack([frames.row_lengths() for frames in lists], axis=1)  # i32[n, F]
+    zero_counts = tf.equal(counts, 0)
+    missing_feature = tf.cond(tf.reduce_any(zero_counts),
+                              lambda: self._missing_feature_lists(serialized, zero_counts),
+                              lambda: tf.zeros_like(zero_counts))
+    bad_size = tf.zeros([n], tf.bool)
+    for frames, size in zip(lists, self.feature_sizes):
+      value_splits = tf.gather(frames.values.row_splits, frames.row_splits)
+      bad_size |= _row_any(tf.strings.length(frames.flat_values) != size, value_splits)
+      bad_size |= _row_any(frames.values.row_lengths() != 1, frames.row_splits)
+    count_mismatch = tf.reduce_any(counts != counts[:, :1], axis=1)
+    labels = context["labels"]
+    label_ok = (labels.values >= 0) & (labels.values < self.num_classes)
+    bad_label = _row_any(tf.logical_not(label_ok), labels.row_splits)
 
-    code = tf.constant(0)
-    for bad, value in reversed([(missing_id, 2), (tf.reduce_any(missing_feature), 3),
-                                (tf.logical_not(tf.reduce_all(size_ok)), 4), (count_mismatch, 5),
-                                (tf.logical_not(label_ok), 6)]):
+    code = tf.zeros([n], tf.int32)
+    for value, bad in reversed(list(enumerate(
+        [missing_id, tf.reduce_any(missing_feature, axis=1), bad_size, count_mismatch, bad_label], 2))):
       code = tf.where(bad, value, code)
+    ok = tf.equal(code, 0)
 
-    def report():
+    def detail(row):
       names = tf.constant(list(self.feature_names))
+      frames = [f[row] for f in lists]
+      found = lambda values: tf.strings.reduce_join(  # pylint: disable=g-long-lambda
+          [tf.strings.format("{}", tf.unique(v)[0]) for v in values], separator=" ")
       details = [
           tf.constant(f"context has none of the id keys {list(self.id_keys)}"),
           tf.strings.join(["feature list(s) not in the record: ",
-                           tf.strings.reduce_join(tf.boolean_mask(names, missing_feature),
+                           tf.strings.reduce_join(tf.boolean_mask(names, missing_feature[row]),
                                                   separator=", ")]),
-          tf.strings.format("bytes per frame must be {} for {}; frame byte lengths found: {}",
-                            (tf.constant(list(self.feature_sizes)), names,
-                             tf.strings.reduce_join(
-                                 [tf.strings.format("{}", tf.unique(tf.strings.length(s))[0])
-                                  for s in frame_strings], separator=" "))),
-          tf.strings.format("frame counts {} differ for features {}", (counts, names)),
-          tf.strings.format("labels {} outside [0, {})", (labels, self.num_classes)),
+          tf.strings.join([
+              tf.strings.format("bytes per frame must be {} for {}",
+                                (tf.constant(list(self.feature_sizes)), names)),
+              "; frame byte lengths found: ", found([tf.strings.length(f.flat_values) for f in frames]),
+              "; values per frame found: ", found([f.row_lengths() for f in frames])]),
+          tf.strings.format("frame counts {} differ for features {}", (counts[row], names)),
+          tf.strings.format("labels {} outside [0, {})", (labels[row], self.num_classes)),
       ]
-      detail = tf.switch_case(code - 2, [lambda d=d: d for d in details])
-      return self._handle_error(code, filename, record_index, detail)
+      return tf.switch_case(code[row] - 2, [lambda d=d: d for d in details])
 
-    ok = tf.cond(code == 0, lambda: tf.constant(True), report)
+    def report():
+      rows = tf.where(tf.logical_not(ok))[:, 0]
+      if self.on_error == "raise":
+        rows = rows[:1]
+      details = tf.map_fn(detail, rows, fn_output_signature=tf.string)
+      return self._handle_errors(tf.gather(code, rows), tf.gather(where, rows), details)
 
-    # Frames: each feature decoded to uint8[n, size] (fixed_length keeps bad records decodable; they
-    # are dropped or raised above), cut to the common length and the first T frames, concatenated.
-    num_frames = tf.minimum(tf.reduce_min(counts), self.max_frames)
-    extra = {}
+    checked = tf.cond(tf.reduce_all(ok), lambda: tf.constant(True), report)
+
+    num_frames = tf.minimum(tf.reduce_min(counts, axis=1), self.max_frames)
+    example = {}
     if self.student_frames is None:
-      picked = [s[:num_frames] for s in frame_strings]
+      example["frames"] = self._all_frames(lists)
     else:  # only the student's frames are decoded
-      indices, extra["num_frames_k"] = self._student_indices(num_frames, file_index, record_index)
-      picked = [tf.gather(s, indices) for s in frame_strings]
-    decoded = [tf.io.decode_raw(p, tf.uint8, fixed_length=size)
-               for p, size in zip(picked, self.feature_sizes)]
-    frames = decoded[0] if len(decoded) == 1 else tf.concat(decoded, axis=1)
-    # Padded to max_frames by `padded_batch`, which writes each batch once (a per-record tf.pad
-    # would write every padding row twice; most of a batch is padding).
-    frames = tf.ensure_shape(frames, [None, sum(self.feature_sizes)])
-    valid_labels = tf.boolean_mask(labels, (labels >= 0) & (labels < self.num_classes))
-    multi_hot = tf.scatter_nd(valid_labels[:, None], tf.ones_like(valid_labels, tf.int32),
-                              [self.num_classes]) > 0
-    with tf.control_dependencies([ok]):
-      example = {
-          "frames": frames,
-          "num_frames": tf.identity(num_frames),
-          "labels": multi_hot,
-          "video_id": video_id,
-          "valid": tf.constant(True),
-      }
-      example.update({key: tf.identity(value) for key, value in extra.items()})
-      return tf.identity(ok), example
+      indices, num_k = self._student_indices(num_frames, file_index, record_index)
+      example["frames"] = self._picked_frames(lists, indices, num_k)
+      example["num_frames_k"] = num_k
+    valid_labels = tf.boolean_mask(
+        tf.stack([tf.cast(labels.value_rowids(), tf.int64), labels.values], axis=1), label_ok)
+    example.update({
+        "num_frames": num_frames,
+        "labels": tf.scatter_nd(valid_labels, tf.ones(tf.shape(valid_labels)[:1], tf.int32),
+                                tf.cast([n, self.num_classes], tf.int64)) > 0,
+        "video_id": video_id,
+        "valid": tf.ones([n], tf.bool),
+    })
+    with tf.control_dependencies([checked]):
+      if self.on_error == "skip":
+        example = tf.cond(tf.reduce_all(ok), lambda: example,
+                          lambda: {key: tf.boolean_mask(value, ok) for key, value in example.items()})
+      return {key: tf.identity(value) for key, value in example.items()}
 
 
 def _map_key_bytes(name: str) -> bytes:
