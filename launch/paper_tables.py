@@ -62,6 +62,8 @@ class Preset:
   grid: `tables.Grid` field defaults (the command line overrides families, seeds and sections).
   timing_videos / timing_repeats: Table 3's timed eval passes (0 videos: the whole eval set).
   fast_compile: `jax_disable_most_optimizations` (compile time dominates tiny runs).
+  schedule_scale: every run's length (steps, or epochs where a preset counts epochs) times this, e.g.
+    3 to check whether an ordering survives longer training (command line `--schedule_scale`).
   """
   name: str
   size: str
@@ -73,6 +75,7 @@ class Preset:
   timing_videos: int = 0
   timing_repeats: int = 3
   fast_compile: bool = False
+  schedule_scale: float = 1.0
 
 
 _QUIET = (("train.progress_bar", False), ("train.eval_every", 0))
@@ -179,6 +182,11 @@ def cell_config(cell: Cell, preset: Preset, *, workdir_of: Callable[[str], str],
       config.train.num_steps = preset.finetune_steps
   if cell.mode == "teacher" and preset.teacher_steps:
     config.train.num_steps = preset.teacher_steps
+  if preset.schedule_scale != 1.0:
+    if config.train.num_steps:
+      config.train.num_steps = max(1, round(config.train.num_steps * preset.schedule_scale))
+    else:
+      config.train.num_epochs *= preset.schedule_scale
   return config
 
 
@@ -390,6 +398,7 @@ def fraction_labels(config: ml_collections.ConfigDict, fractions: Sequence[float
 
 def run(*, preset: str, out: str, grid: Optional[Grid] = None, data: Mapping[str, Any] = (),
         jax_cache_dir: Optional[str] = None, recompute_stale: bool = False, report_name: str = "",
+        schedule_scale: float = 1.0,
         log: Callable[[str], None] = functools.partial(print, flush=True)) -> Sweep:
   """Runs (or reads from the cache) every cell of `grid`, times Table 3, writes the markdown and plots.
 
@@ -401,9 +410,13 @@ def run(*, preset: str, out: str, grid: Optional[Grid] = None, data: Mapping[str
   report_name: a name for this grid's outputs (`<out>/<report_name>_tables.md`, ...), so that several grids
     sharing one folder's cells (e.g. a 3-seed subset of the full grid) keep their own report; '' for
     the plain names.
+  schedule_scale: every run `schedule_scale` times longer than the preset's (see `Preset`).
   """
   from fewframes_jax import plots  # pylint: disable=g-import-not-at-top
   p = PRESETS[preset]
+  if schedule_scale <= 0:
+    raise ValueError(f"schedule_scale must be > 0, got {schedule_scale}")
+  p = dataclasses.replace(p, schedule_scale=schedule_scale)
   grid = grid or make_grid(p)
   out = os.path.abspath(out)
   os.makedirs(out, exist_ok=True)
@@ -496,7 +509,8 @@ def _run_timings(grid, preset, out, cells, workdir_of, data, log) -> Dict[str, D
 def render_markdown(results, timings, grid: Grid, *, preset: Preset,
                     fraction_labels: Optional[Mapping[float, str]] = None) -> str:
   """All the grid's sections as one markdown document."""
-  parts = [f"# Paper tables: preset `{preset.name}`, seeds {', '.join(map(str, grid.seeds))}", ""]
+  scale = f" x {preset.schedule_scale:g} schedule" if preset.schedule_scale != 1.0 else ""
+  parts = [f"# Paper tables: preset `{preset.name}`{scale}, seeds {', '.join(map(str, grid.seeds))}", ""]
   if "table1" in grid.sections:
     for family in grid.families:
       parts += [f"## Table 1 ({family})", "", tables.table1_markdown(results, grid, family), "",
@@ -526,6 +540,17 @@ def _words(text: str) -> Tuple[str, ...]:
   return tuple(x for x in text.split(",") if x)
 
 
+def _rows(text: str) -> Tuple[Tuple[str, str], ...]:
+  """'paper', 'all', or 'serial:pred_ce,parallel:rep_ce,...' (checked by `tables.Grid`)."""
+  named = {"paper": tables.TABLE1_ROWS, "all": tables.ALL_ROWS}
+  if text in named:
+    return named[text]
+  rows = tuple(tuple(item.split(":", 1)) for item in _words(text))
+  if not rows or any(len(r) != 2 for r in rows):
+    raise argparse.ArgumentTypeError(f"--rows {text!r}: expected 'paper', 'all' or mode:loss,...")
+  return rows
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(prog="python -m launch.paper_tables", description=__doc__.split("\n\n")[0],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -535,8 +560,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser.add_argument("--families", type=_words, default=None, help="Table 1 families, default hrnn")
   parser.add_argument("--sections", type=_words, default=None, help=f"some of {','.join(tables.SECTIONS)}")
   parser.add_argument("--ks", type=_ints, default=None, help="k values of Table 1, default 6,10,15,20,30")
-  parser.add_argument("--rows", default=None, choices=("paper", "all"),
-                      help="teacher-student rows: the paper's 8 (default) or all 10 (adds Parallel L_pred rows)")
+  parser.add_argument("--rows", default=None, type=_rows,
+                      help="teacher-student rows: 'paper' (the paper's 8, default), 'all' (10: adds Parallel L_pred "
+                           f"rows), or a list mode:loss,... (mode parallel|serial, loss one of {','.join(tables.LOSSES)})")
+  parser.add_argument("--baselines", type=_words, default=None,
+                      help=f"k-frame baselines of Table 1, default all of {','.join(tables.BASELINES)}")
+  parser.add_argument("--schedule_scale", type=float, default=1.0,
+                      help="every run this many times longer than the preset's (use another --out)")
   parser.add_argument("--anchor_k", type=int, default=None, help="k of Tables 2, 4 and the cross-family rows")
   parser.add_argument("--train_pattern", default="", help="real data (default: the bundled dataset)")
   parser.add_argument("--eval_pattern", default="")
@@ -552,9 +582,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> Sweep:
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  rows = {"paper": tables.TABLE1_ROWS, "all": tables.ALL_ROWS, None: None}[args.rows]
   grid = make_grid(PRESETS[args.preset], seeds=args.seeds, families=args.families, sections=args.sections,
-                   ks=args.ks, rows=rows, anchor_k=args.anchor_k)
+                   ks=args.ks, rows=args.rows, anchor_k=args.anchor_k, baselines=args.baselines)
   data = {}
   if args.train_pattern or args.eval_pattern:
     if not (args.train_pattern and args.eval_pattern and args.num_classes):
@@ -565,7 +594,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Sweep:
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)
   return run(preset=args.preset, out=args.out, grid=grid, data=data, jax_cache_dir=args.jax_cache_dir,
-             recompute_stale=args.recompute_stale, report_name=args.report)
+             recompute_stale=args.recompute_stale, report_name=args.report, schedule_scale=args.schedule_scale)
 
 
 if __name__ == "__main__":

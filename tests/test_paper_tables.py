@@ -257,3 +257,23 @@ def test_every_preset_builds_a_config_for_every_cell_of_its_full_grid(name):
     c = pt.cell_config(tables.teacher_cell("hrnn", 0), preset, workdir_of=str)
     assert (c.teacher.hrnn.cells, c.data.max_frames, c.data.batch_size) == (1024, 300, 256)
     assert c.train.num_steps == 0 and c.train.num_epochs == 5.0
+
+
+def test_command_line_rows_baselines_and_schedule_scale():
+  args = pt.parse_args(["--out=/x", "--rows=serial:pred_ce,parallel:rep_ce", "--baselines=uniform",
+                        "--schedule_scale=3"])
+  assert args.rows == (("serial", "pred_ce"), ("parallel", "rep_ce")) and args.baselines == ("uniform",)
+  assert pt.parse_args(["--out=/x", "--rows=all"]).rows == tables.ALL_ROWS
+  with pytest.raises(SystemExit):
+    pt.parse_args(["--out=/x", "--rows=serial"])
+  preset = pt.PRESETS["small"]
+  longer = dataclasses.replace(preset, schedule_scale=3.0)
+  where = lambda key: "/runs/" + key
+  for cell, steps in ((tables.teacher_cell("hrnn", 0), preset.teacher_steps),
+                      (tables.distill_cell("hrnn", 0, "serial", "pred_ce", 10), 300),
+                      (tables.finetune_cell(tables.distill_cell("hrnn", 0, "serial", "rep", 10)), preset.finetune_steps)):
+    assert pt.cell_config(cell, preset, workdir_of=where).train.num_steps == steps
+    assert pt.cell_config(cell, longer, workdir_of=where).train.num_steps == 3 * steps
+  paper = dataclasses.replace(pt.PRESETS["paper"], schedule_scale=2.0)  # counts epochs, not steps
+  c = pt.cell_config(tables.teacher_cell("hrnn", 0), paper, workdir_of=where)
+  assert (c.train.num_steps, c.train.num_epochs) == (0, 10.0)
