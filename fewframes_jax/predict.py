@@ -75,11 +75,8 @@ def _scorer(restored: ckpt_lib.Restored, network: str, *, presampled: bool = Fal
 def _batches(data: ml_collections.ConfigDict, student_frames=None) -> Iterator[Dict[str, np.ndarray]]:
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top
   skips = yt8m.SkipCounter() if data.on_error == "skip" else None
-  ds = yt8m.make_dataset(data.eval_pattern, data.eval_batch_size, num_classes=data.num_classes,
-                         max_frames=data.max_frames, training=False, on_error=data.on_error,
-                         feature_names=tuple(data.feature_names), feature_sizes=tuple(data.feature_sizes),
-                         id_key=data.id_key, process_index=0, process_count=1, student_frames=student_frames,
-                         skip_counter=skips)
+  ds = yt8m.make_dataset(data.eval_pattern, data.eval_batch_size, training=False, process_index=0, process_count=1,
+                         student_frames=student_frames, skip_counter=skips, **yt8m.config_options(data))
   return yt8m.as_numpy_batches(ds, skip_counter=skips)  # logs the skip counts at the end of the pass
 
 

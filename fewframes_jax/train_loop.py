@@ -131,11 +131,8 @@ def _eval_batches(config, skip_counter=None):
   local = parallel.local_batch_size(d.eval_batch_size)
   # Multi-host: every process must run as many eval steps as the largest shard needs (collectives).
   pad = yt8m.num_eval_batches(d.eval_pattern, local) if jax.process_count() > 1 else None
-  ds = yt8m.make_dataset(d.eval_pattern, local,
-                         num_classes=d.num_classes, max_frames=d.max_frames, training=False,
-                         on_error=d.on_error, feature_names=tuple(d.feature_names),
-                         feature_sizes=tuple(d.feature_sizes), id_key=d.id_key, pad_to_batches=pad,
-                         skip_counter=skip_counter)
+  ds = yt8m.make_dataset(d.eval_pattern, local, training=False, pad_to_batches=pad, skip_counter=skip_counter,
+                         **yt8m.config_options(d))
   return yt8m.as_numpy_batches(ds, skip_counter=skip_counter)
 
 
@@ -143,11 +140,9 @@ def _train_batches(config, skip_batches: int, skip_counter=None, process_index=N
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top
   d = config.data
   ds = yt8m.make_dataset(d.train_pattern, parallel.local_batch_size(d.batch_size, process_count),
-                         num_classes=d.num_classes,
-                         max_frames=d.max_frames, training=True, seed=config.seed, on_error=d.on_error,
-                         feature_names=tuple(d.feature_names), feature_sizes=tuple(d.feature_sizes),
-                         id_key=d.id_key, shuffle_buffer=d.shuffle_buffer, file_fraction=d.train_fraction,
-                         skip_counter=skip_counter, process_index=process_index, process_count=process_count)
+                         training=True, seed=config.seed, shuffle_buffer=d.shuffle_buffer,
+                         file_fraction=d.train_fraction, skip_counter=skip_counter, process_index=process_index,
+                         process_count=process_count, **yt8m.config_options(d))
   if skip_batches:
     ds = ds.skip(skip_batches)
   return yt8m.as_numpy_batches(ds, skip_counter=skip_counter)
@@ -165,11 +160,11 @@ def run_eval(config, state, eval_step, mesh) -> Dict[str, Dict[str, float]]:
                               mesh=mesh, max_videos=config.data.max_eval_videos)
   if skips is not None:
     by_reason = parallel.sum_over_processes(skips.by_reason())
+    total = sum(by_reason.values())
     for metrics in results.values():
-      metrics["skipped_records"] = sum(by_reason.values())
-    if sum(by_reason.values()):
-      logging.warning("eval skipped %d bad records: %s", sum(by_reason.values()),
-                      {k: v for k, v in by_reason.items() if v})
+      metrics["skipped_records"] = total
+    if total:
+      logging.warning("eval skipped %d bad records: %s", total, {k: v for k, v in by_reason.items() if v})
   return results
 
 

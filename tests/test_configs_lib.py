@@ -20,11 +20,13 @@ NUM_CLASSES = 8
 
 
 def tiny(mode="parallel", family="nextvlad", k=4):
-  c = base.experiment(family, k=k, arg=f"tiny,mode={mode}")
+  return _as_test_data(base.experiment(family, k=k, arg=f"tiny,mode={mode}"))
+
+
+def _as_test_data(c):
+  """Test-sized data fields (the files are never read: validation fails or passes first)."""
   c.data.train_pattern = c.data.eval_pattern = "/nonexistent/unused-*"
-  c.data.num_classes = NUM_CLASSES
-  c.data.max_frames = T
-  c.data.feature_sizes = (16, 8)
+  c.data.num_classes, c.data.max_frames, c.data.feature_sizes = NUM_CLASSES, T, (16, 8)
   return c
 
 
@@ -264,12 +266,6 @@ def test_train_and_evaluate_rejects_before_compiling(runs):
     assert events == []
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
-
-
-def _as_test_data(c):
-  c.data.train_pattern = c.data.eval_pattern = "/nonexistent/unused-*"
-  c.data.num_classes, c.data.max_frames, c.data.feature_sizes = NUM_CLASSES, T, (16, 8)
-  return c
 
 
 def test_cross_family_and_ensemble_configs(runs):

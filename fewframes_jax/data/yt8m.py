@@ -44,7 +44,7 @@ name): such a file is broken beyond one record.
 import math
 import re
 import sys
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
@@ -182,6 +182,14 @@ def num_eval_batches(file_pattern: str, batch_size: int, *, process_count: Optio
   counts = [count_records(f) for f in files]
   per_process = [sum(counts[p::process_count]) for p in range(process_count)]
   return max(1, max(math.ceil(n / batch_size) for n in per_process))
+
+
+def config_options(data) -> Dict[str, Any]:
+  """The `make_dataset` keyword arguments that a `config.data` block sets (schema, classes, frames,
+  error policy), shared by the training, eval and predict pipelines."""
+  return dict(num_classes=data.num_classes, max_frames=data.max_frames, on_error=data.on_error,
+              feature_names=tuple(data.feature_names), feature_sizes=tuple(data.feature_sizes),
+              id_key=data.id_key)
 
 
 def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_frames: int = 300,
