@@ -16,10 +16,6 @@ Sections:
 """
 import ml_collections
 
-# The paper's study of k [PDF §2]. H-RNN student blocks for each k: ceil(k / 6) blocks, so
-# k=30 -> 5 blocks x 6 frames as in [CODE] (`num_inputs_L1=5`).
-PAPER_KS = (6, 10, 15, 20, 30)
-
 
 def model_config(name: str = "nextvlad") -> ml_collections.ConfigDict:
   """Architecture config of one network, at the paper's sizes, for every family.
@@ -88,6 +84,10 @@ def get_config() -> ml_collections.ConfigDict:
   d.feature_names = ("rgb", "audio")
   d.feature_sizes = (1024, 128)
   d.id_key = "auto"              # auto | video_id (2017) | id (2018+)
+  # Stop when the id key seen and num_classes belong to different releases (2018+ `id` records with
+  # 4716 classes, or 2017 `video_id` records with another count): the class count is then wrong.
+  # False proceeds anyway (e.g. data of your own in the 2017 schema with another vocabulary).
+  d.check_release = True
   d.batch_size = 80              # global train batch; [PDF §5.2] 80 for NetVLAD/NeXtVLAD, 256 for H-RNN
   d.eval_batch_size = 256
   d.on_error = "raise"           # raise | skip (skips are counted and reported)
@@ -107,6 +107,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.teacher = model_config("nextvlad")
   c.student = model_config("nextvlad")
   c.student.k = 10
+  # 0: ceil(k / 6) blocks of the FINAL k, derived when the config is resolved (k=30 -> 5 blocks x 6
+  # frames as [CODE]'s `num_inputs_L1=5`; `models.hrnn_student_blocks`); a positive value wins.
+  c.student.hrnn.num_blocks = 0
   # uniform | stride_padded | random | first | middle | last | first_middle_last  (sampling.py)
   c.student.sampling = "uniform"
   # At eval the same method is used; 'random' then draws from a fixed eval seed, so eval is deterministic.
@@ -124,8 +127,11 @@ def get_config() -> ml_collections.ConfigDict:
   o.learning_rate = 0.0002       # [PDF §5.2] NetVLAD/NeXtVLAD; H-RNN 0.001
   o.decay_rate = 0.8             # [PDF §5.2] 0.8 (NetVLAD/NeXtVLAD), 0.95 (H-RNN)
   o.decay_examples = 2_000_000   # [L] 2M (NeXtVLAD); [W] 4M (NetVLAD); staircase, counted in examples
-  o.clip_norm = 1.0              # [G]/[W]/[L] clip_gradient_norm=1.0
-  o.clip_mode = "per_tensor"     # per_tensor ([G]/[W]/[L] TF1) | global ([CODE], [MG])
+  o.clip_norm = 1.0              # [CODE]/[G]/[W]/[L] clip_gradient_norm=1.0
+  # per_tensor: each gradient tensor clipped to norm 1.0 separately, as TF-slim's `clip_gradient_norms`
+  # that [CODE]'s `create_train_op(clip_gradient_norm=1.0)` and [G]/[W]/[L] call; global ([MG], TF2)
+  # clips by the global norm; none.
+  o.clip_mode = "per_tensor"
   o.l2 = 1e-5                    # [L] --l2_penalty=1e-5 (on classifier weights; see train.py)
   o.b1 = 0.9
   o.b2 = 0.999
@@ -163,11 +169,6 @@ def parse_arg(arg, **defaults) -> ml_collections.ConfigDict:
     else:
       parsed[key] = type(default)(value)
   return parsed
-
-
-def hrnn_student_blocks(k: int) -> int:
-  """H-RNN student blocks for k frames: ceil(k / 6) (k=30 -> 5 x 6 as [CODE]; k=10 -> 2 x 5)."""
-  return max(1, -(-k // 6))
 
 
 def apply_size(c: ml_collections.ConfigDict, size: str) -> ml_collections.ConfigDict:
@@ -209,13 +210,14 @@ def apply_size(c: ml_collections.ConfigDict, size: str) -> ml_collections.Config
 # Per-family training hyper-parameters, each with its source.
 FAMILY_OPTIM = {
     # [PDF §5.2] lr 0.001, decay 0.95 (period not given: [CODE]'s flag default of 4M examples), batch 256;
-    # [CODE] clips by global norm 1.0 and regularises the MoE with l2 1e-8 x penalty 2.
-    "hrnn": dict(learning_rate=0.001, decay_rate=0.95, decay_examples=4_000_000, clip_mode="global",
+    # [CODE] clips each gradient tensor to norm 1.0 (slim's create_train_op) and regularises the MoE's
+    # gate and expert kernels with l2 1e-8 x penalty 2.
+    "hrnn": dict(learning_rate=0.001, decay_rate=0.95, decay_examples=4_000_000, clip_mode="per_tensor",
                  l2=2e-8, batch_size=256),
     # [G] LstmModel docs: lr 0.001; the rest as H-RNN.
-    "lstm": dict(learning_rate=0.001, decay_rate=0.95, decay_examples=4_000_000, clip_mode="global",
+    "lstm": dict(learning_rate=0.001, decay_rate=0.95, decay_examples=4_000_000, clip_mode="per_tensor",
                  l2=2e-8, batch_size=256),
-    "gru": dict(learning_rate=0.001, decay_rate=0.95, decay_examples=4_000_000, clip_mode="global",
+    "gru": dict(learning_rate=0.001, decay_rate=0.95, decay_examples=4_000_000, clip_mode="per_tensor",
                 l2=2e-8, batch_size=256),
     # [PDF §5.2] lr 0.0002, decay 0.8, batch 80; [W] decay every 4M examples, moe_l2 1e-6, per-tensor clip 1.0.
     "netvlad": dict(learning_rate=0.0002, decay_rate=0.8, decay_examples=4_000_000, clip_mode="per_tensor",
@@ -250,7 +252,7 @@ def experiment(family: str, *, k: int, arg=None, student_family: str = "") -> ml
   c.student = model_config(a.student)
   c.student.k = a.k
   c.student.sampling = a.sampling
-  c.student.hrnn.num_blocks = hrnn_student_blocks(a.k)
+  c.student.hrnn.num_blocks = 0  # ceil(k / 6) of the final k, derived by configs_lib.resolve
   opt = dict(FAMILY_OPTIM[family])
   c.data.batch_size = opt.pop("batch_size")
   c.optim.update(opt)

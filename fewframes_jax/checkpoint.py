@@ -16,11 +16,10 @@ Someone with only orbax-checkpoint installed can read the arrays without this pr
 import dataclasses
 import json
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import jax
 import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
@@ -97,29 +96,32 @@ def read_json_item(workdir: str, step: int, item: str) -> Dict[str, Any]:
     return json.load(f)
 
 
-def find_step(workdir: str, *, step: Optional[int] = None, best: bool = False) -> int:
-  """The step to restore: `step`, the best by eval GAP, or the latest. Clear error when none."""
+def complete_steps(workdir: str) -> List[int]:
+  """The steps of `workdir`'s complete checkpoints, ascending (Orbax names a step folder by its number
+  only once its save is complete). Raises FileNotFoundError when there is no checkpoints folder."""
   ckpt = checkpoint_dir(workdir)
   if not os.path.isdir(ckpt):
     raise FileNotFoundError(f"no checkpoints in {ckpt!r} (is the workdir right, and did training save?)")
-  manager = make_manager(workdir, read_only=True)
-  try:
-    steps = list(manager.all_steps())
-    if not steps:
-      raise FileNotFoundError(f"no complete checkpoint in {ckpt!r}")
-    if step is not None:
-      if step not in steps:
-        raise FileNotFoundError(f"step {step} not in {ckpt!r}; available: {sorted(steps)}")
-      return step
-    if best:
-      scored = [(read_json_item(workdir, s, "meta").get("metrics", {}).get("gap"), s) for s in steps]
-      scored = [(g, s) for g, s in scored if g is not None]
-      if not scored:
-        raise FileNotFoundError(f"no checkpoint in {ckpt!r} has an eval GAP; use best=False")
-      return max(scored)[1]
-    return manager.latest_step()
-  finally:
-    manager.close()
+  return sorted(int(name) for name in os.listdir(ckpt) if name.isdigit())
+
+
+def find_step(workdir: str, *, step: Optional[int] = None, best: bool = False) -> int:
+  """The step to restore: `step`, the best by eval GAP, or the latest. Clear error when none."""
+  ckpt = checkpoint_dir(workdir)
+  steps = complete_steps(workdir)
+  if not steps:
+    raise FileNotFoundError(f"no complete checkpoint in {ckpt!r}")
+  if step is not None:
+    if step not in steps:
+      raise FileNotFoundError(f"step {step} not in {ckpt!r}; available: {steps}")
+    return step
+  if best:
+    scored = [(read_json_item(workdir, s, "meta").get("metrics", {}).get("gap"), s) for s in steps]
+    scored = [(g, s) for g, s in scored if g is not None]
+    if not scored:
+      raise FileNotFoundError(f"no checkpoint in {ckpt!r} has an eval GAP; use best=False")
+    return max(scored)[1]
+  return steps[-1]
 
 
 @dataclasses.dataclass
@@ -135,18 +137,11 @@ class Restored:
   student_variables: Optional[Dict[str, Any]]
   metrics: Dict[str, Any]
 
-
-def standalone_student_variables(student: Dict[str, Any], teacher: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-  """Student {'params','batch_stats'} with the teacher's head added when the student has none."""
-  params = {k: v for k, v in student["params"].items() if k != "projection"}
-  batch_stats = dict(student.get("batch_stats") or {})
-  if "head" not in params:
-    if teacher is None:
-      raise ValueError("the student shares the teacher's classifier but the checkpoint has no teacher")
-    params["head"] = teacher["params"]["head"]
-    if "head" in (teacher.get("batch_stats") or {}):
-      batch_stats["head"] = teacher["batch_stats"]["head"]
-  return {"params": params, "batch_stats": batch_stats}
+  def network(self, which: str = "student"):
+    """The teacher or the student as an `inference.Network`: ready to score uint8 frames (its frame
+    selection included). Raises ValueError when the run has no such network."""
+    from fewframes_jax import inference  # pylint: disable=g-import-not-at-top
+    return inference.Network.from_restored(self, which)
 
 
 def restore(workdir: str, step: Optional[int] = None, best: bool = False) -> Restored:
@@ -154,32 +149,24 @@ def restore(workdir: str, step: Optional[int] = None, best: bool = False) -> Res
 
   No TensorFlow is needed. Arrays come back as numpy/jax arrays on the default device.
   """
+  from fewframes_jax import inference  # pylint: disable=g-import-not-at-top
   from fewframes_jax.models import build_model  # pylint: disable=g-import-not-at-top
 
   step = find_step(workdir, step=step, best=best)
   config = ml_collections.ConfigDict(read_json_item(workdir, step, "config"))
   meta = read_json_item(workdir, step, "meta")
-  manager = make_manager(workdir, read_only=True)
-  try:
-    tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
-  finally:
-    manager.close()
+  # A plain checkpointer on the step's item: a read-only CheckpointManager would log Orbax's
+  # "read only" warnings on every call, and no manager is needed to read one finished step.
+  with ocp.StandardCheckpointer() as checkpointer:
+    tree = checkpointer.restore(os.path.join(checkpoint_dir(workdir), str(step), "state"))
   kw = dict(num_classes=config.data.num_classes, feature_sizes=tuple(config.data.feature_sizes),
             dtype=config.dtype)
-
-  def variables_of(net):
-    return {"params": net["params"], "batch_stats": net.get("batch_stats") or {}}
-
-  teacher = variables_of(tree["teacher"]) if tree.get("teacher") else None
-  student = variables_of(tree["student"]) if tree.get("student") else None
+  networks = {which: inference.network_variables(tree, which) if tree.get(which) else None
+              for which in inference.NETWORKS}
   return Restored(
       config=config, step=step,
-      model=build_model(config.teacher, **kw) if teacher else None,
-      variables=teacher,
-      student_model=build_model(config.student, **kw) if student else None,
-      student_variables=standalone_student_variables(student, teacher) if student else None,
+      model=build_model(config.teacher, **kw) if networks["teacher"] else None,
+      variables=networks["teacher"],
+      student_model=build_model(config.student, **kw) if networks["student"] else None,
+      student_variables=networks["student"],
       metrics=meta.get("metrics", {}))
-
-
-def to_numpy(tree: Any) -> Any:
-  return jax.tree.map(np.asarray, tree)

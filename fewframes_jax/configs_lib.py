@@ -1,9 +1,15 @@
 """Config resolution and validation, in one place, before anything compiles.
 
-`resolve(config)` fills what a run derives (bundled data patterns and class count);
-`validate(config, workdir=...)` raises a `ConfigError` naming the field for every invalid setting,
-including a config that does not fit the checkpoints it would resume or load (read from their saved
-JSON configs only, so nothing is restored or compiled before the error).
+`resolve(config)` fills what a run derives (the bundled data's patterns and class count, an H-RNN
+student's blocks from its final k); `validate(config, workdir=...)` raises a `ConfigError` naming the
+field for every invalid setting, including a config that does not fit the checkpoints it would resume
+or load (read from their saved JSON configs only, so nothing is restored or compiled before the error).
+Both run once per run, at its start (`train_loop.train_and_evaluate`).
+
+The names a config may use are defined by the modules that own them and only checked here: modes
+(`train.MODES`), model families (`models.MODEL_NAMES`), sampling methods (`sampling.SAMPLING_METHODS`),
+prediction distances (`losses.PREDICTION_DISTANCES`), clipping modes (`optim.CLIP_MODES`), compute
+dtypes (`models.DTYPES`), and the reader's error policies and id keys (`data/reader.py`).
 """
 import math
 import os
@@ -11,17 +17,17 @@ from typing import Dict, Mapping, Optional
 
 import ml_collections
 
-MODES = ("teacher", "student_only", "parallel", "serial", "finetune")
-MODEL_NAMES = ("hrnn", "lstm", "gru", "netvlad", "nextvlad")
-RECURRENT = ("hrnn", "lstm", "gru")
-SAMPLING_METHODS = ("uniform", "stride_padded", "random", "first", "middle", "last", "first_middle_last")
-PRED_DISTANCES = ("mse", "binary_kl", "categorical_kl")
-DTYPES = ("float32", "bfloat16")
-ON_ERROR = ("raise", "skip")
-ID_KEYS = ("auto", "video_id", "id")
+from fewframes_jax import checkpoint as ckpt_lib
+from fewframes_jax import losses
+from fewframes_jax import models
+from fewframes_jax import optim
+from fewframes_jax import sampling
+from fewframes_jax import train
+from fewframes_jax.data import reader
+from fewframes_jax.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
   """An invalid configuration; the message names the field."""
 
 
@@ -45,11 +51,13 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if not d.num_train_examples:
       d.num_train_examples = b.num_train
   _require(bool(d.eval_pattern), "data.eval_pattern is empty: give the eval files (TFRecord glob)")
+  if config.student.hrnn.num_blocks == 0:  # 0: derived from the final k (an explicit value wins)
+    config.student.hrnn.num_blocks = models.hrnn_student_blocks(config.student.k)
   return config
 
 
 def _validate_model(m: ml_collections.ConfigDict, where: str, frames: int) -> None:
-  _require(m.name in MODEL_NAMES, f"{where}.name={m.name!r}: expected one of {MODEL_NAMES}")
+  _require(m.name in models.MODEL_NAMES, f"{where}.name={m.name!r}: expected one of {models.MODEL_NAMES}")
   if m.name == "hrnn":
     _require(1 <= m.hrnn.num_blocks <= frames,
              f"{where}.hrnn.num_blocks={m.hrnn.num_blocks} does not fit the {frames} frames this network "
@@ -76,11 +84,10 @@ def saved_run_config(workdir: str, field: str) -> ml_collections.ConfigDict:
   is missing or unreadable or holds no complete checkpoint (Orbax names a step folder by its number
   only once the save is complete).
   """
-  from fewframes_jax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
   ckpt = ckpt_lib.checkpoint_dir(workdir)
   _require(os.path.isdir(ckpt), f"{field}={workdir!r}: no checkpoints folder there ({ckpt})")
   _require(os.access(ckpt, os.R_OK | os.X_OK), f"{field}={workdir!r}: {ckpt} is not readable")
-  steps = sorted(int(name) for name in os.listdir(ckpt) if name.isdigit())
+  steps = ckpt_lib.complete_steps(workdir)
   _require(bool(steps), f"{field}={workdir!r}: no complete checkpoint in {ckpt}")
   try:
     return ml_collections.ConfigDict(ckpt_lib.read_json_item(workdir, steps[-1], "config"))
@@ -89,87 +96,105 @@ def saved_run_config(workdir: str, field: str) -> ml_collections.ConfigDict:
 
 
 def _has_checkpoint(workdir: str) -> bool:
-  ckpt = os.path.join(os.path.abspath(workdir), "checkpoints")
-  return os.path.isdir(ckpt) and any(name.isdigit() for name in os.listdir(ckpt))
+  return os.path.isdir(ckpt_lib.checkpoint_dir(workdir)) and bool(ckpt_lib.complete_steps(workdir))
 
 
 def validate(config: ml_collections.ConfigDict, *, workdir: Optional[str] = None) -> None:
   """Raises ConfigError for any invalid setting. Call after `resolve`.
 
-  `workdir`: the run's folder; when it holds a checkpoint (a resume), the config must fit it.
-  Serial and finetune modes also check the runs they load (teacher_workdir(s), init_workdir).
+  `workdir`: the run's folder (must not be a file); when it holds a checkpoint (a resume), the config
+  must fit it. Serial and finetune modes also check the runs they load (teacher_workdir(s), init_workdir).
   """
-  d = config.data
-  _require(config.mode in MODES, f"mode={config.mode!r}: expected one of {MODES}")
-  _require(config.dtype in DTYPES, f"dtype={config.dtype!r}: expected one of {DTYPES}")
+  _require(config.mode in train.MODES, f"mode={config.mode!r}: expected one of {train.MODES}")
+  _require(config.dtype in models.DTYPES, f"dtype={config.dtype!r}: expected one of {tuple(models.DTYPES)}")
+  _validate_data(config.data)
+  if train.has_teacher(config.mode):
+    _validate_model(config.teacher, "teacher", config.data.max_frames)
+  if train.has_student(config.mode):
+    s = config.student
+    _require(1 <= s.k <= config.data.max_frames,
+             f"student.k={s.k}: need 1 <= k <= data.max_frames={config.data.max_frames}")
+    _require(s.sampling in sampling.SAMPLING_METHODS,
+             f"student.sampling={s.sampling!r}: expected one of {sampling.SAMPLING_METHODS}")
+    _validate_model(s, "student", s.k)
+  _validate_loss(config)
+  _validate_loaded_runs(config)
+  _validate_schedule(config)
+  if workdir:
+    _require(not os.path.exists(workdir) or os.path.isdir(workdir),
+             f"workdir={workdir!r} is a file, not a folder")
+    if _has_checkpoint(workdir):
+      check_resume_compatible(config, saved_run_config(workdir, "workdir"), workdir)
+
+
+def _validate_data(d: ml_collections.ConfigDict) -> None:
   _require(d.num_classes >= 1, f"data.num_classes={d.num_classes}: must be >= 1")
   _require(d.max_frames >= 1, f"data.max_frames={d.max_frames}: must be >= 1")
   _require(len(d.feature_names) == len(d.feature_sizes) and len(d.feature_names) >= 1,
            f"data.feature_names {tuple(d.feature_names)} and data.feature_sizes {tuple(d.feature_sizes)} "
            "must have the same, non-zero length")
   _require(all(s > 0 for s in d.feature_sizes), f"data.feature_sizes={tuple(d.feature_sizes)}: must be positive")
-  _require(d.on_error in ON_ERROR, f"data.on_error={d.on_error!r}: expected one of {ON_ERROR}")
-  _require(d.id_key in ID_KEYS, f"data.id_key={d.id_key!r}: expected one of {ID_KEYS}")
+  _require(d.on_error in reader.ON_ERROR, f"data.on_error={d.on_error!r}: expected one of {reader.ON_ERROR}")
+  _require(d.id_key in reader.ID_KEY_CHOICES,
+           f"data.id_key={d.id_key!r}: expected one of {reader.ID_KEY_CHOICES}")
   _require(d.batch_size >= 1 and d.eval_batch_size >= 1, "data.batch_size and data.eval_batch_size must be >= 1")
   _require(0.0 < d.train_fraction <= 1.0, f"data.train_fraction={d.train_fraction}: need 0 < f <= 1")
-  has_teacher = config.mode != "student_only"
-  has_student = config.mode != "teacher"
-  if has_teacher:
-    _validate_model(config.teacher, "teacher", d.max_frames)
-  if has_student:
-    s = config.student
-    _require(1 <= s.k <= d.max_frames, f"student.k={s.k}: need 1 <= k <= data.max_frames={d.max_frames}")
-    _require(s.sampling in SAMPLING_METHODS, f"student.sampling={s.sampling!r}: expected one of {SAMPLING_METHODS}")
-    _validate_model(s, "student", s.k)
+
+
+def _validate_loss(config: ml_collections.ConfigDict) -> None:
   lo = config.loss
-  for term in ("ce", "rep", "rep_intermediate", "pred"):
+  for term in losses.TERM_NAMES:
     _require(lo[term] >= 0, f"loss.{term}={lo[term]}: weights must be >= 0")
-  _require(lo.pred_distance in PRED_DISTANCES, f"loss.pred_distance={lo.pred_distance!r}: expected one of {PRED_DISTANCES}")
-  if config.mode in ("parallel", "serial"):
-    _require(lo.ce + lo.rep + lo.rep_intermediate + lo.pred > 0, "loss: every student loss weight is 0")
+  _require(lo.pred_distance in losses.PREDICTION_DISTANCES,
+           f"loss.pred_distance={lo.pred_distance!r}: expected one of {losses.PREDICTION_DISTANCES}")
+  if config.mode in train.DISTILLING:
+    _require(sum(lo[term] for term in losses.TERM_NAMES) > 0, "loss: every student loss weight is 0")
     if lo.rep_intermediate > 0:
-      _require(config.teacher.name in RECURRENT and config.student.name in RECURRENT,
+      _require(config.teacher.name in models.RECURRENT and config.student.name in models.RECURRENT,
                f"loss.rep_intermediate>0 needs recurrent teacher and student (per-step states); got "
                f"teacher.name={config.teacher.name!r}, student.name={config.student.name!r}")
+
+
+def _loaded_run(workdir: str, field: str) -> ml_collections.ConfigDict:
+  _require(os.path.isdir(os.path.join(workdir, "checkpoints")),
+           f"{field}={workdir!r}: no checkpoints folder there (train that run first)")
+  return saved_run_config(workdir, field)
+
+
+def _validate_loaded_runs(config: ml_collections.ConfigDict) -> None:
+  """The runs that serial (a frozen teacher or an ensemble) and finetune (a stage-1 student) load."""
   if config.teacher_workdirs:
     _require(config.mode == "serial", f"teacher_workdirs (an ensemble) needs mode=serial, got mode={config.mode!r}")
     _require(not config.share_classifier,
              "teacher_workdirs: an ensemble of teachers has no single classifier to share; set share_classifier=False")
-    for member in config.teacher_workdirs.split(","):
-      _require(os.path.isdir(os.path.join(member.strip(), "checkpoints")),
-               f"teacher_workdirs: no checkpoints folder in {member.strip()!r} (train that teacher first)")
-      teacher_run = saved_run_config(member.strip(), "teacher_workdirs")
-      _require(teacher_run.mode != "student_only", f"teacher_workdirs: {member.strip()!r} has no teacher "
-                                                   "(a student_only run)")
-      check_data_matches(config, teacher_run, member.strip())
+    for member in (w.strip() for w in config.teacher_workdirs.split(",")):
+      teacher_run = _loaded_run(member, "teacher_workdirs")
+      _require(teacher_run.mode != "student_only", f"teacher_workdirs: {member!r} has no teacher (a student_only run)")
+      check_data_matches(config, teacher_run, member)
   elif config.mode == "serial":
     _require(bool(config.teacher_workdir), "mode=serial needs teacher_workdir (a trained teacher run)")
-    _require(os.path.isdir(os.path.join(config.teacher_workdir, "checkpoints")),
-             f"teacher_workdir={config.teacher_workdir!r}: no checkpoints folder there (train the teacher first)")
-    teacher_run = saved_run_config(config.teacher_workdir, "teacher_workdir")
+    teacher_run = _loaded_run(config.teacher_workdir, "teacher_workdir")
     _require(teacher_run.mode != "student_only",
              f"teacher_workdir={config.teacher_workdir!r} has no teacher (a student_only run)")
     check_teacher_matches(config, teacher_run, config.teacher_workdir)
   if config.mode == "finetune":
     _require(bool(config.init_workdir), "mode=finetune needs init_workdir (a trained student run)")
-    _require(os.path.isdir(os.path.join(config.init_workdir, "checkpoints")),
-             f"init_workdir={config.init_workdir!r}: no checkpoints folder there")
-    student_run = saved_run_config(config.init_workdir, "init_workdir")
+    student_run = _loaded_run(config.init_workdir, "init_workdir")
     _require(student_run.mode != "teacher", f"init_workdir={config.init_workdir!r} has no student (a teacher run)")
     _require(_architecture(config.student) == _architecture(student_run.student),
              f"student checkpoint in {config.init_workdir!r} does not match config.student: checkpoint "
              f"{_architecture(student_run.student)} vs config {_architecture(config.student)}")
     check_data_matches(config, student_run, config.init_workdir)
-  o = config.optim
+
+
+def _validate_schedule(config: ml_collections.ConfigDict) -> None:
+  o, t = config.optim, config.train
   _require(o.learning_rate > 0 and o.decay_examples > 0 and 0 < o.decay_rate <= 1,
            "optim: learning_rate > 0, decay_examples > 0 and 0 < decay_rate <= 1 are required")
-  _require(o.clip_mode in ("per_tensor", "global", "none"), f"optim.clip_mode={o.clip_mode!r}")
-  t = config.train
+  _require(o.clip_mode in optim.CLIP_MODES, f"optim.clip_mode={o.clip_mode!r}: expected one of {optim.CLIP_MODES}")
   _require(t.num_steps > 0 or t.num_epochs > 0, "train: set num_steps > 0 or num_epochs > 0")
   _require(t.log_every >= 1 and t.checkpoint_every >= 1, "train.log_every and train.checkpoint_every must be >= 1")
   _require(t.keep_checkpoints >= 1, f"train.keep_checkpoints={t.keep_checkpoints}: must be >= 1")
-  if workdir and _has_checkpoint(workdir):
-    check_resume_compatible(config, saved_run_config(workdir, "workdir"), workdir)
 
 
 def num_train_steps(config: ml_collections.ConfigDict) -> int:
@@ -188,7 +213,7 @@ ARCHITECTURE_FIELDS = ("name", "hrnn", "rnn", "netvlad", "nextvlad", "input_norm
 def _architecture(m) -> Dict:
   m = m.to_dict() if hasattr(m, "to_dict") else dict(m)
   arch = {k: m.get(k) for k in ARCHITECTURE_FIELDS}
-  family = {"hrnn": "hrnn", "lstm": "rnn", "gru": "rnn", "netvlad": "netvlad", "nextvlad": "nextvlad"}[arch["name"]]
+  family = models.FAMILY_FIELDS[arch["name"]]
   out = {"name": arch["name"], "input_norm": arch["input_norm"], family: arch[family]}
   for key in ("unroll",):  # performance knobs do not change the architecture
     if isinstance(out.get(family), dict):
@@ -230,7 +255,8 @@ def check_resume_compatible(config, checkpoint_config, workdir: str) -> None:
 
 
 def check_representation_sizes(config, teacher_dim: int, student_dim: int) -> None:
-  if config.share_classifier and config.mode in ("parallel", "serial"):
+  """A shared classifier needs the student's representation to have the teacher's size."""
+  if config.share_classifier and config.mode in train.DISTILLING:
     _require(teacher_dim == student_dim,
              f"share_classifier=True needs equal representation sizes, got teacher {teacher_dim} and "
              f"student {student_dim} (cross-family: set share_classifier=False)")

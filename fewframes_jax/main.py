@@ -1,21 +1,28 @@
-"""Entry point: `python -m fewframes_jax.main --config=configs/nextvlad_k10.py --workdir=runs/x`.
+"""Trains, evaluates, predicts with, or counts the FLOPs of a teacher and its k-frame student.
 
-Modes:
-  train   (default) train and evaluate, resuming from `workdir` if it holds checkpoints.
-  eval    evaluate the latest (or `--best`) checkpoint of `workdir` on `config.data.eval_pattern`.
-  predict write the Kaggle CSV (`VideoId,LabelConfidencePairs`, top 20) of the student (or teacher).
+  python -m fewframes_jax.main --config=configs/nextvlad_k10.py:cpu --workdir=runs/nextvlad_k10_cpu
+
+Modes (--mode):
+  train   (default) train and evaluate, resuming from --workdir if it holds checkpoints.
+  eval    evaluate the latest (--best: best eval GAP; --step=N) checkpoint of --workdir on
+          config.data.eval_pattern (default: the run's own eval data), both networks.
+  predict write the Kaggle CSV (`VideoId,LabelConfidencePairs`, top 20) of the --network (student by
+          default) to --output (default <workdir>/predictions.csv).
   flops   print FLOPs per video and parameter counts, teacher (all frames) vs students (k frames).
 
-Config values are overridden on the command line, e.g. `--config.student.k=20`, and a config file
-takes an argument after a colon, e.g. `--config=configs/hrnn.py:k=10`.
+Config values are overridden on the command line, e.g. `--config.student.k=20`, and a config file takes
+an argument after a colon, e.g. `--config=configs/hrnn.py:k=10`. A mistake in the config or the data
+(an unknown field, k=400, a pattern that matches no file, a bad record) prints one line and exits 2.
 """
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from fewframes_jax import cli
 
-import jax  # pylint: disable=g-import-not-at-top
-from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
-from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+cli.quiet_start()
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app, flags, logging  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 MODES = ("train", "eval", "predict", "flops")
 
@@ -24,17 +31,10 @@ config_flags.DEFINE_config_file("config", None, "Experiment config file (configs
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, TensorBoard files and the summary.")
 flags.DEFINE_enum("mode", "train", MODES, "What to run.")
 flags.DEFINE_bool("best", False, "eval/predict: use the checkpoint with the best eval GAP, not the latest.")
+flags.DEFINE_integer("step", None, "eval/predict: use the checkpoint of this step, not the latest.")
 flags.DEFINE_string("output", "", "predict: the CSV path (default: <workdir>/predictions.csv).")
 flags.DEFINE_enum("network", "student", ("student", "teacher"), "predict: which network scores the videos.")
-
-
-def _hide_gpus_from_tensorflow() -> None:
-  """TensorFlow (the input pipeline) must not reserve accelerator memory that JAX needs."""
-  try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return
-  tf.config.set_visible_devices([], "GPU")
+flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
@@ -42,33 +42,29 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from fewframes_jax import parallel  # pylint: disable=g-import-not-at-top
   parallel.maybe_initialize_distributed()
-  if not FLAGS["verbosity"].present:
-    # Orbax and TensorFlow log every step of a save at INFO; -v 0 (or --verbosity=0) brings them back.
-    logging.set_verbosity(logging.WARNING)
   config = FLAGS.config
-  if config is None:
-    raise app.UsageError("--config is required, e.g. --config=configs/nextvlad_k10.py")
   logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices())
   if FLAGS.mode == "flops":
-    from fewframes_jax import report  # pylint: disable=g-import-not-at-top
-    print(report.flops_report(config), flush=True)
+    from fewframes_jax.cost import flops_report  # pylint: disable=g-import-not-at-top
+    print(flops_report.flops_report(config), flush=True)
     return
   if not FLAGS.workdir:
     raise app.UsageError(f"--workdir is required for --mode={FLAGS.mode}")
-  _hide_gpus_from_tensorflow()
+  # TensorFlow (the input pipeline) is imported later, where data is read, with every GPU hidden from
+  # it (`data.records.tensorflow`): JAX keeps the accelerators' memory.
   if FLAGS.mode == "train":
     from fewframes_jax import train_loop  # pylint: disable=g-import-not-at-top
     train_loop.train_and_evaluate(config, FLAGS.workdir)
-  elif FLAGS.mode == "eval":
-    from fewframes_jax import predict  # pylint: disable=g-import-not-at-top
-    print(predict.evaluate_workdir(FLAGS.workdir, config, best=FLAGS.best), flush=True)
+    return
+  from fewframes_jax import predict  # pylint: disable=g-import-not-at-top
+  if FLAGS.mode == "eval":
+    print(predict.evaluate_workdir(FLAGS.workdir, config, best=FLAGS.best, step=FLAGS.step), flush=True)
   else:
-    from fewframes_jax import predict  # pylint: disable=g-import-not-at-top
     output = FLAGS.output or os.path.join(FLAGS.workdir, "predictions.csv")
-    n = predict.write_predictions(FLAGS.workdir, config, output, network=FLAGS.network, best=FLAGS.best)
+    n = predict.write_predictions(FLAGS.workdir, config, output, network=FLAGS.network, best=FLAGS.best,
+                                  step=FLAGS.step)
     print(f"wrote {n} videos to {output}", flush=True)
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config"])
-  app.run(main)
+  cli.run(main)

@@ -39,6 +39,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fewframes_jax import average_precision
+
+TOP_K = 20  # GAP@20, as the Kaggle competitions and the paper: each video's top 20 classes
 METRIC_KEYS = ("gap", "map", "map_all_classes", "hit_at_one", "perr", "num_videos")
 
 
@@ -144,7 +147,7 @@ class EvaluationMetrics:
   of numpy arrays (e.g. gathered across processes). Each video must be fed to exactly one of them.
   """
 
-  def __init__(self, num_classes: int, top_k: int = 20):
+  def __init__(self, num_classes: int, top_k: int = TOP_K):
     if int(num_classes) < 1:
       raise ValueError(f"EvaluationMetrics: num_classes must be >= 1, got {num_classes}")
     if int(top_k) < 1:
@@ -194,10 +197,10 @@ class EvaluationMetrics:
     _check_no_nan(predictions, "predictions")
     positives = labels > 0
 
-    scores, class_ids = _top_k_sorted(predictions, self.top_k)
+    scores, class_ids = average_precision.top_k_sorted(predictions, self.top_k)
     hits = np.take_along_axis(positives, class_ids, axis=1)
     num_labels = positives.sum(axis=1)
-    self._perr_sum += float(np.sum(_perr_rows(predictions, positives, scores, hits, num_labels)))
+    self._perr_sum += float(np.sum(average_precision.perr_rows(predictions, positives, scores, hits, num_labels)))
     self._class_positives += positives.sum(axis=0)
     self._append(scores, class_ids, hits)
 
@@ -275,7 +278,7 @@ class EvaluationMetrics:
             "EvaluationMetrics.update_top_k: a video has "
             f"{int(num_labels.max())} labels, more than "
             f"top_k={k}, so PERR cannot be computed from the top-k; pass perr=perr_per_video(...)")
-      perr_sum = float(np.sum(_perr_from_top_k(scores, hits, num_labels)))
+      perr_sum = float(np.sum(average_precision.perr_from_top_k(scores, hits, num_labels)))
 
     self._perr_sum += perr_sum
     self._class_positives += counts.astype(np.int64)
@@ -370,7 +373,7 @@ class EvaluationMetrics:
       return 0.0
     scores = self._scores[:self._num_videos].ravel()[order]
     hits = self._hits[:self._num_videos].ravel()[order]
-    return float(np.sum(_tie_averaged_precision_terms(scores, hits)) / total_positives)
+    return float(np.sum(average_precision.tie_averaged_precision_terms(scores, hits)) / total_positives)
 
   def _mean_average_precisions(self, order: np.ndarray) -> tuple[float, float]:
     """(mean over classes with a positive, mean over all classes) of the per-class APs."""
@@ -380,7 +383,7 @@ class EvaluationMetrics:
     item = order[by_class]
     del order
     class_ids = class_ids[by_class]
-    terms = _tie_averaged_precision_terms(
+    terms = average_precision.tie_averaged_precision_terms(
         self._scores[:n].ravel()[item], self._hits[:n].ravel()[item], segments=class_ids)
     ap_sums = np.bincount(class_ids, weights=terms, minlength=self.num_classes)
     has_positive = self._class_positives > 0
@@ -392,7 +395,7 @@ class EvaluationMetrics:
 # ---- one-shot functions ----
 
 
-def global_average_precision(predictions, labels, top_k: int = 20) -> float:
+def global_average_precision(predictions, labels, top_k: int = TOP_K) -> float:
   """GAP@top_k of one set of predictions: float[N, C], labels [N, C] multi-hot."""
   metrics = _one_shot(predictions, labels, top_k)
   if metrics.num_videos == 0:
@@ -400,7 +403,7 @@ def global_average_precision(predictions, labels, top_k: int = 20) -> float:
   return metrics._global_average_precision(metrics._ranking())
 
 
-def mean_average_precision(predictions, labels, top_k: int = 20, *,
+def mean_average_precision(predictions, labels, top_k: int = TOP_K, *,
                            all_classes: bool = False) -> float:
   """mAP over each video's top-k predictions: float[N, C], labels [N, C] multi-hot.
 
@@ -457,90 +460,3 @@ def _valid_rows(valid, batch: int, where: str):
     raise ValueError(f"EvaluationMetrics.{where}: valid must have shape ({batch},), "
                      f"got {valid.shape}")
   return valid.astype(bool)
-
-
-def _top_k_sorted(predictions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-  """Per row, the k largest scores (descending; ties: lower class id first) and their classes.
-
-  Same selection and order as `jax.lax.top_k`, in O(B x C) numpy without a full sort.
-  """
-  batch, num_classes = predictions.shape
-  predictions = predictions + np.float32(0.0)  # -0.0 -> 0.0
-  if k == num_classes:
-    class_ids = np.argsort(-predictions, axis=1, kind="stable")
-    return np.take_along_axis(predictions, class_ids, axis=1), class_ids
-  kth = -np.partition(-predictions, k - 1, axis=1)[:, k - 1:k]  # k-th largest per row, [B, 1]
-  above = predictions > kth
-  at = predictions == kth
-  needed = k - above.sum(axis=1, keepdims=True)
-  take = above | (at & (np.cumsum(at, axis=1) <= needed))
-  class_ids = np.nonzero(take)[1].reshape(batch, k)  # ascending class id within each row
-  scores = np.take_along_axis(predictions, class_ids, axis=1)
-  by_score = np.argsort(-scores, axis=1, kind="stable")
-  return np.take_along_axis(scores, by_score, axis=1), np.take_along_axis(class_ids, by_score, 1)
-
-
-def _perr_from_top_k(scores, hits, num_labels) -> np.ndarray:
-  """PERR per video from its sorted top-k; requires num_labels <= k."""
-  in_top_n = np.arange(scores.shape[1])[None, :] < num_labels[:, None]
-  counted = np.sum(in_top_n & hits & (scores > 0), axis=1)
-  return np.where(num_labels > 0, counted / np.maximum(num_labels, 1), 0.0)
-
-
-def _perr_rows(predictions, positives, scores, hits, num_labels) -> np.ndarray:
-  """PERR per video; sorts the full row only for videos with more labels than k."""
-  k = scores.shape[1]
-  perr = _perr_from_top_k(scores, hits, np.minimum(num_labels, k)).astype(np.float64)
-  many = np.flatnonzero(num_labels > k)
-  if many.size:
-    full_scores, full_ids = _top_k_sorted(predictions[many], predictions.shape[1])
-    full_hits = np.take_along_axis(positives[many], full_ids, axis=1)
-    perr[many] = _perr_from_top_k(full_scores, full_hits, num_labels[many])
-  return perr
-
-
-def _tie_averaged_precision_terms(scores: np.ndarray, hits: np.ndarray,
-                                  segments: np.ndarray | None = None) -> np.ndarray:
-  """Per item, E[rel(i) * poscount(i) / i] with ties ordered uniformly at random.
-
-  Args:
-    scores: f32[M], sorted descending within each segment.
-    hits: bool[M].
-    segments: optional int[M], non-decreasing ids of independent ranked lists (e.g. classes);
-      ranks restart at each segment. None: one list.
-
-  Returns:
-    f64[M]; summing a segment's terms and dividing by its positives gives its AP. For an item at
-    1-based rank i in a run of m tied scores that starts after rank r0 (j = i - r0) and holds p
-    positives, with c0 positives ranked before the run:
-      E[rel * poscount] = (p / m) * (c0 + 1 + (j - 1) * (p - 1) / (m - 1)),
-    since P(rel_j) = p/m and P(rel_j and rel_l) = p(p-1)/(m(m-1)) for l != j. With m = 1 this is
-    rel(i) * poscount(i), the plain AP term.
-  """
-  size = scores.shape[0]
-  if size == 0:
-    return np.zeros((0,), np.float64)
-  index = np.arange(size)
-  segment_start = np.zeros(size, bool)
-  segment_start[0] = True
-  if segments is not None:
-    segment_start[1:] = segments[1:] != segments[:-1]
-  run_start = segment_start.copy()
-  run_start[1:] |= scores[1:] != scores[:-1]
-
-  first_of_segment = np.maximum.accumulate(np.where(segment_start, index, 0))
-  first_of_run = np.maximum.accumulate(np.where(run_start, index, 0))
-  del segment_start
-  positives_before = np.cumsum(hits, dtype=np.int64) - hits  # over the whole array, exclusive
-  run_id = np.cumsum(run_start) - 1
-  del run_start
-  run_size = np.bincount(run_id)[run_id].astype(np.float64)
-  run_positives = np.bincount(run_id, weights=hits)[run_id]
-  del run_id
-  c0 = (positives_before[first_of_run] - positives_before[first_of_segment]).astype(np.float64)
-  del positives_before
-  rank = (index - first_of_segment + 1).astype(np.float64)
-  j = (index - first_of_run).astype(np.float64)  # j - 1 in the formula
-  del index, first_of_run, first_of_segment
-  pair = np.where(run_size > 1, (run_positives - 1) / np.maximum(run_size - 1, 1), 0.0)
-  return (run_positives / run_size) * (c0 + 1 + j * pair) / rank

@@ -1,9 +1,11 @@
 """The optimizer of one network: L2 on the classifier, gradient clipping, Adam with staircase decay.
 
 Order (as the TF1 anchors): gradient of (loss + L2) -> clip -> Adam step with the decayed learning rate.
-  * L2: `optim.l2 * w` is added to the gradient of every kernel and bias of the head (classifier),
-    i.e. the gradient of `l2/2 * ||w||^2` (TF's `l2_loss`), as [G]/[W]/[L] regularise only their
-    classifiers. Weight decay is coupled (before Adam), like a loss term.
+  * L2: `optim.l2 * w` is added to the gradient of the classifier's gate and expert kernels (MoE) or
+    its logits kernel (logistic), i.e. the gradient of `l2/2 * ||w||^2` (TF's `l2_loss`): the anchors
+    ([G]/[CODE] MoeModel, [W], [L] LogisticModel) put `weights_regularizer` on exactly those layers, not
+    on biases, batch-norm parameters or WILLOW's probability-gating weights. Weight decay is coupled
+    (before Adam), like a loss term.
   * clipping: `per_tensor` clips each gradient tensor to norm `clip_norm` ([G]/[W]/[L] TF1
     `clip_gradient_norms`); `global` clips by the global norm ([CODE], [MG]); `none` disables.
   * learning rate: `lr * decay_rate ** floor(examples_seen / decay_examples)`, with examples counted
@@ -46,9 +48,20 @@ def learning_rate_schedule(optim: ml_collections.ConfigDict, global_batch_size: 
                                  decay_rate=optim.decay_rate, staircase=True)
 
 
+# The classifier layers the anchors regularise (models/classifiers.py names them so).
+DECAYED_HEAD_LAYERS = ("gates", "experts", "logits")
+
+
 def head_mask(params: Any) -> Any:
-  """True for every leaf under the top-level 'head' subtree (the classifier), else False."""
-  return {k: jax.tree.map(lambda _: k == "head", v) for k, v in params.items()}
+  """True for the kernel of each `DECAYED_HEAD_LAYERS` layer of the top-level 'head' (the classifier),
+  False for every other leaf."""
+
+  def mask(path, _):
+    names = [getattr(key, "key", None) for key in path]
+    return (len(names) == 3 and names[0] == "head" and names[1] in DECAYED_HEAD_LAYERS
+            and names[2] == "kernel")
+
+  return jax.tree_util.tree_map_with_path(mask, params)
 
 
 def make_optimizer(optim: ml_collections.ConfigDict, global_batch_size: int) -> optax.GradientTransformation:

@@ -1,4 +1,4 @@
-"""Teacher + student train state and the jitted train and eval steps.
+"""Teacher + student train state, the set-up of a run, and the jitted train step.
 
 Modes (`config.mode`):
   teacher       the Teacher-Skyline: the teacher alone, CE only.
@@ -14,9 +14,11 @@ Modes (`config.mode`):
                 copy of it, which is now trained with the student.
 
 Shared classifier (`config.share_classifier`, the paper's choice): the student has no head of its own
-and classifies its representation with the teacher's head. In parallel mode the head is trained by
-the teacher's CE alone (the student's gradient flows through the head into the student's encoder,
-but is not applied to the head); in serial mode it is the frozen teacher's head.
+and classifies its representation with the teacher's head, which runs in inference mode for the
+student (its batch norm, if any, uses the teacher's running statistics, in training as at eval), so
+the student is trained through exactly the head it is evaluated with. In parallel mode the head is
+trained by the teacher's CE alone (the student's gradient flows through the head into the student's
+encoder, but is not applied to the head); in serial mode it is the frozen teacher's head.
 
 Cross-family distillation: when the representation sizes differ, `L_rep` compares the teacher's
 representation with a learned linear projection of the student's; the projection belongs to the
@@ -24,6 +26,9 @@ student (`student.params['projection']`).
 
 Cross-entropy is summed over classes (the YouTube-8M starter's convention), which scales the gradient
 by about C relative to a mean: the paper's learning rates assume it.
+
+Evaluation is `evaluate.eval_outputs` over `TrainSetup.scorers()` and `eval_variables(state)`: the same
+inference path (`inference.py`) that scores a saved run.
 """
 import dataclasses
 import functools
@@ -36,8 +41,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from fewframes_jax import inference
 from fewframes_jax import losses
-from fewframes_jax import metrics as metrics_lib
 from fewframes_jax import parallel
 from fewframes_jax import sampling
 from fewframes_jax.data.quantization import dequantize
@@ -48,6 +53,16 @@ from fewframes_jax.optim import learning_rate_schedule, make_optimizer
 MODES = ("teacher", "student_only", "parallel", "serial", "finetune")
 TEACHER_TRAINED = ("teacher", "parallel")
 STUDENT_TRAINED = ("student_only", "parallel", "serial", "finetune")
+DISTILLING = ("parallel", "serial")  # the modes whose student learns from a teacher
+
+
+def has_teacher(mode: str) -> bool:
+  """Whether a run of this mode holds a teacher (finetune: the student alone, stage 2)."""
+  return mode not in ("student_only", "finetune")
+
+
+def has_student(mode: str) -> bool:
+  return mode != "teacher"
 
 
 class NetState(flax.struct.PyTreeNode):
@@ -70,22 +85,22 @@ class DistillState(flax.struct.PyTreeNode):
 
 
 @dataclasses.dataclass(frozen=True)
-class Networks:
-  """The static part of training: modules, optimizers and the flags derived from the config."""
+class TrainSetup:
+  """The static part of a run, built once from its config (`make_setup`): the two networks, their
+  optimizers and frame selection, and the student's loss."""
   mode: str
-  teacher_model: Optional[VideoModel]
+  teacher_model: Optional[nn.Module]
   student_model: Optional[VideoModel]
+  selection: inference.Selection              # the student's frames
   teacher_tx: Optional[optax.GradientTransformation]
   student_tx: Optional[optax.GradientTransformation]
   schedule: Any
-  k: int
-  sampling: str
   max_frames: int
+  feature_dim: int
   shared_head: bool
-  projection_dim: int          # >0: the student's rep is projected to this size for L_rep
+  projection_dim: int          # >0: the student's representation is projected to this size for L_rep
   loss_weights: Tuple[Tuple[str, float], ...]
   pred_distance: str
-  top_k: int = 20
 
   @property
   def has_teacher(self) -> bool:
@@ -103,8 +118,21 @@ class Networks:
   def train_student(self) -> bool:
     return self.mode in STUDENT_TRAINED
 
+  @property
+  def k(self) -> int:
+    return self.selection.k
+
   def weight(self, term: str) -> float:
     return dict(self.loss_weights).get(term, 0.0)
+
+  def scorers(self) -> Dict[str, inference.Scorer]:
+    """The networks of the run, ready for `evaluate.eval_outputs`: {'teacher'|'student': Scorer}."""
+    out = {}
+    if self.has_teacher:
+      out["teacher"] = inference.Scorer(self.teacher_model)
+    if self.has_student:
+      out["student"] = inference.Scorer(self.student_model, self.selection)
+    return out
 
 
 def student_loss_weights(config: ml_collections.ConfigDict) -> Dict[str, float]:
@@ -115,38 +143,48 @@ def student_loss_weights(config: ml_collections.ConfigDict) -> Dict[str, float]:
   return {"ce": lo.ce, "rep": lo.rep, "rep_intermediate": lo.rep_intermediate, "pred": lo.pred}
 
 
-def make_networks(config: ml_collections.ConfigDict, *, num_classes: int,
-                  teacher_rep_dim: int = 0, student_rep_dim: int = 0,
-                  teacher_model: Optional[nn.Module] = None) -> Networks:
-  """Builds modules and optimizers. Representation sizes decide whether L_rep needs a projection.
-  `teacher_model` replaces the config's teacher (serial mode: the frozen run's model or ensemble)."""
-  d = config.data
-  mode = config.mode
-  if mode not in MODES:
-    raise ValueError(f"mode={mode!r}: expected one of {MODES}")
-  has_teacher = mode not in ("student_only", "finetune")  # finetune: the student alone (stage 2)
-  has_student = mode != "teacher"
-  kw = dict(num_classes=num_classes, feature_sizes=tuple(d.feature_sizes), dtype=config.dtype)
-  if teacher_model is None and has_teacher:
+def representation_dim(model: nn.Module, *, frames: int, feature_dim: int) -> int:
+  """E of a model, by shape inference (no parameters allocated)."""
+  x, n = _dummy_inputs(1, frames, feature_dim)
+
+  def fn(rng):
+    variables = model.init({"params": rng, "dropout": rng, "frames": rng}, x, n, train=False)
+    return model.apply(variables, x, n, train=False, rngs={"frames": rng}).representation
+
+  return int(jax.eval_shape(fn, jax.random.PRNGKey(0)).shape[-1])
+
+
+def make_setup(config: ml_collections.ConfigDict, *, teacher_model: Optional[nn.Module] = None) -> TrainSetup:
+  """Builds the run's modules and optimizers, once. `config` is resolved and validated
+  (`configs_lib`); `teacher_model` replaces the config's teacher (serial mode: the frozen run's model
+  or ensemble). Representation sizes (by shape inference) decide whether L_rep needs a projection."""
+  from fewframes_jax import configs_lib  # pylint: disable=g-import-not-at-top  (configs_lib imports MODES)
+  d, mode = config.data, config.mode
+  feature_dim = sum(d.feature_sizes)
+  kw = dict(num_classes=d.num_classes, feature_sizes=tuple(d.feature_sizes), dtype=config.dtype)
+  if teacher_model is None and has_teacher(mode):
     teacher_model = build_model(config.teacher, **kw)
-  student_model = build_model(config.student, **kw) if has_student else None
-  schedule = learning_rate_schedule(config.optim, d.batch_size)
+  student_model = build_model(config.student, **kw) if has_student(mode) else None
   weights = student_loss_weights(config)
-  shared = bool(config.share_classifier) and mode in ("parallel", "serial")
-  needs_projection = (mode in ("parallel", "serial") and weights["rep"] > 0
-                      and teacher_rep_dim and student_rep_dim and teacher_rep_dim != student_rep_dim)
-  return Networks(
+  projection_dim = 0
+  if mode in DISTILLING:
+    t_dim = representation_dim(teacher_model, frames=d.max_frames, feature_dim=feature_dim)
+    s_dim = representation_dim(student_model, frames=config.student.k, feature_dim=feature_dim)
+    configs_lib.check_representation_sizes(config, t_dim, s_dim)
+    projection_dim = t_dim if (weights["rep"] > 0 and t_dim != s_dim) else 0
+  return TrainSetup(
       mode=mode, teacher_model=teacher_model, student_model=student_model,
+      selection=inference.student_selection(config),
       teacher_tx=make_optimizer(config.optim, d.batch_size) if mode in TEACHER_TRAINED else None,
-      student_tx=make_optimizer(config.optim, d.batch_size) if has_student else None,
-      schedule=schedule, k=config.student.k, sampling=config.student.sampling,
-      max_frames=d.max_frames, shared_head=shared,
-      projection_dim=int(teacher_rep_dim) if needs_projection else 0,
-      loss_weights=tuple(sorted(weights.items())), pred_distance=config.loss.pred_distance)
+      student_tx=make_optimizer(config.optim, d.batch_size) if has_student(mode) else None,
+      schedule=learning_rate_schedule(config.optim, d.batch_size), max_frames=d.max_frames,
+      feature_dim=feature_dim, shared_head=bool(config.share_classifier) and mode in DISTILLING,
+      projection_dim=projection_dim, loss_weights=tuple(sorted(weights.items())),
+      pred_distance=config.loss.pred_distance)
 
 
 # ----------------------------------------------------------------------------------------------
-# Initialisation
+# The initial state
 
 
 def _dummy_inputs(batch: int, frames: int, feature_dim: int):
@@ -159,20 +197,9 @@ def init_variables(model: VideoModel, rng: jax.Array, *, frames: int, feature_di
   x, n = _dummy_inputs(2, frames, feature_dim)
   rngs = {"params": rng, "dropout": rng, "frames": rng}
   method = VideoModel.encode if encoder_only else None
-  # Jitted: one compile instead of one per op (eager init of a tiny model takes seconds on a CPU).
+  # Jitted: one compile instead of one per op (an eager init of a small model takes seconds on a CPU).
   variables = jax.jit(functools.partial(model.init, train=False, method=method))(rngs, x, n)
   return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
-
-
-def representation_dim(model: nn.Module, *, frames: int, feature_dim: int) -> int:
-  """E of a model, by shape inference (no parameters allocated)."""
-  x, n = _dummy_inputs(1, frames, feature_dim)
-
-  def fn(rng):
-    variables = model.init({"params": rng, "dropout": rng, "frames": rng}, x, n, train=False)
-    return model.apply(variables, x, n, train=False).representation
-
-  return int(jax.eval_shape(fn, jax.random.PRNGKey(0)).shape[-1])
 
 
 def init_projection(rng: jax.Array, in_dim: int, out_dim: int) -> Dict[str, jax.Array]:
@@ -187,12 +214,50 @@ def new_net_state(variables: Dict[str, Any], tx: Optional[optax.GradientTransfor
                   opt_state=tx.init(params) if tx is not None else None)
 
 
+def init_state(setup: TrainSetup, rng: jax.Array, *, teacher_variables: Optional[Dict[str, Any]] = None,
+               student_variables: Optional[Dict[str, Any]] = None) -> DistillState:
+  """The state at step 0 (pure: jit it with `create_state`). A network whose variables are given
+  (serial: the frozen teacher; finetune: the stage-1 student) starts from them; the others are
+  initialised from `rng`."""
+  rng_teacher, rng_student, rng_projection, rng_base = jax.random.split(rng, 4)
+  teacher = student = None
+  if setup.has_teacher:
+    variables = teacher_variables or init_variables(setup.teacher_model, rng_teacher, frames=setup.max_frames,
+                                                    feature_dim=setup.feature_dim)
+    teacher = new_net_state(variables, setup.teacher_tx)
+  if setup.has_student:
+    variables = student_variables
+    if variables is None:
+      variables = init_variables(setup.student_model, rng_student, frames=setup.k, feature_dim=setup.feature_dim,
+                                 encoder_only=setup.shared_head)
+      if setup.projection_dim:
+        rep_dim = representation_dim(setup.student_model, frames=setup.k, feature_dim=setup.feature_dim)
+        variables["params"] = dict(variables["params"], projection=init_projection(
+            rng_projection, rep_dim, setup.projection_dim))
+    student = new_net_state(variables, setup.student_tx)
+  return DistillState(step=jnp.zeros([], jnp.int32), rng=rng_base, teacher=teacher, student=student)
+
+
+def create_state(setup: TrainSetup, rng: jax.Array, mesh, *, abstract: bool = False, **variables
+                 ) -> DistillState:
+  """`init_state` computed once, directly into its place on the mesh (replicated), as big_vision
+  creates its state; `abstract`: only the shapes, dtypes and shardings (a restore target, no memory).
+  `variables`: `init_state`'s teacher_variables / student_variables."""
+  init = jax.jit(functools.partial(init_state, setup), out_shardings=parallel.replicated(mesh))
+  if abstract:
+    return jax.eval_shape(init, rng, **variables)
+  return init(rng, **variables)
+
+
 # ----------------------------------------------------------------------------------------------
 # Forward pieces
 
 
-def _apply(model: VideoModel, variables, *args, train: bool, rng=None, method=None):
-  """model.apply that returns (output, new_batch_stats) in train mode and (output, None) in eval."""
+def _apply(model: nn.Module, variables, *args, train: bool, rng=None, method=None):
+  """model.apply -> (output, new batch_stats) in train mode, (output, None) in inference mode.
+
+  `rng` feeds the 'dropout' and 'frames' streams; in inference mode it may be omitted only for
+  models that draw nothing (every caller here passes one)."""
   rngs = {"dropout": rng, "frames": rng} if rng is not None else None
   if train:
     out, updates = model.apply(variables, *args, train=True, rngs=rngs, method=method,
@@ -201,8 +266,8 @@ def _apply(model: VideoModel, variables, *args, train: bool, rng=None, method=No
   return model.apply(variables, *args, train=False, rngs=rngs, method=method), None
 
 
-def _merge(old: Any, new: Any) -> Any:
-  """Batch stats after a partial apply: the subtrees the apply touched replace the old ones."""
+def updated_batch_stats(old: Any, new: Any) -> Any:
+  """Batch stats after a partial apply (e.g. the encoder only): the subtrees it updated replace the old."""
   if not new:
     return old
   merged = dict(old)
@@ -210,29 +275,30 @@ def _merge(old: Any, new: Any) -> Any:
   return merged
 
 
-def student_forward(nets: Networks, student_params, student_bs, teacher: Optional[NetState],
-                    frames_k, num_frames_k, *, train: bool, rng=None):
-  """The student on its k frames. -> (representation, intermediates, probabilities, new_batch_stats).
+def student_forward(setup: TrainSetup, student_params, student_batch_stats, teacher: Optional[NetState],
+                    frames_k, num_frames_k, *, train: bool, rng):
+  """The student on its k frames. -> (representation, intermediates, probabilities, new batch_stats).
 
-  With a shared head the teacher's head classifies the student's representation; its parameters
-  enter through stop_gradient, and it runs in eval mode when the teacher is frozen.
+  With a shared head the teacher's head classifies the student's representation, in inference mode
+  (the teacher's running statistics) and through stop_gradient: the student trains against exactly
+  the head it is evaluated with, and never moves it.
   """
-  variables = {"params": student_params, "batch_stats": student_bs}
-  if not nets.shared_head:
-    out, bs = _apply(nets.student_model, variables, frames_k, num_frames_k, train=train, rng=rng)
-    return out.representation, out.intermediates, out.probabilities, _merge(student_bs, bs)
-  (rep, inter), bs = _apply(nets.student_model, variables, frames_k, num_frames_k, train=train, rng=rng,
+  variables = {"params": student_params, "batch_stats": student_batch_stats}
+  if not setup.shared_head:
+    out, bs = _apply(setup.student_model, variables, frames_k, num_frames_k, train=train, rng=rng)
+    return out.representation, out.intermediates, out.probabilities, updated_batch_stats(student_batch_stats, bs)
+  (rep, inter), bs = _apply(setup.student_model, variables, frames_k, num_frames_k, train=train, rng=rng,
                             method=VideoModel.encode)
-  head_vars = jax.lax.stop_gradient({
+  head_variables = jax.lax.stop_gradient({
       "params": {"head": teacher.params["head"]},
       "batch_stats": {"head": teacher.batch_stats["head"]} if "head" in teacher.batch_stats else {}})
-  head_train = train and nets.train_teacher
-  probs, _ = _apply(nets.teacher_model, head_vars, rep, train=head_train, method=VideoModel.classify)
-  return rep, inter, probs, _merge(student_bs, bs)
+  probs, _ = _apply(setup.teacher_model, head_variables, rep, train=False, rng=rng, method=VideoModel.classify)
+  return rep, inter, probs, updated_batch_stats(student_batch_stats, bs)
 
 
-def project(student_params, representation):
-  """The student's representation mapped to the teacher's size, when a projection exists."""
+def project_to_teacher(student_params, representation):
+  """The student's representation mapped to the teacher's size (cross-family L_rep), when the student
+  has a projection; unchanged otherwise."""
   if "projection" not in student_params:
     return representation
   p = student_params["projection"]
@@ -240,7 +306,7 @@ def project(student_params, representation):
 
 
 # ----------------------------------------------------------------------------------------------
-# Steps
+# The train step
 
 
 def _apply_updates(state: NetState, grads, tx, batch_stats) -> NetState:
@@ -249,7 +315,41 @@ def _apply_updates(state: NetState, grads, tx, batch_stats) -> NetState:
                   opt_state=opt_state)
 
 
-def train_step(state: DistillState, batch: Dict[str, jax.Array], *, nets: Networks
+def _teacher_step(setup: TrainSetup, teacher: NetState, frames, num_frames, labels, weights, rng):
+  """The teacher's CE step (teacher and parallel modes) -> (new state, its outputs, its CE)."""
+
+  def teacher_loss(params):
+    out, bs = _apply(setup.teacher_model, {"params": params, "batch_stats": teacher.batch_stats},
+                     frames, num_frames, train=True, rng=rng)
+    return losses.cross_entropy(out.probabilities, labels, weights=weights), (out, bs)
+
+  (ce, (out, bs)), grads = jax.value_and_grad(teacher_loss, has_aux=True)(teacher.params)
+  new = _apply_updates(teacher, grads, setup.teacher_tx, updated_batch_stats(teacher.batch_stats, bs))
+  return new, out, ce
+
+
+def _student_loss_terms(setup: TrainSetup, params, student: NetState, teacher: Optional[NetState],
+                        teacher_out, selected, labels, weights, rng):
+  """The student's weighted loss on its selected frames -> (total, ({term: value}, new batch_stats))."""
+  frames_k, num_frames_k, indices = selected
+  rep, inter, probs, bs = student_forward(setup, params, student.batch_stats, teacher, frames_k, num_frames_k,
+                                          train=True, rng=rng)
+  t = teacher_out
+  terms = {}
+  if setup.weight("ce") > 0:
+    terms["ce"] = losses.cross_entropy(probs, labels, weights=weights)
+  if setup.weight("rep") > 0:
+    terms["rep"] = losses.representation_loss(t.representation, project_to_teacher(params, rep), weights=weights)
+  if setup.weight("rep_intermediate") > 0:
+    terms["rep_intermediate"] = losses.intermediate_representation_loss(
+        sampling.gather_frames(t.intermediates, indices, num_frames_k), inter, num_frames_k, weights=weights)
+  if setup.weight("pred") > 0:
+    terms["pred"] = losses.prediction_loss(t.probabilities, probs, d=setup.pred_distance, weights=weights)
+  total, _ = losses.combine_student_losses(terms, dict(setup.loss_weights))
+  return total, (terms, bs)
+
+
+def train_step(state: DistillState, batch: Dict[str, jax.Array], *, setup: TrainSetup
                ) -> Tuple[DistillState, Dict[str, jax.Array]]:
   """One optimisation step of every trained network on one global batch.
 
@@ -262,101 +362,42 @@ def train_step(state: DistillState, batch: Dict[str, jax.Array], *, nets: Networ
   frames = dequantize(batch["frames"], num_frames)
   labels = batch["labels"].astype(jnp.float32)
   weights = batch["valid"].astype(jnp.float32)
-  out_metrics = {"learning_rate": nets.schedule(state.step)}
+  metrics = {"learning_rate": setup.schedule(state.step)}
   teacher, student = state.teacher, state.student
 
   teacher_out = None
-  if nets.train_teacher:
-    def teacher_loss(params):
-      out, bs = _apply(nets.teacher_model, {"params": params, "batch_stats": teacher.batch_stats},
-                       frames, num_frames, train=True, rng=rng_teacher)
-      return losses.cross_entropy(out.probabilities, labels, weights=weights), (out, bs)
+  if setup.train_teacher:
+    teacher, teacher_out, metrics["teacher/ce"] = _teacher_step(setup, teacher, frames, num_frames, labels,
+                                                                weights, rng_teacher)
+  elif setup.has_teacher and setup.train_student and any(
+      setup.weight(t) > 0 for t in ("rep", "rep_intermediate", "pred")):
+    teacher_out, _ = _apply(setup.teacher_model, teacher.variables, frames, num_frames, train=False,
+                            rng=rng_teacher)
 
-    (t_ce, (teacher_out, t_bs)), t_grads = jax.value_and_grad(teacher_loss, has_aux=True)(teacher.params)
-    out_metrics["teacher/ce"] = t_ce
-    new_teacher = _apply_updates(teacher, t_grads, nets.teacher_tx, _merge(teacher.batch_stats, t_bs))
-  else:
-    new_teacher = teacher
-    if nets.has_teacher and nets.train_student and any(
-        nets.weight(t) > 0 for t in ("rep", "rep_intermediate", "pred")):
-      teacher_out, _ = _apply(nets.teacher_model, teacher.variables, frames, num_frames, train=False)
-
-  new_student = student
-  if nets.train_student:
-    frames_k, num_frames_k, indices = sampling.sample_frames(
-        frames, num_frames, nets.k, nets.sampling, rng=rng_frames, return_indices=True)
+  if setup.train_student:
+    selected = sampling.sample_frames(frames, num_frames, setup.k, setup.selection.method, rng=rng_frames,
+                                      return_indices=True)
     t = jax.lax.stop_gradient(teacher_out) if teacher_out is not None else None
+    # The head the student shares is the teacher's *before* this step's teacher update.
+    loss_fn = functools.partial(_student_loss_terms, setup, student=student, teacher=state.teacher,
+                                teacher_out=t, selected=selected, labels=labels, weights=weights,
+                                rng=rng_student)
+    (total, (terms, bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(student.params)
+    metrics["student/loss"] = total
+    metrics.update({f"student/{name}": value for name, value in terms.items()})
+    student = _apply_updates(student, grads, setup.student_tx, bs)
 
-    def student_loss(params):
-      rep, inter, probs, bs = student_forward(nets, params, student.batch_stats, teacher, frames_k,
-                                              num_frames_k, train=True, rng=rng_student)
-      terms = {}
-      if nets.weight("ce") > 0:
-        terms["ce"] = losses.cross_entropy(probs, labels, weights=weights)
-      if nets.weight("rep") > 0:
-        terms["rep"] = losses.representation_loss(t.representation, project(params, rep), weights=weights)
-      if nets.weight("rep_intermediate") > 0:
-        terms["rep_intermediate"] = losses.intermediate_representation_loss(
-            sampling.gather_frames(t.intermediates, indices, num_frames_k), inter, num_frames_k,
-            weights=weights)
-      if nets.weight("pred") > 0:
-        terms["pred"] = losses.prediction_loss(t.probabilities, probs, d=nets.pred_distance,
-                                               weights=weights)
-      total, weighted = losses.combine_student_losses(terms, dict(nets.loss_weights))
-      return total, (terms, bs)
-
-    (s_total, (terms, s_bs)), s_grads = jax.value_and_grad(student_loss, has_aux=True)(student.params)
-    out_metrics["student/loss"] = s_total
-    out_metrics.update({f"student/{name}": value for name, value in terms.items()})
-    new_student = _apply_updates(student, s_grads, nets.student_tx, s_bs)
-
-  new_state = DistillState(step=state.step + 1, rng=state.rng, teacher=new_teacher, student=new_student)
-  return new_state, out_metrics
+  return DistillState(step=state.step + 1, rng=state.rng, teacher=teacher, student=student), metrics
 
 
-def eval_step(state: DistillState, batch: Dict[str, jax.Array], rng: jax.Array, *, nets: Networks
-              ) -> Dict[str, Dict[str, jax.Array]]:
-  """Scores one eval batch. Only O(B * top_k + C) per network leaves the device.
-
-  Returns {'valid': bool[B], 'teacher'|'student': {'scores': f32[B,k], 'class_ids': i32[B,k],
-  'hits': bool[B,k], 'num_labels': i32[B], 'perr': f32[B], 'class_positives': i32[C] (over valid
-  rows), 'ce': f32[] (sum over valid rows), 'rep_distance': f32[] (student, sum over valid rows)}}.
-  `rng` only matters for the 'random' sampling method (a fixed key per eval batch).
-  """
-  num_frames = batch["num_frames"].astype(jnp.int32)
-  frames = dequantize(batch["frames"], num_frames)
-  labels = batch["labels"].astype(jnp.float32)
-  valid = batch["valid"]
-  weights = valid.astype(jnp.float32)
-  results = {"valid": valid}
-
-  def summarize(probabilities):
-    top = metrics_lib.top_k_hits(probabilities, labels, nets.top_k)
-    ce_sum = losses.cross_entropy(probabilities, labels, weights=weights) * jnp.sum(weights)
-    return {"scores": top.scores, "class_ids": top.class_ids, "hits": top.hits, "num_labels": top.num_labels,
-            "perr": metrics_lib.perr_per_video(probabilities, labels),
-            "class_positives": metrics_lib.class_positive_counts(labels, valid), "ce": ce_sum}
-
-  teacher_out = None
-  if nets.has_teacher:
-    teacher_out, _ = _apply(nets.teacher_model, state.teacher.variables, frames, num_frames, train=False)
-    results["teacher"] = summarize(teacher_out.probabilities)
-  if nets.has_student:
-    frames_k, num_frames_k = sampling.sample_frames(frames, num_frames, nets.k, nets.sampling, rng=rng)
-    rep, _, probs, _ = student_forward(nets, state.student.params, state.student.batch_stats,
-                                       state.teacher, frames_k, num_frames_k, train=False)
-    results["student"] = summarize(probs)
-    if teacher_out is not None and teacher_out.representation.shape == rep.shape:
-      dist = jnp.sum(jnp.square(teacher_out.representation - rep), axis=-1)
-      results["student"]["rep_distance"] = jnp.sum(dist * weights)
-  return results
-
-
-def jit_train_step(nets: Networks):
+def jit_train_step(setup: TrainSetup):
   """The jitted train step; the state's buffers are donated."""
-  return jax.jit(functools.partial(train_step, nets=nets), donate_argnums=(0,))
+  return jax.jit(functools.partial(train_step, setup=setup), donate_argnums=(0,))
 
 
-def jit_eval_step(nets: Networks, mesh):
-  """The jitted eval step; outputs are replicated so every process sees the whole global batch."""
-  return jax.jit(functools.partial(eval_step, nets=nets), out_shardings=parallel.replicated(mesh))
+def eval_variables(state: DistillState) -> Dict[str, Dict[str, Any]]:
+  """{'teacher'|'student': {'params', 'batch_stats'}} of a live state, as `inference.network_variables`
+  builds them from a checkpoint (a sharing student gets the teacher's head): what `evaluate` scores."""
+  tree = {"teacher": state.teacher.variables if state.teacher is not None else None,
+          "student": state.student.variables if state.student is not None else None}
+  return {which: inference.network_variables(tree, which) for which in inference.NETWORKS if tree[which]}

@@ -74,12 +74,17 @@ def tiny_config(data: Dict[str, str], *, steps: int = 6, **overrides):
   c.train.log_every = 2
   c.train.progress_bar = False
   for key, value in overrides.items():
-    node = c
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+    set_field(c, key, value)
   return c
+
+
+def set_field(config, dotted: str, value) -> None:
+  """config['a']['b']['c'] = value for dotted = 'a.b.c'."""
+  node = config
+  *parents, leaf = dotted.split(".")
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
 
 
 def free_port() -> int:
@@ -199,8 +204,8 @@ def _inject_fault(fault: str) -> None:
   elif kind == "nan_at":
     batches = train_loop._train_batches  # pylint: disable=protected-access
 
-    def with_nan(config, skip_batches, skip_counter=None):
-      for step, batch in enumerate(batches(config, skip_batches, skip_counter=skip_counter),
+    def with_nan(config, skip_batches, counter=None):
+      for step, batch in enumerate(batches(config, skip_batches, counter),
                                    start=skip_batches + 1):
         if step == target:
           batch = dict(batch, frames=batch["frames"].astype(np.float32))

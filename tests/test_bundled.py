@@ -107,11 +107,10 @@ def test_invalid_arguments(tmp_path):
     bundled.ensure_bundled(str(tmp_path), num_train=0)
 
 
-def test_cli_prints_a_summary(tmp_path, capsys):
-  bundled.main([f"--cache_dir={tmp_path}", "--num_train=10", "--num_eval=5", "--num_classes=6"])
-  out = capsys.readouterr().out
+def test_describe_summarises_both_splits(tmp_path):
+  out = bundled.describe(*bundled.ensure_bundled(str(tmp_path), **TINY))
   assert "num_classes: 6" in out
-  assert "train: " in out and "eval: " in out and "videos: 10;" in out and "videos: 5;" in out
+  assert "\ntrain: " in out and "\neval: " in out and "videos: 10;" in out and "videos: 5;" in out
   assert "labels per video" in out and "frames per video: min" in out
 
 

@@ -63,12 +63,3 @@ def test_missing_checkpoints_are_clear_errors(tmp_path):
     ckpt_lib.find_step(workdir, step=9)
   with pytest.raises(FileNotFoundError, match="has an eval GAP"):
     ckpt_lib.find_step(workdir, best=True)
-
-
-def test_standalone_student_gets_the_teachers_head():
-  teacher = {"params": {"encoder": {"a": 1}, "head": {"h": 2}}, "batch_stats": {"head": {"m": 3}}}
-  student = {"params": {"encoder": {"a": 4}, "projection": {"k": 5}}, "batch_stats": {}}
-  out = ckpt_lib.standalone_student_variables(student, teacher)
-  assert out == {"params": {"encoder": {"a": 4}, "head": {"h": 2}}, "batch_stats": {"head": {"m": 3}}}
-  with pytest.raises(ValueError, match="no teacher"):
-    ckpt_lib.standalone_student_variables(student, None)

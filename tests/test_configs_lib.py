@@ -9,6 +9,7 @@ import shutil
 import jax
 import pytest
 
+import runs_testlib as lib
 from configs import base
 from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax import configs_lib
@@ -24,18 +25,25 @@ def tiny(mode="parallel", family="nextvlad", k=4):
 
 
 def _as_test_data(c):
-  """Test-sized data fields (the files are never read: validation fails or passes first)."""
+  """Test-sized data fields (the files are never read: validation fails or passes first), resolved."""
   c.data.train_pattern = c.data.eval_pattern = "/nonexistent/unused-*"
   c.data.num_classes, c.data.max_frames, c.data.feature_sizes = NUM_CLASSES, T, (16, 8)
-  return c
+  return configs_lib.resolve(c)
 
 
-def _set(c, path, value):
-  node = c
-  *parents, leaf = path.split(".")
-  for p in parents:
-    node = node[p]
-  node[leaf] = value
+def test_hrnn_student_blocks_follow_the_final_k():
+  """`configs/hrnn.py:k=10` and `configs/hrnn.py --config.student.k=10` give the same student (2 blocks
+  of 5 frames), an explicit `student.hrnn.num_blocks` wins, and the teacher keeps its blocks."""
+  from configs import hrnn  # pylint: disable=g-import-not-at-top
+  by_arg = _as_test_data(hrnn.get_config("k=10"))
+  by_override = hrnn.get_config()
+  by_override.student.k = 10
+  by_override = _as_test_data(by_override)
+  assert by_arg.student.to_dict() == by_override.student.to_dict()
+  assert by_arg.student.hrnn.num_blocks == 2 and by_arg.teacher.hrnn.num_blocks == 20
+  explicit = hrnn.get_config()
+  explicit.student.k, explicit.student.hrnn.num_blocks = 10, 5
+  assert _as_test_data(explicit).student.hrnn.num_blocks == 5
 
 
 def test_tiny_config_is_valid():
@@ -102,7 +110,7 @@ CASES = [
 def test_invalid_setting_names_the_field(family, changes, message):
   c = tiny("parallel", family)
   for path, value in changes.items():
-    _set(c, path, value)
+    lib.set_field(c, path, value)
   with pytest.raises(ConfigError, match=message):
     configs_lib.validate(c)
 
@@ -147,9 +155,7 @@ def test_check_finite_names_step_and_terms():
 
 
 def _save_fresh_run(workdir, config):
-  nets = train_loop.build(config)
-  state = train_loop.create_state(config, nets, feature_dim=sum(config.data.feature_sizes),
-                                  rng=jax.random.PRNGKey(0))
+  _, state = train_loop.setup_run(config)
   manager = ckpt_lib.make_manager(workdir)
   ckpt_lib.save(manager, state, config, metrics={"gap": 0.5}, force=True)
   manager.wait_until_finished()
@@ -235,7 +241,7 @@ def test_resume_must_fit_the_checkpoint(runs, mode, changes, message):
   c = tiny(mode)
   configs_lib.validate(c, workdir=runs["teacher"] + "_missing")  # no checkpoint there: a fresh run
   for path, value in changes.items():
-    _set(c, path, value)
+    lib.set_field(c, path, value)
   with pytest.raises(ConfigError, match=message):
     configs_lib.validate(c, workdir=runs["teacher"])
 
@@ -285,7 +291,7 @@ def test_cross_family_and_ensemble_configs(runs):
   e = _as_test_data(ensemble.get_config("tiny"))
   assert (e.mode, e.student.name, e.share_classifier) == ("serial", "hrnn", False)
   e.teacher_workdirs = f"{runs['teacher']},{runs['root'] / 'missing'}"
-  with pytest.raises(ConfigError, match=r"teacher_workdirs: no checkpoints folder in '.*missing'"):
+  with pytest.raises(ConfigError, match=r"teacher_workdirs='.*missing': no checkpoints folder there"):
     configs_lib.validate(e)
   e.teacher_workdirs = f"{runs['teacher']},{runs['student']}"
   with pytest.raises(ConfigError, match=r"teacher_workdirs: '.*student' has no teacher"):

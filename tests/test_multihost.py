@@ -18,6 +18,7 @@ import pytest
 
 import runs_testlib as lib
 from fewframes_jax import checkpoint as ckpt_lib
+from fewframes_jax import evaluate as eval_lib
 from fewframes_jax import parallel
 from fewframes_jax import train as train_lib
 from fewframes_jax import train_loop
@@ -90,9 +91,7 @@ def _reference_batches(config, steps):
 def test_matches_single_process_on_same_global_batches(two_process_run):
   assert jax.process_count() == 1 and jax.device_count() == 1
   config = lib.tiny_config(two_process_run["data"], steps=STEPS, **two_process_run["spec"]["overrides"])
-  nets = train_loop.build(config)
-  state = train_loop.create_state(config, nets, feature_dim=sum(lib.FEATURE_SIZES),
-                                  rng=jax.random.PRNGKey(config.seed))
+  nets, state = train_loop.setup_run(config)
   initial = lib.flatten(jax.device_get(ckpt_lib.state_to_tree(state)))
   step = train_lib.jit_train_step(nets)
   for batch in _reference_batches(config, STEPS):
@@ -108,14 +107,14 @@ def test_matches_single_process_on_same_global_batches(two_process_run):
   # Eval: the restored 2-process checkpoint, evaluated by one process over all eval files, gives the
   # same metrics as the 2-process eval, and both count every video once.
   mesh = parallel.make_mesh()
-  manager = ckpt_lib.make_manager(two_process_run["spec"]["workdir"], read_only=True)
+  manager = ckpt_lib.make_manager(two_process_run["spec"]["workdir"])
   try:
     assert manager.latest_step() == STEPS
     restored, meta = ckpt_lib.restore_state(manager, STEPS, state)
   finally:
     manager.close()
   assert meta["data_position"] == STEPS
-  single = train_loop.run_eval(config, restored, train_lib.jit_eval_step(nets, mesh), mesh)
+  single = train_loop.run_eval(config, nets, restored, eval_lib.make_eval_step(nets.scorers(), mesh), mesh)
   multi = two_process_run["results"][0][0]["eval"]
   assert set(single) == set(multi) == {"teacher", "student"}
   for net in single:

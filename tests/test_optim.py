@@ -32,14 +32,43 @@ def test_schedule_is_staircase_in_examples():
                              rtol=1e-6)
 
 
-def test_l2_reaches_only_the_head():
-  params = {"encoder": {"w": jnp.ones(3)}, "head": {"w": jnp.ones(3)}}
+def test_l2_reaches_only_the_classifier_kernels_the_anchors_regularise():
+  """[G]/[CODE] MoeModel, [W] and [L] LogisticModel decay the gate and expert (or logits) kernels only:
+  not biases, batch-norm parameters, WILLOW's probability gating, or the encoder."""
+  ones = jnp.ones(3)
+  params = {"encoder": {"dense": {"kernel": ones}},
+            "head": {"gates": {"kernel": ones}, "experts": {"kernel": ones, "bias": ones},
+                     "prob_gating": {"kernel": ones}, "prob_gating_bn": {"scale": ones, "bias": ones},
+                     "logits": {"kernel": ones, "bias": ones}}}
   zero = jax.tree.map(jnp.zeros_like, params)
-  o = optim_config(learning_rate=0.1, l2=0.5, clip_mode="none")
-  tx = optim.make_optimizer(o, 10)
+  tx = optim.make_optimizer(optim_config(learning_rate=0.1, l2=0.5, clip_mode="none"), 10)
   updates, _ = tx.update(zero, tx.init(params), params)
-  assert np.all(np.asarray(updates["encoder"]["w"]) == 0)
-  assert np.all(np.asarray(updates["head"]["w"]) < 0)  # decays toward zero
+  moved = {"/".join(str(getattr(k, "key", k)) for k in path): bool(np.any(np.asarray(u) != 0))
+           for path, u in jax.tree_util.tree_leaves_with_path(updates)}
+  assert {name for name, m in moved.items() if m} == {"head/gates/kernel", "head/experts/kernel",
+                                                      "head/logits/kernel"}
+  assert np.all(np.asarray(updates["head"]["gates"]["kernel"]) < 0)  # decays toward zero
+
+
+def test_the_l2_mask_matches_the_real_classifiers():
+  """The decayed layer names are the ones models/classifiers.py creates."""
+  from fewframes_jax.models.classifiers import Logistic, MoE
+  x = jnp.ones([2, 4])
+  for head in (MoE(5, prob_gating=True), Logistic(5)):
+    params = head.init(jax.random.PRNGKey(0), x, train=False)["params"]
+    mask = optim.head_mask({"head": params})
+    decayed = {"/".join(str(getattr(k, "key", k)) for k in path)
+               for path, m in jax.tree_util.tree_leaves_with_path(mask) if m}
+    expected = {"head/gates/kernel", "head/experts/kernel"} if isinstance(head, MoE) else {"head/logits/kernel"}
+    assert decayed == expected
+
+
+@pytest.mark.parametrize("family", ["hrnn", "lstm", "gru", "netvlad", "nextvlad"])
+def test_every_family_clips_each_tensor_like_the_official_code(family):
+  """[CODE]'s slim.create_train_op(clip_gradient_norm=1.0) clips each gradient tensor separately (slim's
+  clip_gradient_norms), as the starter's utils.clip_gradient_norms that [W] and [L] use."""
+  config = base.experiment(family, k=10)
+  assert config.optim.clip_mode == "per_tensor" and config.optim.clip_norm == 1.0
 
 
 def test_unknown_clip_mode_is_an_error():

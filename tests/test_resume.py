@@ -43,11 +43,7 @@ def _read(path):
 
 
 def _complete_steps(workdir):
-  manager = ckpt_lib.make_manager(workdir, read_only=True)
-  try:
-    return sorted(manager.all_steps())
-  finally:
-    manager.close()
+  return ckpt_lib.complete_steps(workdir)
 
 
 def _start(setup, name, spec):

@@ -1,5 +1,7 @@
 """Tests of the synthetic YT-8M writer (fewframes_jax.data.synthetic)."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -150,7 +152,8 @@ def test_one_evidence_frame_shows_its_class():
 def test_video_id_key(tmp_path):
   files = synthetic.write_split(str(tmp_path), "train", 3, spec=SPEC, seed=0, num_shards=1,
                                 id_key="video_id")
-  ds = yt8m.make_dataset(files[0], 3, num_classes=8, id_key="video_id", process_index=0, process_count=1)
+  ds = yt8m.make_dataset(files[0], 3, num_classes=8, id_key="video_id", process_index=0, process_count=1,
+                         check_release=False)  # the 2017 key with 8 classes: data of your own
   assert [bytes(i) for i in next(yt8m.as_numpy_batches(ds))["video_id"]] == [
       b"train000000", b"train000001", b"train000002"]
   with pytest.raises(ValueError, match="id_key"):
@@ -167,9 +170,43 @@ def test_spec_validation():
   assert max(len(p.labels) for p in plans) == 2
 
 
-def test_cli(tmp_path, capsys):
-  synthetic.main([f"--out_dir={tmp_path}", "--num_train=3", "--num_eval=2", "--num_classes=4",
-                  "--num_shards=2", "--num_eval_shards=1", "--seed=5"])
+def _cli(module, *args):
+  """Runs `python -m fewframes_jax.data.<module> args...` in a fresh process (TF_CPP_MIN_LOG_LEVEL unset)."""
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  return subprocess.run([sys.executable, "-m", f"fewframes_jax.data.{module}", *args], capture_output=True,
+                        text=True, timeout=120, check=False, env=env)
+
+
+def test_cli_writes_the_shards(tmp_path):
+  run = _cli("synthetic", f"--out_dir={tmp_path}", "--num_train=3", "--num_eval=2", "--num_classes=4",
+             "--num_shards=2", "--num_eval_shards=1", "--seed=5")
+  assert run.returncode == 0, run.stderr
   assert sorted(os.listdir(tmp_path)) == ["eval-00000-of-00001.tfrecord", "train-00000-of-00002.tfrecord",
                                           "train-00001-of-00002.tfrecord"]
-  assert "train: 2 files" in capsys.readouterr().out
+  assert "train: 2 files" in run.stdout
+  assert "absl::InitializeLog" not in run.stderr and "cpu_feature_guard" not in run.stderr  # TF's C++ start-up
+
+
+# The data command lines (synthetic's `check_flags` serves both): what --help says, and user mistakes.
+CLIS = {
+    "synthetic": ("Writes a synthetic YouTube-8M-format dataset", "--num_eval_shards",
+                  ("--num_train=1", "--num_eval=1", "--num_classes=2"), "out_dir",
+                  ("--num_train=-1", "error: --num_train must be >= 0, got -1")),
+    "bundled": ("Generates (once) and summarises the bundled dataset", "--cache_dir", (), "cache_dir",
+                ("--num_classes=0", "error: --num_classes must be >= 1, got 0")),
+}
+
+
+@pytest.mark.parametrize("module", CLIS)
+def test_cli_help_and_user_mistakes(tmp_path, module):
+  purpose, flag, required, folder_flag, (bad_count, count_error) = CLIS[module]
+  helped = _cli(module, "--help")
+  assert purpose in helped.stdout and flag in helped.stdout, helped.stdout
+  assert "Traceback" not in helped.stdout + helped.stderr
+  a_file = tmp_path / "a_file"
+  a_file.write_text("")
+  for args, message in (((f"--{folder_flag}={tmp_path}", bad_count), count_error),
+                        ((f"--{folder_flag}={a_file}",), f"error: --{folder_flag}={a_file} is a file")):
+    run = _cli(module, *required, *args)
+    assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().splitlines() == [run.stderr.strip()] and message in run.stderr, run.stderr

@@ -6,6 +6,8 @@ import pytest
 
 from configs import base
 from fewframes_jax import checkpoint as ckpt_lib
+from fewframes_jax import configs_lib
+from fewframes_jax import evaluate as eval_lib
 from fewframes_jax import sampling
 from fewframes_jax import train as train_lib
 from fewframes_jax import train_loop
@@ -21,11 +23,17 @@ pytestmark = pytest.mark.usefixtures("fast_compile")
 _STEPS = {}
 
 
-def step_fn(nets):
-  """The jitted train step of `nets` (one compile per Networks, instead of op-by-op dispatch)."""
-  if id(nets) not in _STEPS:
-    _STEPS[id(nets)] = (nets, jax.jit(lambda state, batch: train_lib.train_step(state, batch, nets=nets)))
-  return _STEPS[id(nets)][1]
+def step_fn(setup):
+  """The jitted train step of `setup` (one compile per TrainSetup, instead of op-by-op dispatch)."""
+  if id(setup) not in _STEPS:
+    _STEPS[id(setup)] = (setup, jax.jit(lambda state, batch: train_lib.train_step(state, batch, setup=setup)))
+  return _STEPS[id(setup)][1]
+
+
+def eval_fn(setup):
+  """The eval computation of the trainer and of a saved run: (state, batch, rng) -> outputs."""
+  step = eval_lib.make_eval_step(setup.scorers())
+  return lambda state, batch, rng: step(train_lib.eval_variables(state), batch, rng)
 
 
 def tiny_config(mode="parallel", family="nextvlad", student="", **loss):
@@ -53,9 +61,7 @@ def make_batch(seed=0, batch=4):
 
 
 def setup(config, seed=0):
-  nets = train_loop.build(config)
-  state = train_loop.create_state(config, nets, feature_dim=16, rng=jax.random.PRNGKey(seed))
-  return nets, state
+  return train_loop.setup_run(config, seed=seed)
 
 
 def tree_allclose(a, b, **kw):
@@ -96,7 +102,7 @@ def test_shared_head_is_the_teachers():
   """The student's probabilities are the teacher's head applied to the student's representation."""
   nets, state = setup(tiny_config("parallel"))
   batch = make_batch()
-  out = jax.jit(lambda s, b, r: train_lib.eval_step(s, b, r, nets=nets))(state, batch, jax.random.PRNGKey(0))
+  out = eval_fn(nets)(state, batch, jax.random.PRNGKey(0))
   frames = dequantize(batch["frames"], batch["num_frames"])
   fk, nk = sampling.sample_frames(frames, jnp.asarray(batch["num_frames"]), 4, "uniform")
   rep, _ = nets.student_model.apply(state.student.variables, fk, nk, train=False,
@@ -144,8 +150,8 @@ def test_serial_rejects_mismatched_teacher(tmp_path):
   config.teacher_workdir = str(tmp_path / "teacher")
   config.teacher.nextvlad.hidden_size = 32
   config.student.nextvlad.hidden_size = 32
-  with pytest.raises(ValueError, match="does not match config.teacher"):
-    setup(config)
+  with pytest.raises(configs_lib.ConfigError, match="does not match config.teacher"):
+    configs_lib.validate(config)
 
 
 def test_cross_family_projection_belongs_to_student():
@@ -170,7 +176,7 @@ def test_student_only_has_no_teacher_and_trains_on_ce():
 def test_eval_step_is_batch_order_invariant():
   nets, state = setup(tiny_config("parallel"))
   batch = make_batch()
-  evaluate = jax.jit(lambda s, b, r: train_lib.eval_step(s, b, r, nets=nets))
+  evaluate = eval_fn(nets)
   out1 = evaluate(state, batch, jax.random.PRNGKey(0))
   perm = np.array([2, 0, 3, 1])
   out2 = evaluate(state, {k: v[perm] for k, v in batch.items()}, jax.random.PRNGKey(0))
@@ -205,6 +211,28 @@ def test_ensemble_of_teachers_from_two_families(tmp_path):
   state, metrics = step_fn(nets)(state, batch)
   assert np.isfinite(float(metrics["student/loss"]))
   config.share_classifier = True
-  from fewframes_jax import configs_lib
   with pytest.raises(configs_lib.ConfigError, match="no single classifier to share"):
     configs_lib.validate(config)
+
+
+def test_shared_head_runs_in_inference_mode_for_the_student_in_training():
+  """Parallel mode, WILLOW's NetVLAD head (probability gating has a batch norm): the student trains
+  through the teacher's head with the teacher's running statistics, the head it is evaluated with,
+  not with the student batch's statistics (which would change its outputs between train and eval)."""
+  setup_, state = setup(tiny_config("parallel", "netvlad"))
+  assert setup_.shared_head and "prob_gating_bn" in state.teacher.batch_stats["head"]
+  # Running statistics far from any batch's, so that train-mode and inference-mode BN differ clearly.
+  state = state.replace(teacher=state.teacher.replace(batch_stats=jax.tree.map(
+      lambda x: x + 0.7, state.teacher.batch_stats)))
+  batch = make_batch()
+  frames = dequantize(batch["frames"], batch["num_frames"])
+  fk, nk = sampling.sample_frames(frames, jnp.asarray(batch["num_frames"]), 4, "uniform")
+  rng = jax.random.PRNGKey(3)
+  rep, _, probs, _ = train_lib.student_forward(setup_, state.student.params, state.student.batch_stats,
+                                               state.teacher, fk, nk, train=True, rng=rng)
+  head_eval = setup_.teacher_model.apply(state.teacher.variables, rep, train=False,
+                                         method=setup_.teacher_model.classify)
+  np.testing.assert_allclose(probs, head_eval, rtol=1e-6, atol=1e-7)
+  head_train, _ = setup_.teacher_model.apply(state.teacher.variables, rep, train=True, mutable=["batch_stats"],
+                                             method=setup_.teacher_model.classify)
+  assert not np.allclose(probs, head_train, atol=1e-4)  # the batch-statistics head would differ

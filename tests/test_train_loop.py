@@ -1,10 +1,15 @@
-"""train_loop.run_eval on records with a bad one: counted and reported with on_error=skip, an error
-naming the file and record with on_error=raise; never dropped silently."""
+"""The training loop: eval on records with a bad one (counted and reported with on_error=skip, an error
+naming the file and record with on_error=raise; never dropped silently), the paper's stage-2 fine-tune,
+and WILLOW's random frame re-sampling through every mode that calls the model."""
 import jax
+import numpy as np
 import pytest
 
 import runs_testlib as lib
+from fewframes_jax import checkpoint as ckpt_lib
+from fewframes_jax import evaluate as eval_lib
 from fewframes_jax import parallel
+from fewframes_jax import predict
 from fewframes_jax import train as train_lib
 from fewframes_jax import train_loop
 
@@ -16,15 +21,14 @@ def setup(tmp_path_factory):
   data = lib.write_dataset(str(tmp_path_factory.mktemp("data")), num_train=8, num_eval=NUM_EVAL,
                            bad_eval_shards=(1,))
   config = lib.tiny_config(data, steps=1, **{"data.on_error": "skip"})
-  nets = train_loop.build(config)
-  state = train_loop.create_state(config, nets, feature_dim=sum(lib.FEATURE_SIZES), rng=jax.random.PRNGKey(0))
   mesh = parallel.make_mesh()
-  return config, state, train_lib.jit_eval_step(nets, mesh), mesh
+  setup_, state = train_loop.setup_run(config, mesh=mesh)
+  return config, setup_, state, eval_lib.make_eval_step(setup_.scorers(), mesh), mesh
 
 
 def test_eval_skips_are_counted_and_the_rest_evaluated(setup, fast_compile):
-  config, state, eval_step, mesh = setup
-  results = train_loop.run_eval(config, state, eval_step, mesh)
+  config, setup_, state, eval_step, mesh = setup
+  results = train_loop.run_eval(config, setup_, state, eval_step, mesh)
   assert set(results) == {"teacher", "student"}
   for metrics in results.values():
     assert metrics["skipped_records"] == 1
@@ -32,8 +36,53 @@ def test_eval_skips_are_counted_and_the_rest_evaluated(setup, fast_compile):
 
 
 def test_eval_bad_record_raises_with_on_error_raise(setup, fast_compile):
-  config, state, eval_step, mesh = setup
+  config, setup_, state, eval_step, mesh = setup
   config = config.copy_and_resolve_references()
   config.data.on_error = "raise"
   with pytest.raises(ValueError, match=r"eval-1\.tfrecord.*record 0.*label"):
-    train_loop.run_eval(config, state, eval_step, mesh)
+    train_loop.run_eval(config, setup_, state, eval_step, mesh)
+
+
+def _train(config, workdir):
+  return train_loop.train_and_evaluate(config, str(workdir))
+
+
+def test_every_mode_that_calls_the_model_with_willow_random_frames(setup, tmp_path, fast_compile):
+  """`model.netvlad.random_frames=True` (WILLOW's re-sampling, which draws at eval too) through the
+  trainer: parallel training with its eval, a re-evaluation that repeats the numbers, a serial student
+  of that frozen teacher, predict, and the paper's stage 2 (`finetune`) of the parallel student: it is
+  restored with a copy of the teacher's head it shared, then student + head train on CE alone."""
+  config, *_ = setup
+  config = config.copy_and_resolve_references()
+  config.data.on_error = "skip"
+  for net in ("teacher", "student"):
+    config[net].name = "netvlad"
+    config[net].netvlad.random_frames = True
+    config[net].netvlad.num_random_frames = 8
+  stage1_dir = tmp_path / "parallel"
+  stage1 = _train(config, stage1_dir)
+  assert set(stage1["eval"]) == {"teacher", "student"}
+  assert "head" not in stage1["state"].student.params  # it shares the teacher's head
+  again = predict.evaluate_restored(str(stage1_dir))
+  for net in ("teacher", "student"):
+    assert again[net]["gap"] == stage1["eval"][net]["gap"]  # deterministic draws at eval
+  rows = sum(len(ids) for ids, _, _ in predict.predictions(str(stage1_dir)))
+  assert rows == NUM_EVAL - 1  # the bad record skipped, every other video scored
+  serial = config.copy_and_resolve_references()
+  serial.mode, serial.teacher_workdir = "serial", str(stage1_dir)
+  assert _train(serial, tmp_path / "serial")["step"] == serial.train.num_steps
+
+  teacher_head = ckpt_lib.restore(str(stage1_dir), best=True).variables["params"]["head"]
+  finetune = config.copy_and_resolve_references()
+  finetune.mode, finetune.init_workdir = "finetune", str(stage1_dir)
+  loaded = train_loop.load_networks(finetune)
+  for a, b in zip(jax.tree.leaves(loaded.student_variables["params"]["head"]), jax.tree.leaves(teacher_head)):
+    np.testing.assert_array_equal(a, b)
+  setup_ = train_lib.make_setup(finetune)
+  assert not setup_.has_teacher and setup_.train_student and not setup_.shared_head
+  assert dict(setup_.loss_weights) == {"ce": 1.0, "pred": 0.0, "rep": 0.0, "rep_intermediate": 0.0}
+  out = _train(finetune, tmp_path / "finetune")
+  assert set(out["eval"]) == {"student"} and out["state"].teacher is None
+  moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(out["state"].student.params["head"]),
+                                                    jax.tree.leaves(teacher_head))]
+  assert any(moved)  # the copy is now the student's own, and it trained

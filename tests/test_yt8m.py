@@ -1,9 +1,11 @@
-"""Tests of the YouTube-8M reader (fewframes_jax.data.yt8m) on tiny TFRecords written by records.py."""
+"""Tests of the YouTube-8M input pipeline (fewframes_jax.data.yt8m, with its record reader) on tiny
+TFRecords written by records.py."""
 import os
 
 import numpy as np
 import pytest
 
+from fewframes_jax.data import reader
 from fewframes_jax.data import records
 from fewframes_jax.data import yt8m
 
@@ -145,11 +147,12 @@ def test_both_id_keys_read_and_neither_names_the_keys(data_dir):
   rng = np.random.default_rng(2)
   v2017, v2018, none = _video(rng, 0, 3), _video(rng, 1, 3), _video(rng, 2, 3)
   path = _write(data_dir / "keys.tfrecord", [_encode(v2017, id_key="video_id"), _encode(v2018, id_key="id")])
-  assert _valid_ids(_batches(path, 2)) == [b"vid000", b"vid001"]
-  with pytest.raises(yt8m.BadRecordError, match=r"keys\.tfrecord, record 1: missing_id.*'video_id'"):
-    _batches(path, 2, id_key="video_id")
+  # Two releases in one file: only with the release check off.
+  assert _valid_ids(_batches(path, 2, check_release=False)) == [b"vid000", b"vid001"]
+  with pytest.raises(reader.BadRecordError, match=r"keys\.tfrecord, record 1: missing_id.*'video_id'"):
+    _batches(path, 2, id_key="video_id", check_release=False)
   bad = _write(data_dir / "nokey.tfrecord", [_encode(none, id_key="")])
-  with pytest.raises(yt8m.BadRecordError,
+  with pytest.raises(reader.BadRecordError,
                      match=r"nokey\.tfrecord, record 0: .*none of the id keys \['id', 'video_id'\]"):
     _batches(bad, 2)
 
@@ -183,7 +186,7 @@ def test_num_eval_batches_and_pad_to_batches_guard(three_files):
   assert yt8m.num_eval_batches(pattern, 3, process_count=1) == 3
   assert yt8m.num_eval_batches(pattern, 2, process_count=2) == 4  # files {0, 2}: 7 rows; {1}: 0 rows
   assert yt8m.num_eval_batches(pattern, 2, process_count=3) == 2  # 3, 0 and 4 rows
-  with pytest.raises(yt8m.BadRecordError, match="pad_to_batches=2"):
+  with pytest.raises(reader.BadRecordError, match="pad_to_batches=2"):
     _batches(pattern, 3, pad_to_batches=2)
 
 
@@ -226,11 +229,10 @@ def test_training_one_epoch_without_repeat_drops_only_the_remainder(three_files)
 def _bad_records(rng):
   """name -> (reason, one bad serialized record)."""
   v = lambda: _video(rng, 99, 3)  # pylint: disable=unnecessary-lambda-assignment
-  a, b, c, d, e, f = v(), v(), v(), v(), v(), v()
+  a, c, d, e, f = v(), v(), v(), v(), v()
   return {
       "frame_size": ("bad_frame_size", _encode(a, features={"rgb": [b"x" * 8, b"y" * 7, b"z" * 8],
                                                             "audio": a["audio"]})),
-      "frame_counts": ("frame_count_mismatch", _encode(b, features={"rgb": b["rgb"], "audio": b["audio"][:2]})),
       "negative_label": ("bad_label", _encode(dict(c, labels=[1, -1]))),
       "label_too_big": ("bad_label", _encode(dict(d, labels=[C]))),
       "missing_feature": ("missing_feature", _encode(e, features={"rgb": e["rgb"]})),
@@ -241,7 +243,7 @@ def _bad_records(rng):
 @pytest.fixture(scope="session")
 def bad_files(data_dir):
   """name -> (reason, path): good records 0, 1, the bad record at index 2, good record 3. And "all":
-  (None, path) of one file where the good records 0..6 alternate with the six bad ones."""
+  (None, path) of one file where the good records 0..5 alternate with the five bad ones."""
   rng = np.random.default_rng(3)
   good = [_encode(_video(rng, i, 4)) for i in range(7)]
   out, mixed = {}, [good[0]]
@@ -252,23 +254,23 @@ def bad_files(data_dir):
   return out
 
 
-BAD_NAMES = ("frame_size", "frame_counts", "negative_label", "label_too_big", "missing_feature", "missing_id")
+BAD_NAMES = ("frame_size", "negative_label", "label_too_big", "missing_feature", "missing_id")
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_bad_record_raise_names_file_record_and_reason(bad_files, name):
   reason, path = bad_files[name]
   # Batch 3: the bad record is in the first batch; the error must surface before any data passes.
-  with pytest.raises(yt8m.BadRecordError, match=rf"file {path}, record 2: {reason}"):
+  with pytest.raises(reader.BadRecordError, match=rf"file {path}, record 2: {reason}"):
     _batches(path, 3)
 
 
 def test_bad_records_skip_counts_each_reason(bad_files):
-  counter = yt8m.SkipCounter()
+  counter = reader.SkipCounter()
   batches = _batches(bad_files["all"][1], 3, on_error="skip", skip_counter=counter)
-  assert _valid_ids(batches) == [b"vid%03d" % i for i in range(7)]
-  assert len(batches) == 3  # 7 good rows: the skipped records take no rows
-  expected = {r: 0 for r in yt8m.REASONS}
+  assert _valid_ids(batches) == [b"vid%03d" % i for i in range(6)]
+  assert len(batches) == 2  # 6 good rows: the skipped records take no rows
+  expected = {r: 0 for r in reader.REASONS}
   for name in BAD_NAMES:
     expected[bad_files[name][0]] += 1
   assert counter.by_reason() == expected and counter.total == len(BAD_NAMES)
@@ -278,17 +280,17 @@ def test_bad_records_skip_counts_each_reason(bad_files):
 
 def test_bad_record_in_last_partial_batch_raises(bad_files):
   _, path = bad_files["label_too_big"]
-  with pytest.raises(yt8m.BadRecordError, match="record 2"):
+  with pytest.raises(reader.BadRecordError, match="record 2"):
     _batches(path, 5)  # 4 records, batch 5: one partial batch
 
 
 def test_bad_record_skipped_in_training(bad_files):
-  counter = yt8m.SkipCounter()
-  ds = _dataset(bad_files["frame_counts"][1], 3, training=True, on_error="skip", skip_counter=counter,
+  counter = reader.SkipCounter()
+  ds = _dataset(bad_files["label_too_big"][1], 3, training=True, on_error="skip", skip_counter=counter,
                 shuffle_buffer=1)
   rows = [i for b, _ in zip(yt8m.as_numpy_batches(ds), range(3)) for i in b["video_id"]]
   assert b"vid099" not in rows and len(rows) == 9
-  assert counter.by_reason()["frame_count_mismatch"] >= 2  # 9 rows = at least 3 epochs of 3 good records
+  assert counter.by_reason()["bad_label"] >= 2  # 9 rows = at least 3 epochs of 3 good records
 
 
 def _corrupt(data_dir, name, mutate):
@@ -310,10 +312,10 @@ def test_corrupt_file(data_dir, kind):
       d[len(d) // 4 + 40] ^= 0xFF  # inside record 1's data
       return bytes(d)
     path, first_bad = _corrupt(data_dir, kind, flip), 1
-  with pytest.raises(yt8m.BadRecordError,
+  with pytest.raises(reader.BadRecordError,
                      match=rf"file {path}, record {first_bad}: corrupt_file: truncated file or bad CRC"):
     _batches(path, 2)
-  counter = yt8m.SkipCounter()
+  counter = reader.SkipCounter()
   batches = _batches(path, 2, on_error="skip", skip_counter=counter)
   # The records before the damage are read; the rest of the file is dropped and counted once.
   assert _valid_ids(batches) == [b"vid%03d" % i for i in range(first_bad)]
@@ -325,7 +327,7 @@ def test_unparseable_record_stops_the_pass_in_both_modes(data_dir):
   good = [_encode(_video(rng, i, 2)) for i in range(2)]
   path = _write(data_dir / "garbage.tfrecord", [good[0], b"\x01\x02 not a proto", good[1]])
   for on_error in ("raise", "skip"):
-    with pytest.raises(yt8m.BadRecordError, match=rf"could not parse the record: .*{path}, record 1"):
+    with pytest.raises(reader.BadRecordError, match=rf"could not parse the record: .*{path}, record 1"):
       _batches(path, 2, on_error=on_error)
 
 
@@ -339,3 +341,13 @@ def test_argument_errors(three_files):
     _dataset(pattern, 2, feature_names=("rgb",))
   with pytest.raises(ValueError, match="3 input files for 4 processes"):
     _dataset(pattern, 2, process_index=0, process_count=4)
+
+
+def test_config_options_map_the_data_block():
+  from configs import base  # pylint: disable=g-import-not-at-top
+  data = base.get_config().data
+  data.check_release, data.id_key, data.num_classes = False, "video_id", 4716
+  options = yt8m.config_options(data)
+  assert options["check_release"] is False and options["id_key"] == "video_id"
+  assert options["num_classes"] == 4716 and options["feature_sizes"] == (1024, 128)
+  assert set(options) <= set(yt8m.make_dataset.__code__.co_varnames)  # all are make_dataset arguments

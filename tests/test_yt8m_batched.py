@@ -3,6 +3,7 @@ its output must not depend on the chunk size, and each bad record in a chunk is 
 import numpy as np
 import pytest
 
+from fewframes_jax.data import reader
 from fewframes_jax.data import records
 from fewframes_jax.data import yt8m
 
@@ -115,12 +116,12 @@ def _multi_value_frame(v):
 @pytest.fixture(scope="module")
 def bad_chunk(tmp_path_factory):
   """One file: good 0, bad_label 1, good 2, bad_frame_size 3 (a frame with two values), good 4,
-  frame_count_mismatch 5, good 6."""
+  missing_feature 5, good 6."""
   out = tmp_path_factory.mktemp("bad_chunk")
   rng = np.random.default_rng(1)
   v = [_video(rng, i, 3) for i in range(7)]
   encoded = [_encode(v[0]), _encode(dict(v[1], labels=[C + 3])), _encode(v[2]), _multi_value_frame(v[3]),
-             _encode(v[4]), _encode(v[5], features={"rgb": v[5]["rgb"], "audio": v[5]["audio"][:1]}),
+             _encode(v[4]), _encode(v[5], features={"rgb": v[5]["rgb"]}),
              _encode(v[6])]
   path = str(out / "bad.tfrecord")
   records.write_tfrecord(path, encoded)
@@ -130,26 +131,26 @@ def bad_chunk(tmp_path_factory):
 @pytest.mark.parametrize("chunk_size", [2, 64])
 def test_several_bad_records_in_one_chunk_are_each_skipped_and_named(bad_chunk, chunk_size, capfd):
   path, good = bad_chunk
-  counter = yt8m.SkipCounter()
+  counter = reader.SkipCounter()
   got = _stack(_read(path, 3, on_error="skip", skip_counter=counter, chunk_size=chunk_size))
   want = _naive(good, 6)
   for key in want:
     np.testing.assert_array_equal(got[key], want[key], err_msg=key)
-  expected = dict.fromkeys(yt8m.REASONS, 0)
-  expected.update(bad_label=1, bad_frame_size=1, frame_count_mismatch=1)
-  assert counter.by_reason() == expected
+  expected = dict.fromkeys(reader.REASONS, 0)
+  expected.update(bad_label=1, bad_frame_size=1, missing_feature=1)
+  assert counter.by_reason() == expected and counter.frame_count_mismatches == 0
   err = capfd.readouterr().err
-  for record, reason in ((1, "bad_label"), (3, "bad_frame_size"), (5, "frame_count_mismatch")):
+  for record, reason in ((1, "bad_label"), (3, "bad_frame_size"), (5, "missing_feature")):
     assert f"skipped a bad record: file {path}, record {record}: {reason}" in err
   assert "values per frame found: [1 2] [1]" in err, err
 
 
 def test_raise_names_the_first_bad_record_of_a_chunk(bad_chunk):
   path, _ = bad_chunk
-  with pytest.raises(yt8m.BadRecordError, match=rf"file {path}, record 1: bad_label: labels \[8\]"):
+  with pytest.raises(reader.BadRecordError, match=rf"file {path}, record 1: bad_label: labels \[8\]"):
     _read(path, 3, chunk_size=64)
   # The chunk holding records 2, 3 fails on record 3 (its only bad one).
-  with pytest.raises(yt8m.BadRecordError, match=rf"file {path}, record 3: bad_frame_size"):
+  with pytest.raises(reader.BadRecordError, match=rf"file {path}, record 3: bad_frame_size"):
     _read(path, 3, chunk_size=2, num_classes=C + 4)
 
 
@@ -163,9 +164,9 @@ def test_corruption_found_at_the_right_record_across_chunks(tmp_path):
   data[sum(len(e) + 16 for e in encoded[:5]) + 20] ^= 0x55  # inside record 5's data: bad CRC
   with open(path, "wb") as f:
     f.write(bytes(data))
-  with pytest.raises(yt8m.BadRecordError, match=rf"file {path}, record 5: corrupt_file"):
+  with pytest.raises(reader.BadRecordError, match=rf"file {path}, record 5: corrupt_file"):
     _read(path, 4, chunk_size=2)
-  counter = yt8m.SkipCounter()
+  counter = reader.SkipCounter()
   got = _stack(_read(path, 4, on_error="skip", skip_counter=counter, chunk_size=2))
   assert list(got["video_id"][got["valid"]]) == [b"v%02d" % i for i in range(5)]
   assert counter.total == 1 and counter.by_reason()["corrupt_file"] == 1

@@ -1,4 +1,6 @@
-"""YouTube-8M input: the tf.data reader (`yt8m`), the synthetic writer (`synthetic`), the bundled dataset.
+"""YouTube-8M input: the tf.data pipeline (`yt8m`), the record reader it runs (`reader`), the record bytes
+(`records`), the synthetic writer (`synthetic`), the bundled dataset (`bundled`), and the feature
+quantization (`quantization`).
 
-Importing this package does not import TensorFlow; `quantization` needs only JAX and numpy.
+Importing this package does not import TensorFlow; `quantization` needs only numpy (and JAX to dequantize).
 """

@@ -1,4 +1,6 @@
-"""The bundled dataset: synthetic YT-8M TFRecords (see `synthetic.py`) generated once into a cache.
+"""Generates (once) and summarises the bundled dataset: synthetic YT-8M TFRecords in a cache folder.
+
+  python -m fewframes_jax.data.bundled [--cache_dir=...] [--num_train=4000 --num_eval=1000 ...]
 
 `ensure_bundled(...)` returns the train/eval file patterns, writing the data on first use into
 `<cache>/synthetic-v<version>-c<classes>-train<n>-eval<n>-seed<s>/` (cache: `cache_dir`, else
@@ -11,15 +13,13 @@ with a complete `manifest.json` whose file sizes match is used. A lock file make
 on one machine wait for the first instead of writing the same data twice; where locking is not
 available the rename alone keeps readers from ever seeing half-written data.
 
-CLI: `python -m fewframes_jax.data.bundled` generates the default data if needed and prints a summary
-(files, record counts, labels per video, class frequencies, lengths).
+The command line generates the data if needed and prints a summary (files, record counts, labels per
+video, class frequencies, lengths).
 """
-import argparse
 import contextlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from typing import Dict, Optional, Sequence, Tuple
@@ -27,6 +27,7 @@ from typing import Dict, Optional, Sequence, Tuple
 from absl import logging
 import numpy as np
 
+from fewframes_jax.data import records
 from fewframes_jax.data import synthetic
 
 CACHE_ENV = "FEWFRAMES_CACHE"
@@ -139,7 +140,7 @@ def ensure_bundled(cache_dir: str = "", num_train: int = 4000, num_eval: int = 1
 
 def summarize(file_pattern: str, num_classes: int) -> Dict[str, object]:
   """Statistics of one split, read back from its files (true lengths, before any truncation)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = records.tensorflow()
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top
 
   files = yt8m.list_files(file_pattern)
@@ -177,40 +178,50 @@ def summarize(file_pattern: str, num_classes: int) -> Dict[str, object]:
   }
 
 
-def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(prog="python -m fewframes_jax.data.bundled",
-                                   description="Generates (once) and inspects the bundled dataset.")
-  parser.add_argument("--cache_dir", default="", help=f"default: ${CACHE_ENV} or ~/.cache/fewframes_jax")
-  parser.add_argument("--num_train", type=int, default=4000)
-  parser.add_argument("--num_eval", type=int, default=1000)
-  parser.add_argument("--num_classes", type=int, default=64)
-  parser.add_argument("--seed", type=int, default=0)
-  return parser.parse_args(argv)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-  args = _parse_args(sys.argv[1:] if argv is None else argv)
-  logging.set_verbosity(logging.INFO)
-  start = time.perf_counter()
-  train, evals, num_classes = ensure_bundled(args.cache_dir, num_train=args.num_train,
-                                             num_eval=args.num_eval, num_classes=args.num_classes,
-                                             seed=args.seed)
-  print(f"bundled dataset ready in {time.perf_counter() - start:.1f} s: {os.path.dirname(train)}")
-  print(f"num_classes: {num_classes}")
-  for split, pattern in (("train", train), ("eval", evals)):
+def describe(train_pattern: str, eval_pattern: str, num_classes: int) -> str:
+  """A readable summary of both splits (files, records, labels per video, classes, lengths)."""
+  lines = [f"num_classes: {num_classes}"]
+  for split, pattern in (("train", train_pattern), ("eval", eval_pattern)):
     s = summarize(pattern, num_classes)
-    n = s["videos"]
-    print(f"\n{split}: {pattern}")
-    print(f"  files: {s['files']}, records per file: {s['records']}, {s['megabytes']:.1f} MB")
-    print(f"  videos: {n}; labels per video: "
-          + ", ".join(f"{k}: {100 * v / n:.0f}%" for k, v in s["labels_per_video"].items()))
-    print(f"  most frequent classes (class, videos): {s['top_classes']}; rarest: {s['rarest_classes']}; "
-          f"classes without positives: {s['classes_without_positives']}")
-    length = s["length"]
-    print(f"  frames per video: min {length['min']}, median {length['median']:.0f}, mean "
-          f"{length['mean']:.1f}, max {length['max']}; {length['over_300']} videos over 300 frames "
-          "(truncated by the reader)")
+    n, length = s["videos"], s["length"]
+    lines += [
+        f"\n{split}: {pattern}",
+        f"  files: {s['files']}, records per file: {s['records']}, {s['megabytes']:.1f} MB",
+        f"  videos: {n}; labels per video: "
+        + ", ".join(f"{k}: {100 * v / n:.0f}%" for k, v in s["labels_per_video"].items()),
+        f"  most frequent classes (class, videos): {s['top_classes']}; rarest: {s['rarest_classes']}; "
+        f"classes without positives: {s['classes_without_positives']}",
+        f"  frames per video: min {length['min']}, median {length['median']:.0f}, mean "
+        f"{length['mean']:.1f}, max {length['max']}; {length['over_300']} videos over 300 frames "
+        "(truncated by the reader)"]
+  return "\n".join(lines)
+
+
+def _define_flags() -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string("cache_dir", "", f"Cache folder (default: ${CACHE_ENV} or ~/.cache/fewframes_jax).")
+  flags.DEFINE_integer("num_train", 4000, "Training videos.")
+  flags.DEFINE_integer("num_eval", 1000, "Eval videos.")
+  flags.DEFINE_integer("num_classes", 64, "Classes of the label vocabulary.")
+  flags.DEFINE_integer("seed", 0, "Seed of the generator.")
+
+
+def main(argv: Sequence[str]) -> None:
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
+  synthetic.check_flags("cache_dir", {"num_train": 1, "num_eval": 1, "num_classes": 1})
+  start = time.perf_counter()
+  train, evals, num_classes = ensure_bundled(f.cache_dir, num_train=f.num_train, num_eval=f.num_eval,
+                                             num_classes=f.num_classes, seed=f.seed)
+  print(f"bundled dataset ready in {time.perf_counter() - start:.1f} s: {os.path.dirname(train)}")
+  print(describe(train, evals, num_classes))
 
 
 if __name__ == "__main__":
-  main()
+  from fewframes_jax import cli  # pylint: disable=g-import-not-at-top
+
+  cli.quiet_start()  # before TensorFlow is imported (it is imported when the data is written)
+  _define_flags()
+  cli.run(main)

@@ -10,11 +10,9 @@ The starter evaluates `u8 * f32(4/255) + bias` in float32, which is up to 3e-7 o
 BIAS` is exact in float32) and the small rest `_SCALE_LO`; the one rounding left puts every byte within
 6e-8 of the exact value (and within one float32 ulp of the starter's), jitted or not.
 
-This module needs only numpy and JAX (no TensorFlow): the trainer dequantizes on the device.
+This module needs no TensorFlow (the trainer dequantizes on the device), and JAX only inside
+`dequantize`: the data writers (`synthetic.py`) quantize with numpy alone and start faster without it.
 """
-from typing import Optional
-
-import jax.numpy as jnp
 import numpy as np
 
 MAX_QUANTIZED_VALUE = 2.0
@@ -25,7 +23,7 @@ _SCALE_HI = float((np.array(SCALE, np.float32).view(np.uint32) & np.uint32(0xFFF
 _SCALE_LO = SCALE - _SCALE_HI
 
 
-def dequantize(frames_u8, num_frames=None, *, dtype=jnp.float32) -> jnp.ndarray:
+def dequantize(frames_u8, num_frames=None, *, dtype=np.float32):
   """Maps uint8 features to floats exactly as the YT-8M starter code does.
 
   Args:
@@ -35,8 +33,9 @@ def dequantize(frames_u8, num_frames=None, *, dtype=jnp.float32) -> jnp.ndarray:
     dtype: output dtype (the arithmetic is float32).
 
   Returns:
-    dtype[..., T, D].
+    A jax array dtype[..., T, D].
   """
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   u = jnp.asarray(frames_u8).astype(jnp.float32)
   x = (u * jnp.float32(_SCALE_HI) + jnp.float32(BIAS)) + u * jnp.float32(_SCALE_LO)
   if num_frames is not None:

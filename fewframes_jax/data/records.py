@@ -1,8 +1,11 @@
-"""Writing YouTube-8M frame-level records: `tf.train.SequenceExample` bytes and TFRecord files.
+"""The bytes of YouTube-8M frame-level records, both ways: writing `tf.train.SequenceExample` bytes and
+TFRecord files; reading TFRecord files in numbered chunks (truncation detected) and decoding the parsed
+frame lists into uint8 arrays (the parse and validation of records: `reader.py`).
 
-The official frame-level schema (see `yt8m.py`):
-  context       `id` (2018+) or `video_id` (2017): one bytes value; `labels`: int64 list.
-  feature_lists one list per feature (`rgb`, `audio`), one bytes value per frame (uint8, `size` bytes).
+The official frame-level schema, one `tf.train.SequenceExample` per video:
+  context       `id` (2018+ releases) or `video_id` (2017): one bytes value; `labels`: int64 list.
+  feature_lists one list per feature (`rgb`: 1024 bytes per frame, `audio`: 128), one bytes value per
+                frame (uint8, `size` bytes).
 
 `encode_sequence_example` writes the protobuf wire format directly with numpy: every frame of a
 well-formed feature has the same few header bytes, so a whole feature list is one `[n, header + d]`
@@ -16,6 +19,23 @@ import numpy as np
 # A feature's frames: uint8 [n, d] (the fast path), or any sequence of per-frame bytes (used by
 # tests to write malformed frames, e.g. of the wrong length).
 FrameData = Union[np.ndarray, Sequence[bytes]]
+
+# Bytes of TFRecord framing around each record: length (8) + length CRC (4) + data CRC (4).
+TFRECORD_OVERHEAD = 16
+
+
+def tensorflow():
+  """TensorFlow, imported on first use with every GPU hidden from it: the input pipeline runs on the
+  host, and JAX needs the accelerators' memory (the Flax examples' `set_visible_devices([], "GPU")`).
+  Every TensorFlow use of the data package goes through here, so the GPUs are hidden before TensorFlow
+  initialises its runtime (after that they cannot be); importing TensorFlow costs seconds, so it
+  happens only where data is read or written."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except (RuntimeError, ValueError):  # already initialised (then it was hidden here before)
+    pass
+  return tf
 
 
 def _varint(value: int) -> bytes:
@@ -71,8 +91,13 @@ def _feature_list(frames: FrameData) -> bytes:
   return b"".join(_field(1, _field(1, _field(1, bytes(f)))) for f in frames)
 
 
+def map_key_field(key: str) -> bytes:
+  """The serialized key field that starts a protobuf map entry (e.g. a feature list named `key`)."""
+  return _field(1, key.encode())
+
+
 def _map_entry(key: str, value: bytes) -> bytes:
-  return _field(1, _field(1, key.encode()) + _field(2, value))
+  return _field(1, map_key_field(key) + _field(2, value))
 
 
 def encode_sequence_example(*, video_id: bytes, labels: Sequence[int],
@@ -103,7 +128,7 @@ def encode_sequence_example(*, video_id: bytes, labels: Sequence[int],
 
 def write_tfrecord(path: str, records: Iterable[bytes]) -> int:
   """Writes serialized records to an uncompressed TFRecord file; returns the number written."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = tensorflow()
 
   count = 0
   with tf.io.TFRecordWriter(path) as writer:
@@ -111,3 +136,86 @@ def write_tfrecord(path: str, records: Iterable[bytes]) -> int:
       writer.write(record)
       count += 1
   return count
+
+
+def graph_fn(fn):
+  """`fn` for a tf.data transformation, traced as written: the reader's functions are plain graph code
+  (`tf.cond`, no Python control flow on tensors), so autograph's conversion would only cost time (about
+  3 s of a training pipeline's 4 s set-up on a 2-core CPU)."""
+  tf = tensorflow()
+  return tf.autograph.experimental.do_not_convert(fn)
+
+
+def read_chunks(filename, size, chunk_size: int, *, on_short_read):
+  """The records of one TFRecord file in chunks: a `tf.data.Dataset` of (index i64, serialized
+  string[n]), 1 <= n <= chunk_size, where `index` numbers the chunk's first record in the file.
+
+  A corrupt record (bad CRC, or a truncated file) ends the file's stream silently in TF, so the bytes
+  consumed, counted per chunk, are compared with the file's `size` at the end: if they differ,
+  `on_short_read(index of the first record not read, bytes read, size)` is called in-graph (it may fail
+  an assertion) and must return a tensor the stream depends on.
+
+  Args:
+    filename: string scalar tensor; size: i64 scalar tensor, the file's length in bytes.
+  """
+  tf = tensorflow()
+  # TF moves to the next file after a corrupt record, which ignore_errors turns into end-of-stream.
+  # A final empty chunk (`batch` never yields one) marks the end.
+  chunks = tf.data.TFRecordDataset(filename, buffer_size=1 << 20).ignore_errors().batch(chunk_size)
+  chunks = chunks.concatenate(tf.data.Dataset.from_tensors(tf.zeros([0], tf.string)))
+
+  def step(state, serialized):
+    index, offset = state
+    count = tf.size(serialized, out_type=tf.int64)
+    nbytes = tf.reduce_sum(tf.cast(tf.strings.length(serialized), tf.int64))
+    return (index + count, offset + nbytes + TFRECORD_OVERHEAD * count), (index, offset, serialized)
+
+  def not_end(index, offset, serialized):
+    is_end = tf.equal(tf.size(serialized), 0)
+    done = tf.cond(is_end & tf.not_equal(offset, size), lambda: on_short_read(index, offset, size),
+                   lambda: tf.constant(True))
+    with tf.control_dependencies([done]):
+      return tf.logical_not(is_end)
+
+  chunks = chunks.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), graph_fn(step))
+  chunks = chunks.filter(graph_fn(not_end))
+  return chunks.map(graph_fn(lambda index, offset, serialized: (index, serialized)))
+
+
+def decode_frames(lists, sizes: Sequence[int], max_frames: int):
+  """uint8[n, T, D]: each video's first T frames, zero rows after each feature's own length (one
+  decode per feature of all the frames, then one copy into the padded layout).
+
+  Args:
+    lists: per feature, its frame lists as parsed by `tf.io.RaggedFeature(tf.string)`:
+      string[n, (frames), (values per frame)], each frame one value of `sizes[f]` bytes.
+    sizes: bytes per frame of each feature (D = their sum); max_frames: T.
+  """
+  tf = tensorflow()
+  pieces = []
+  for frame_lists, size in zip(lists, sizes):
+    decoded = tf.io.decode_raw(frame_lists.flat_values, tf.uint8, fixed_length=size)
+    value_splits = tf.gather(frame_lists.values.row_splits, frame_lists.row_splits)
+    per_video = tf.RaggedTensor.from_row_splits(decoded, value_splits, validate=False)
+    pieces.append(per_video.to_tensor(shape=[None, max_frames, size]))
+  return pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=2)
+
+
+def decode_picked_frames(lists, sizes: Sequence[int], indices, count):
+  """uint8[n, J, D]: frames `indices` i32[n, J] of each video, zero rows at slots j >= count[i]
+  (only those frames are decoded). `lists`, `sizes` as in `decode_frames`; each index below
+  count[i] must be a frame of video i in every feature."""
+  tf = tensorflow()
+  mask = tf.range(tf.shape(indices)[1])[None, :] < count[:, None]
+  indices = tf.where(mask, indices, 0)
+  pieces = []
+  for frame_lists, size in zip(lists, sizes):
+    frame_pos = frame_lists.row_splits[:-1, None] + indices  # <= total frames: a safe gather
+    value_pos = tf.gather(frame_lists.values.row_splits, frame_pos)
+    values = frame_lists.flat_values
+    last = tf.size(values) - 1
+    picked = tf.cond(last >= 0, lambda v=values, p=value_pos, l=last: tf.gather(v, tf.minimum(p, l)),
+                     lambda p=value_pos: tf.fill(tf.shape(p), ""))
+    picked = tf.where(mask, picked, "")
+    pieces.append(tf.io.decode_raw(picked, tf.uint8, fixed_length=size))
+  return pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=2)

@@ -1,4 +1,6 @@
-"""A synthetic YouTube-8M-format dataset with a learnable, multi-label, temporally localised signal.
+"""Writes a synthetic YouTube-8M-format dataset with a learnable, multi-label, temporally localised signal.
+
+  python -m fewframes_jax.data.synthetic --out_dir=/tmp/synth --num_train=400 --num_eval=100 --num_classes=64
 
 The files use the official frame-level schema (`yt8m.py` reads them like the real data): one
 `SequenceExample` per video, context `id` (or `video_id`, the 2017 key) and `labels`, feature lists
@@ -30,11 +32,9 @@ not depend on the sharding, and a seed gives the same bytes every time):
   budget caps how many videos can be long, which caps these rates. Nothing here favours
   distillation itself.
 """
-import argparse
 import dataclasses
 import math
 import os
-import sys
 import time
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -247,33 +247,53 @@ def write_dataset(out_dir: str, *, num_train: int, num_eval: int, num_classes: i
   }
 
 
-def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-      prog="python -m fewframes_jax.data.synthetic",
-      description="Writes synthetic YouTube-8M frame-level TFRecords (train-*/eval-* shards).")
-  parser.add_argument("--out_dir", required=True)
-  parser.add_argument("--num_train", type=int, required=True)
-  parser.add_argument("--num_eval", type=int, required=True)
-  parser.add_argument("--num_classes", type=int, required=True)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--num_shards", type=int, default=8, help="train shards")
-  parser.add_argument("--num_eval_shards", type=int, default=4)
-  parser.add_argument("--id_key", default="id", choices=("id", "video_id"),
-                      help="context key of the video id: id (2018+) or video_id (2017)")
-  return parser.parse_args(argv)
+def check_flags(folder_flag: str, minimums: Dict[str, int]) -> None:
+  """CLI checks: raises `app.UsageError` (one line) when a count flag is below its minimum or the
+  folder flag names an existing file. `minimums`: flag name -> least value."""
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  values = flags.FLAGS
+  for name, minimum in minimums.items():
+    if values[name].value < minimum:
+      raise app.UsageError(f"--{name} must be >= {minimum}, got {values[name].value}")
+  folder = values[folder_flag].value
+  if folder and os.path.isfile(folder):
+    raise app.UsageError(f"--{folder_flag}={folder} is a file; give a folder")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-  args = _parse_args(sys.argv[1:] if argv is None else argv)
+def _define_flags() -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string("out_dir", None, "Folder to write train-*/eval-* shards into (created if needed).")
+  flags.DEFINE_integer("num_train", None, "Training videos.")
+  flags.DEFINE_integer("num_eval", None, "Eval videos.")
+  flags.DEFINE_integer("num_classes", None, "Classes of the label vocabulary.")
+  flags.DEFINE_integer("seed", 0, "Seed: the same seed writes the same bytes.")
+  flags.DEFINE_integer("num_shards", 8, "Train shards.")
+  flags.DEFINE_integer("num_eval_shards", 4, "Eval shards.")
+  flags.DEFINE_enum("id_key", "id", ["id", "video_id"],
+                    "Context key of the video id: id (2018+ releases) or video_id (2017).")
+  flags.mark_flags_as_required(["out_dir", "num_train", "num_eval", "num_classes"])
+
+
+def main(argv: Sequence[str]) -> None:
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
+  check_flags("out_dir", {"num_train": 0, "num_eval": 0, "num_classes": 1, "num_shards": 1,
+                          "num_eval_shards": 1})
   start = time.perf_counter()
-  files = write_dataset(args.out_dir, num_train=args.num_train, num_eval=args.num_eval,
-                        num_classes=args.num_classes, seed=args.seed, num_shards=args.num_shards,
-                        num_eval_shards=args.num_eval_shards, id_key=args.id_key)
-  total = sum(os.path.getsize(f) for fs in files.values() for f in fs)
-  for split, fs in files.items():
-    print(f"{split}: {len(fs)} files, {os.path.join(args.out_dir, split + '-*.tfrecord')}")
+  files = write_dataset(f.out_dir, num_train=f.num_train, num_eval=f.num_eval, num_classes=f.num_classes,
+                        seed=f.seed, num_shards=f.num_shards, num_eval_shards=f.num_eval_shards,
+                        id_key=f.id_key)
+  total = sum(os.path.getsize(path) for paths in files.values() for path in paths)
+  for split, paths in files.items():
+    print(f"{split}: {len(paths)} files, {os.path.join(f.out_dir, split + '-*.tfrecord')}")
   print(f"wrote {total / 1e6:.1f} MB in {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":
-  main()
+  from fewframes_jax import cli  # pylint: disable=g-import-not-at-top
+
+  cli.quiet_start()  # before TensorFlow is imported (it is imported when the files are written)
+  _define_flags()
+  cli.run(main)

@@ -18,6 +18,9 @@ from fewframes_jax.models.nextvlad import NeXtVLADEncoder
 from fewframes_jax.models.recurrent import HRNN, FrameRNN
 
 MODEL_NAMES = ("hrnn", "lstm", "gru", "netvlad", "nextvlad")
+RECURRENT = ("hrnn", "lstm", "gru")  # the families with per-step states (L_rep^I)
+# The sub-dict of a model config that each family reads (`configs/base.py:model_config`).
+FAMILY_FIELDS = {"hrnn": "hrnn", "lstm": "rnn", "gru": "rnn", "netvlad": "netvlad", "nextvlad": "nextvlad"}
 DEFAULT_INPUT_NORM = {"hrnn": "l2", "lstm": "l2", "gru": "l2", "netvlad": "l2", "nextvlad": "none"}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -25,6 +28,20 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 def input_norm_of(model_config: ml_collections.ConfigDict) -> str:
   """The input normalisation a model config asks for (its family's default when unset)."""
   return model_config.input_norm or DEFAULT_INPUT_NORM[model_config.name]
+
+
+def hrnn_student_blocks(k: int) -> int:
+  """H-RNN blocks of a k-frame student: ceil(k / 6) (k=30 -> 5 blocks x 6 frames as [CODE]'s
+  `num_inputs_L1=5`; k=10 -> 2 x 5; k=6 -> 1 x 6)."""
+  return max(1, -(-int(k) // 6))
+
+
+def model_config_at_k(model_config: ml_collections.ConfigDict, k: int) -> ml_collections.ConfigDict:
+  """A copy of a student's model config for k frames: H-RNN gets `hrnn_student_blocks(k)` blocks (the
+  FLOPs table and the benchmarks build students at several k from one config)."""
+  m = ml_collections.ConfigDict(model_config.to_dict())
+  m.hrnn.num_blocks = hrnn_student_blocks(k)
+  return m
 
 
 def build_model(model_config: ml_collections.ConfigDict, *, num_classes: int,
@@ -70,4 +87,5 @@ def build_model(model_config: ml_collections.ConfigDict, *, num_classes: int,
   return VideoModel(encoder=encoder, head=head)
 
 
-__all__ = ["MODEL_NAMES", "ModelOutput", "VideoModel", "build_model", "input_norm_of"]
+__all__ = ["DTYPES", "FAMILY_FIELDS", "MODEL_NAMES", "RECURRENT", "ModelOutput", "VideoModel", "build_model", "hrnn_student_blocks",
+           "input_norm_of", "model_config_at_k"]

@@ -1,255 +1,22 @@
-"""The paper's experiment grid (which runs to train) and its tables in markdown. No JAX here.
+"""The paper's tables in markdown, and the plain series its figures draw. No JAX here.
 
-A `Cell` is one training run: a Teacher-Skyline, a k-frame baseline (no teacher), a distilled student
-(parallel or serial, one loss combination), or a stage-2 fine-tune. `build_cells(grid)` lists the
-cells of the chosen sections in dependency order (teachers before the serial students that read them,
-stage 1 before its fine-tune); every cell is listed once, so a teacher serves every row that needs it.
-Each cell has a `key` ("hrnn/seed0/serial_rep_pred_ce_k10") that names its workdir and its cached
-result; the renderers look results up by the same keys.
+Results: `results[key]` (key: a `grid.Cell.key`) is a dict with at least `gap`, `map_all_classes` (the
+paper's mAP convention, shown as mAP†), `map` (classes with a positive), `flops` and `params` of the
+evaluated network. With several seeds a table cell shows mean±standard deviation over the seeds that
+have a result; a missing cell shows '–'. Every renderer finds its cells with the grid's constructors,
+so a table reads exactly what the sweep ran.
 
-Sections (the paper's tables, PAPER.md §7):
-  table1  Teacher-Skyline; the baselines Uniform/Random/First/Middle/Last/First-Middle-Last at each k;
-          Parallel and Serial x loss combinations at each k. One family per `Grid.families` entry.
-  table2  Serial vs Uniform at `anchor_k` with a fraction of the training data (the teacher is trained
-          on the same fraction).
-  table3  FLOPs per video and measured eval time of the teacher and the Serial students at `table3_ks`.
-  table4  final (L_rep) vs intermediate (L_rep^I) representation matching at `anchor_k` (recurrent
-          families only).
-  cross   cross-family distillation (a `cross_teacher` teacher, `cross_students` students) and a
-          multi-teacher ensemble, at `anchor_k`, with the same-family and no-teacher rows to compare.
-
-Results: `results[key]` is a dict with at least `gap`, `map_all_classes` (the paper's mAP convention,
-shown as mAP†), `map` (classes with a positive), `flops` and `params` of the evaluated network.
-With several seeds a table cell shows mean±standard deviation over the seeds that have a result.
+  render_markdown     the whole report: each section's table, in the paper's layout.
+  table1_markdown ... one table each (Tables 1-4, the orderings, the cross-family rows).
+  ordering_checks     the paper's Table 1 claims, counted per seed.
+  pareto_points, gap_vs_k_series   what `plots.py` draws.
+  parse_markdown_table             reads a rendered table back (tests, RESULTS.md checks).
 """
-import dataclasses
 import math
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-PAPER_KS = (6, 10, 15, 20, 30)
-BASELINES = ("uniform", "random", "first", "middle", "last", "first_middle_last")
-BASELINE_NAMES = {"uniform": "Uniform-k", "random": "Random-k", "first": "First-k", "middle": "Middle-k",
-                  "last": "Last-k", "first_middle_last": "First-Middle-Last-k"}
-RECURRENT = ("hrnn", "lstm", "gru")
-SECTIONS = ("table1", "table2", "table3", "table4", "cross")
-
-
-@dataclasses.dataclass(frozen=True)
-class Loss:
-  """A student loss combination: which terms are on (each then takes the family's weight)."""
-  name: str
-  ce: bool
-  rep: bool
-  pred: bool
-
-
-LOSSES = {
-    "rep": Loss("L_rep", ce=False, rep=True, pred=False),
-    "rep_ce": Loss("L_rep, L_CE", ce=True, rep=True, pred=False),
-    "rep_pred_ce": Loss("L_rep, L_pred, L_CE", ce=True, rep=True, pred=True),
-    "pred": Loss("L_pred", ce=False, rep=False, pred=True),
-    "pred_ce": Loss("L_pred, L_CE", ce=True, rep=False, pred=True),
-}
-# The paper's Table 1 rows, in its order (it ran Parallel with the three L_rep combinations only).
-TABLE1_ROWS = (("parallel", "rep"), ("parallel", "rep_ce"), ("parallel", "rep_pred_ce"),
-               ("serial", "rep"), ("serial", "pred"), ("serial", "rep_ce"), ("serial", "pred_ce"),
-               ("serial", "rep_pred_ce"))
-ALL_ROWS = tuple((mode, loss) for mode in ("parallel", "serial") for loss in LOSSES)
-TABLE4_ROWS = tuple((mode, loss) for mode in ("parallel", "serial") for loss in ("rep", "rep_ce", "rep_pred_ce"))
-BEST_ROW = ("serial", "rep_pred_ce")  # the paper's best, used for Tables 2, 3 and the cross-family rows
-
-
-def needs_finetune(loss: str) -> bool:
-  """L_rep alone trains no classifier: the paper's stage 2 fine-tunes student + classifier on L_CE."""
-  return not LOSSES[loss].ce and not LOSSES[loss].pred
-
-
-@dataclasses.dataclass(frozen=True)
-class Cell:
-  """One training run.
-
-  family: the teacher's family ('+'-joined for an ensemble); for a baseline, the student's family.
-  mode: teacher | student_only | parallel | serial | finetune (train.py's modes).
-  teachers: keys of the frozen teacher cells (serial: one; an ensemble: several).
-  init: the stage-1 cell a fine-tune starts from.
-  """
-  family: str
-  seed: int
-  mode: str
-  k: int = 0
-  sampling: str = "uniform"
-  loss: str = ""
-  intermediate: bool = False
-  fraction: float = 1.0
-  student_family: str = ""
-  teachers: Tuple[str, ...] = ()
-  init: str = ""
-
-  @property
-  def student(self) -> str:
-    return self.student_family or self.family
-
-  @property
-  def key(self) -> str:
-    suffix = "" if self.fraction == 1.0 else f"_f{self.fraction:g}"
-    if self.mode == "teacher":
-      name = "teacher"
-    elif self.mode == "student_only":
-      name = f"{self.sampling}_k{self.k}"
-    elif self.mode == "finetune":
-      return self.init + "_ft"
-    else:
-      name = f"{self.mode}_{self.loss}{'_inter' if self.intermediate else ''}_k{self.k}"
-      if self.student_family and self.student_family != self.family:
-        name += f"_to_{self.student_family}"
-    return f"{self.family}/seed{self.seed}/{name}{suffix}"
-
-  @property
-  def deps(self) -> Tuple[str, ...]:
-    return self.teachers + ((self.init,) if self.init else ())
-
-
-# ------------------------------------------------------------------------------------------------
-# Cell constructors: the renderers call the same ones, so a table reads exactly what was run.
-
-
-def teacher_cell(family: str, seed: int, fraction: float = 1.0) -> Cell:
-  return Cell(family, seed, "teacher", fraction=fraction)
-
-
-def baseline_cell(family: str, seed: int, k: int, sampling: str, fraction: float = 1.0) -> Cell:
-  return Cell(family, seed, "student_only", k=k, sampling=sampling, fraction=fraction)
-
-
-def distill_cell(family: str, seed: int, mode: str, loss: str, k: int, *, fraction: float = 1.0,
-                 intermediate: bool = False, student_family: str = "") -> Cell:
-  """A parallel or serial student (serial reads the family's teacher trained on the same fraction)."""
-  if mode not in ("parallel", "serial"):
-    raise ValueError(f"distill_cell: mode must be parallel or serial, got {mode!r}")
-  if loss not in LOSSES:
-    raise ValueError(f"distill_cell: loss {loss!r} is unknown; expected one of {sorted(LOSSES)}")
-  teachers = (teacher_cell(family, seed, fraction).key,) if mode == "serial" else ()
-  return Cell(family, seed, mode, k=k, loss=loss, intermediate=intermediate, fraction=fraction,
-              student_family=student_family if student_family != family else "", teachers=teachers)
-
-
-def ensemble_cell(families: Sequence[str], student_family: str, seed: int, loss: str, k: int) -> Cell:
-  """A serial student of an ensemble of teachers (one teacher cell per family)."""
-  return Cell("+".join(families), seed, "serial", k=k, loss=loss, student_family=student_family,
-              teachers=tuple(teacher_cell(f, seed).key for f in families))
-
-
-def finetune_cell(stage1: Cell) -> Cell:
-  return dataclasses.replace(stage1, mode="finetune", init=stage1.key)
-
-
-def reported_cell(mode: str, loss: str, family: str, seed: int, k: int, **kw) -> Cell:
-  """The cell whose result a table reports for a distillation row: after stage 2 for L_rep alone."""
-  cell = distill_cell(family, seed, mode, loss, k, **kw)
-  return finetune_cell(cell) if needs_finetune(loss) else cell
-
-
-# ------------------------------------------------------------------------------------------------
-# The grid
-
-
-@dataclasses.dataclass(frozen=True)
-class Grid:
-  """What to run. `families` each get a Table 1; Tables 2 and 4 use the first (Table 4: first recurrent)."""
-  families: Tuple[str, ...] = ("hrnn",)
-  seeds: Tuple[int, ...] = (0,)
-  ks: Tuple[int, ...] = PAPER_KS
-  baselines: Tuple[str, ...] = BASELINES
-  rows: Tuple[Tuple[str, str], ...] = TABLE1_ROWS
-  sections: Tuple[str, ...] = SECTIONS
-  anchor_k: int = 30                       # k of Tables 2 and 4 and of the cross-family rows
-  fractions: Tuple[float, ...] = (0.1, 0.25, 0.5)
-  table3_ks: Tuple[int, ...] = (10, 20, 30)
-  table4_rows: Tuple[Tuple[str, str], ...] = TABLE4_ROWS
-  cross_teacher: str = "nextvlad"
-  cross_students: Tuple[str, ...] = ("hrnn", "lstm")
-  ensemble: Tuple[str, ...] = ("nextvlad", "hrnn")  # teachers of the ensemble row; () for none
-
-  def __post_init__(self):
-    for section in self.sections:
-      if section not in SECTIONS:
-        raise ValueError(f"unknown section {section!r}; expected some of {SECTIONS}")
-    for method in self.baselines:
-      if method not in BASELINES:
-        raise ValueError(f"unknown baseline {method!r}; expected some of {BASELINES}")
-    for mode, loss in tuple(self.rows) + tuple(self.table4_rows):
-      if mode not in ("parallel", "serial") or loss not in LOSSES:
-        raise ValueError(f"unknown row ({mode!r}, {loss!r}): mode parallel|serial, loss one of {sorted(LOSSES)}")
-    if not self.families or not self.seeds:
-      raise ValueError("Grid needs at least one family and one seed")
-
-  @property
-  def table4_family(self) -> Optional[str]:
-    return next((f for f in self.families if f in RECURRENT), None)
-
-  @property
-  def ensemble_student(self) -> str:
-    return self.cross_students[0] if self.cross_students else self.families[0]
-
-
-def _with_finetune(cells: List[Cell], cell: Cell) -> None:
-  cells.append(cell)
-  if cell.mode in ("parallel", "serial") and needs_finetune(cell.loss):
-    cells.append(finetune_cell(cell))
-
-
-def build_cells(grid: Grid) -> List[Cell]:
-  """Every cell of the grid's sections, each once, dependencies first (teachers, then the rest)."""
-  cells: List[Cell] = []
-  main = grid.families[0]
-  for seed in grid.seeds:
-    if "table1" in grid.sections or "table3" in grid.sections:
-      for family in grid.families:
-        cells.append(teacher_cell(family, seed))
-    if "table1" in grid.sections:
-      for family in grid.families:
-        for k in grid.ks:
-          for method in grid.baselines:
-            cells.append(baseline_cell(family, seed, k, method))
-          for mode, loss in grid.rows:
-            _with_finetune(cells, distill_cell(family, seed, mode, loss, k))
-    if "table3" in grid.sections:
-      for family in grid.families:
-        for k in grid.table3_ks:
-          _with_finetune(cells, distill_cell(family, seed, *BEST_ROW, k))
-    if "table2" in grid.sections:
-      for fraction in tuple(grid.fractions) + (1.0,):
-        cells.append(teacher_cell(main, seed, fraction))
-        cells.append(baseline_cell(main, seed, grid.anchor_k, "uniform", fraction))
-        _with_finetune(cells, distill_cell(main, seed, *BEST_ROW, grid.anchor_k, fraction=fraction))
-    if "table4" in grid.sections and grid.table4_family:
-      family = grid.table4_family
-      cells.append(teacher_cell(family, seed))
-      for mode, loss in grid.table4_rows:
-        for intermediate in (False, True):
-          _with_finetune(cells, distill_cell(family, seed, mode, loss, grid.anchor_k, intermediate=intermediate))
-    if "cross" in grid.sections:
-      k, t = grid.anchor_k, grid.cross_teacher
-      cells += [teacher_cell(t, seed), baseline_cell(t, seed, k, "uniform")]
-      _with_finetune(cells, distill_cell(t, seed, *BEST_ROW, k))
-      for s in grid.cross_students:
-        cells += [teacher_cell(s, seed), baseline_cell(s, seed, k, "uniform")]
-        _with_finetune(cells, distill_cell(s, seed, *BEST_ROW, k))
-        _with_finetune(cells, distill_cell(t, seed, *BEST_ROW, k, student_family=s))
-      if grid.ensemble:
-        cells += [teacher_cell(f, seed) for f in grid.ensemble]
-        _with_finetune(cells, ensemble_cell(grid.ensemble, grid.ensemble_student, seed, BEST_ROW[1], k))
-  unique: Dict[str, Cell] = {}
-  for cell in cells:
-    unique.setdefault(cell.key, cell)
-  ordered = sorted(unique.values(), key=lambda c: c.mode != "teacher")  # stable: teachers first
-  done = set()
-  for cell in ordered:
-    missing = [d for d in cell.deps if d not in done]
-    if missing:
-      raise AssertionError(f"cell {cell.key} is listed before its dependencies {missing}")
-    done.add(cell.key)
-  return ordered
+from fewframes_jax.paper.grid import (BASELINE_NAMES, BEST_ROW, LOSSES, Cell, Grid, baseline_cell, distill_cell,
+                                      ensemble_cell, finetune_cell, needs_finetune, reported_cell, teacher_cell)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -284,7 +51,7 @@ def _row(cells: Sequence[str]) -> str:
   return "| " + " | ".join(cells) + " |"
 
 
-def _header(columns: Sequence[str], align_first_left: bool = True) -> List[str]:
+def _header(columns: Sequence[str]) -> List[str]:
   return [_row(columns), "|" + "|".join([":---"] + ["---:"] * (len(columns) - 1)) + "|"]
 
 
@@ -294,6 +61,11 @@ MAP_NOTE = ("mAP† = mean over all classes of the per-class AP (a class without
 
 def _mean(values: Sequence[float]) -> float:
   return mean_std(values)[0] if values else float("-inf")
+
+
+def row_label(mode: str, loss: str) -> str:
+  """'Serial, L_rep, L_pred, L_CE': a teacher-student row's name in the tables and the GAP-vs-k plot."""
+  return f"{mode.capitalize()}, {LOSSES[loss].name}"
 
 
 def table1_markdown(results: Mapping[str, Mapping], grid: Grid, family: str) -> str:
@@ -310,7 +82,7 @@ def table1_markdown(results: Mapping[str, Mapping], grid: Grid, family: str) -> 
     rows.append((BASELINE_NAMES[method], {k: [baseline_cell(family, s, k, method).key for s in seeds] for k in ks}))
   section_at[len(rows)] = "*Teacher-Student*"
   for mode, loss in grid.rows:
-    label = f"{mode.capitalize()}, {LOSSES[loss].name}" + (" (+ stage-2 CE fine-tune)" if needs_finetune(loss) else "")
+    label = row_label(mode, loss) + (" (+ stage-2 CE fine-tune)" if needs_finetune(loss) else "")
     rows.append((label, {k: [reported_cell(mode, loss, family, s, k).key for s in seeds] for k in ks}))
   best = {}
   for k in ks:
@@ -327,7 +99,7 @@ def table1_markdown(results: Mapping[str, Mapping], grid: Grid, family: str) -> 
     lines.append(_row(cells))
   stage1 = [(mode, loss) for mode, loss in grid.rows if needs_finetune(loss)]
   for mode, loss in stage1:  # the L_rep rows before stage 2, for reference
-    cells = [f"*{mode.capitalize()}, {LOSSES[loss].name}, stage 1 only*"]
+    cells = [f"*{row_label(mode, loss)}, stage 1 only*"]
     for k in ks:
       keys = [distill_cell(family, s, mode, loss, k).key for s in seeds]
       cells += [fmt(seed_values(results, keys, "gap")), fmt(seed_values(results, keys, "map_all_classes"))]
@@ -345,7 +117,7 @@ def table2_markdown(results: Mapping[str, Mapping], grid: Grid, fraction_labels:
   labels = fraction_labels or {}
   columns = ["Model", "Metric"] + [labels.get(f, f"{f:.0%}") for f in fractions]
   lines = _header(columns)
-  rows = [("Serial, " + LOSSES[BEST_ROW[1]].name, lambda s, f: reported_cell(*BEST_ROW, family, s, k, fraction=f)),
+  rows = [(row_label(*BEST_ROW), lambda s, f: reported_cell(*BEST_ROW, family, s, k, fraction=f)),
           ("Uniform-k", lambda s, f: baseline_cell(family, s, k, "uniform", f)),
           ("Teacher-Skyline", lambda s, f: teacher_cell(family, s, f))]
   for label, make in rows:
@@ -371,7 +143,7 @@ def table3_markdown(timings: Mapping[str, Mapping], grid: Grid, family: str) -> 
   teacher_keys = [teacher_cell(family, s).key for s in seeds]
   rows = [("Teacher-Skyline", teacher_keys)]
   for k in grid.table3_ks:
-    rows.append((f"k = {k} (Serial, {LOSSES[BEST_ROW[1]].name})",
+    rows.append((f"k = {k} ({row_label(*BEST_ROW)})",
                  [reported_cell(*BEST_ROW, family, s, k).key for s in seeds]))
   t_time = _mean(seed_values(timings, teacher_keys, "seconds"))
   t_flops = _mean(seed_values(timings, teacher_keys, "flops"))
@@ -387,7 +159,7 @@ def table3_markdown(timings: Mapping[str, Mapping], grid: Grid, family: str) -> 
   notes = [f"Table 3 layout, {family}. Eval time: the jitted forward pass (dequantize, frame selection, "
            f"model) over {videos} eval videos held in memory, median of repeated timed passes after a "
            "warm-up (compile and input reading excluded). FLOPs: XLA cost analysis of the eval forward pass "
-           "per video, scans counted in full (`report.model_cost`)."]
+           "per video, scans counted in full (`cost.flops.model_cost`)."]
   return "\n".join(lines + [""] + notes)
 
 
@@ -426,7 +198,7 @@ def ordering_checks(results: Mapping[str, Mapping], grid: Grid, family: str, met
   def base(s, k, method):
     return value(baseline_cell(family, s, k, method))
 
-  best = f"{BEST_ROW[0].capitalize()}, {LOSSES[BEST_ROW[1]].name}"
+  best = row_label(*BEST_ROW)
   claims = [
       ("Teacher-Skyline > every teacher-student row", lambda s, k: [value(teacher_cell(family, s))] + students(s, k),
        lambda v: all(v[0] > x for x in v[1:])),
@@ -507,6 +279,30 @@ def cross_markdown(results: Mapping[str, Mapping], grid: Grid) -> str:
   return "\n".join(lines + [""] + notes)
 
 
+def render_markdown(results: Mapping[str, Mapping], timings: Mapping[str, Mapping], grid: Grid, *, title: str,
+                    fraction_labels: Optional[Mapping[float, str]] = None) -> str:
+  """All the grid's sections as one markdown document; `title` follows 'Paper tables: '."""
+  parts = [f"# Paper tables: {title}, seeds {', '.join(map(str, grid.seeds))}", ""]
+  if "table1" in grid.sections:
+    for family in grid.families:
+      parts += [f"## Table 1 ({family})", "", table1_markdown(results, grid, family), "",
+                f"### Which of the paper's orderings hold ({family})", "",
+                orderings_markdown(results, grid, family), ""]
+  if "table2" in grid.sections:
+    parts += ["## Table 2: limited training data", "", table2_markdown(results, grid, fraction_labels), ""]
+  if "table3" in grid.sections:
+    parts += ["## Table 3: FLOPs and eval time", "", table3_markdown(timings, grid, grid.families[0]), ""]
+  if "table4" in grid.sections and grid.table4_family:
+    parts += ["## Table 4: intermediate vs final representation matching", "", table4_markdown(results, grid), ""]
+  if "cross" in grid.sections:
+    parts += ["## Cross-family and multi-teacher distillation", "", cross_markdown(results, grid), ""]
+  return "\n".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------
+# What the figures draw
+
+
 def pareto_points(results: Mapping[str, Mapping], grid: Grid) -> List[Dict]:
   """Points for the GAP-vs-FLOPs plot: {'family', 'kind' (teacher|student|baseline), 'k', 'flops', 'gap',
   'gap_std'}, averaged over seeds, for every teacher, Uniform-k baseline and Serial best student."""
@@ -555,7 +351,7 @@ def gap_vs_k_series(results: Mapping[str, Mapping], grid: Grid, family: str) -> 
   for method in grid.baselines:
     add(BASELINE_NAMES[method], lambda s, k, m=method: baseline_cell(family, s, k, m))
   for mode, loss in grid.rows:
-    add(f"{mode.capitalize()}, {LOSSES[loss].name}", lambda s, k, m=mode, l=loss: reported_cell(m, l, family, s, k))
+    add(row_label(mode, loss), lambda s, k, m=mode, l=loss: reported_cell(m, l, family, s, k))
   teacher = seed_values(results, [teacher_cell(family, s).key for s in seeds], "gap")
   return {"teacher": mean_std(teacher) if teacher else None, "series": series}
 

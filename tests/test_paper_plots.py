@@ -4,7 +4,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from fewframes_jax import plots
+from fewframes_jax.paper import plots
 
 SERIES = {"Uniform-k": [(10, 0.70, 0.01), (6, 0.60, 0.02)],
           "Serial, L_rep, L_pred, L_CE": [(6, 0.65, 0.0), (10, 0.75, 0.005)]}
@@ -52,6 +52,19 @@ def test_pareto_plot_front_axes_and_legend(tmp_path, figures):
   (front,) = [l for l in ax.get_lines() if l.get_label() == "Pareto front"]
   np.testing.assert_allclose(front.get_xdata(), [7e6, 4e7, 1.4e8])
   np.testing.assert_allclose(front.get_ydata(), [0.80, 0.84, 0.93])
+
+
+def test_pareto_front_matches_a_naive_definition():
+  rng = np.random.default_rng(1)
+  points = [{"flops": float(f), "gap": float(g)} for f, g in zip(rng.integers(1, 20, 40), rng.uniform(0, 1, 40))]
+  front = plots.pareto_front(points)
+  naive = [p for p in points
+           if not any((q["flops"] <= p["flops"] and q["gap"] > p["gap"]) or
+                      (q["flops"] < p["flops"] and q["gap"] >= p["gap"]) for q in points)]
+  assert sorted(map(id, front)) == sorted(map(id, naive))
+  assert [p["flops"] for p in front] == sorted(p["flops"] for p in front)
+  gaps = [p["gap"] for p in front]
+  assert gaps == sorted(gaps)  # along the front, more compute buys more accuracy
 
 
 def test_nothing_to_plot_is_an_error(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for fewframes_jax.flops: XLA counts against analytic counts, loops counted in full."""
+"""Tests for fewframes_jax.cost.flops: XLA counts against analytic counts, loops counted in full."""
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fewframes_jax import flops as flops_lib
-from fewframes_jax.flops import (compiled_flops, family_rows, flops_table, forward_flops_per_video,
-                                 param_count, per_video_flops_split, scan_aware_flops)
+from fewframes_jax.cost import flops as flops_lib
+from fewframes_jax.cost.flops import (compiled_flops, family_rows, flops_table, forward_flops_per_video,
+                                      param_count, per_video_flops_split, scan_aware_flops)
 
 # XLA's convention (HloCostAnalysis): a multiply-add is 2 FLOPs, an elementwise add/mul/compare is 1
 # per output element, a sum over n elements is n - 1 per output; transcendentals are not FLOPs.
@@ -106,6 +106,27 @@ def test_uncounted_loops_raise():
   scan_aware_flops(dropout_like, X, jax.random.key(0, impl="unsafe_rbg"))  # no loop
   with pytest.raises(ValueError, match="scale"):
     scan_aware_flops(_matmul_chain, X, W, method="count")
+
+
+def test_compiled_call_flops_reads_the_compiled_program_unless_it_has_loops():
+  def matmul(x, w):
+    return x @ w
+
+  compiled = jax.jit(matmul).lower(X, W).compile()
+  assert flops_lib.compiled_call_flops(matmul, (X, W), compiled) == 2 * B * H * H
+  # A scan: the compiled program's count sees one step; the call is counted in full instead.
+  compiled = jax.jit(_matmul_chain).lower(X, W).compile()
+  assert flops_lib.compiled_call_flops(_matmul_chain, (X, W), compiled) == pytest.approx(
+      2 * B * H * H * STEPS, rel=1e-4)
+
+  def dropout_like(x, key):  # timed with a threefry key (a loop on CPU), counted on an 'unsafe_rbg' one
+    return jnp.where(jax.random.bernoulli(key, 0.5, x.shape), x @ W, 0.0)
+
+  args = (X, jax.random.key(0))
+  compiled = jax.jit(dropout_like).lower(*args).compile()
+  flops = flops_lib.compiled_call_flops(dropout_like, args, compiled,
+                                        flops_args=(X, jax.random.key(0, impl="unsafe_rbg")))
+  assert flops >= 2 * B * H * H
 
 
 def test_cost_analysis_return_forms():

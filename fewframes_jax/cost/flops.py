@@ -30,7 +30,7 @@ element (transcendentals such as exp and tanh are reported separately and not in
 import collections
 import functools
 import math
-from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -259,7 +259,8 @@ def forward_flops_per_video(model, variables, *, num_frames_T: int, feature_dim:
       out, updates = model.apply(variables, frames, num_frames, train=True, rngs=rngs,
                                  mutable=["batch_stats"])
       return out.logits, updates
-    return model.apply(variables, frames, num_frames, train=False).logits
+    # 'frames': WILLOW's random re-sampling draws at inference too (inference.model_rngs).
+    return model.apply(variables, frames, num_frames, train=False, rngs={"frames": rng}).logits
 
   args = (_abstract(variables), jax.ShapeDtypeStruct((batch_size, num_frames_T, feature_dim), dtype),
           jax.ShapeDtypeStruct((batch_size,), jnp.int32), jax.random.key(0, impl="unsafe_rbg"))
@@ -359,3 +360,43 @@ def flops_table(rows: Iterable[Mapping[str, Any]]) -> str:
         f"{f'{ratio:.2f}x' if _num(ratio) else '-'} | {f'{pf_ratio:.2f}x' if _num(pf_ratio) else '-'} | "
         f"{_si(r.get('per_frame'))} | {_si(per_video)} | {share} |")
   return "\n".join(lines)
+
+
+def abstract_variables(model, *, frames: int, feature_dim: int):
+  """The shapes and dtypes of a model's variables (`jax.eval_shape` of its init: no memory)."""
+  x = jax.ShapeDtypeStruct((1, frames, feature_dim), jnp.float32)
+  n = jax.ShapeDtypeStruct((1,), jnp.int32)
+
+  def init(rng, x, n):
+    return model.init({"params": rng, "dropout": rng, "frames": rng}, x, n, train=False)
+
+  return jax.eval_shape(init, jax.random.PRNGKey(0), x, n)
+
+
+_MODEL_COSTS: Dict[str, Tuple[float, int]] = {}
+
+
+def model_cost(model, *, frames: int, feature_dim: int) -> Tuple[float, int]:
+  """(FLOPs per video of the eval forward pass at `frames` frames, parameter count), from abstract
+  variables: a paper-size model costs no memory here. Memoised by the module's fields (its repr), so the
+  end-of-training summary and the paper sweep count each architecture once per process."""
+  key = f"{model!r}|{frames}|{feature_dim}"
+  if key not in _MODEL_COSTS:
+    variables = abstract_variables(model, frames=frames, feature_dim=feature_dim)
+    _MODEL_COSTS[key] = (forward_flops_per_video(model, variables, num_frames_T=frames, feature_dim=feature_dim),
+                         param_count(variables))
+  return _MODEL_COSTS[key]
+
+
+def compiled_call_flops(fn: Callable, args: Sequence[Any], compiled=None,
+                        flops_args: Optional[Sequence[Any]] = None) -> float:
+  """XLA's FLOPs of one call `fn(*args)` whose compiled program is `compiled` (benchmarks time it).
+
+  Without while loops the compiled program's own count is exact and is read directly; otherwise (scans,
+  threefry's rolled random-bit loop on a CPU), or when no `compiled` is given, `scan_aware_flops`
+  counts `fn` on `flops_args` (default `args`; e.g. with an 'unsafe_rbg' key, whose random bits compile
+  without a loop), every scan step included.
+  """
+  if compiled is not None and not while_loops(compiled.as_text()):
+    return _cost_flops(compiled)
+  return scan_aware_flops(fn, *(args if flops_args is None else flops_args))

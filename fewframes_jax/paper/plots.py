@@ -1,12 +1,12 @@
-"""The two figures of the paper-table runner (matplotlib, Agg backend: no display needed).
+"""The two figures of the paper's sweep (matplotlib, Agg backend: no display needed).
 
 `plot_gap_vs_k`: GAP against k for each method (baselines dashed, teacher-student rows solid), the
 Teacher-Skyline as a horizontal reference line, error bars over seeds when there are several.
 `plot_pareto`: GAP against FLOPs per video (log scale) for every family and k, with the Pareto front
 (the points that no other point beats on both GAP and FLOPs).
-The inputs are the plain structures of `tables.gap_vs_k_series` and `tables.pareto_points`.
+The inputs are the plain structures of `render.gap_vs_k_series` and `render.pareto_points`.
 """
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence
 
 import matplotlib
 
@@ -14,6 +14,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-top
 
 _MARKERS = "osD^v<>phX*P"
+
+
+def _save(fig, path: str) -> str:
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
 
 
 def _draw_gap_vs_k(ax, series, teacher, title: str) -> None:
@@ -54,10 +61,7 @@ def plot_gap_vs_k(panels: Sequence[Mapping], *, path: str) -> str:
   fig, axes = plt.subplots(1, len(panels), figsize=(11.5 * len(panels), 5.5), squeeze=False)
   for ax, panel in zip(axes[0], panels):
     _draw_gap_vs_k(ax, panel["series"], panel["teacher"], panel.get("title") or "GAP vs number of frames k")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return _save(fig, path)
 
 
 def pareto_front(points: Sequence[Mapping]) -> List[Mapping]:
@@ -107,7 +111,4 @@ def plot_pareto(points: Sequence[Mapping], *, path: str, title: str = "") -> str
   ax.set_ylabel("GAP@20 (eval set)")
   ax.set_title(title or "Accuracy vs compute across families and k")
   ax.grid(True, which="both", alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return _save(fig, path)

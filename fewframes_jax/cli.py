@@ -1,0 +1,89 @@
+"""What every command line of the project shares: absl flags, a clean start, one line per user mistake.
+
+  quiet_start()   before TensorFlow or JAX is imported: TensorFlow's C++ start-up lines (the oneDNN
+                  notice, "All log messages before absl::InitializeLog() ...") stay hidden unless the
+                  user sets TF_CPP_MIN_LOG_LEVEL; absl logging (Orbax logs every step of a save
+                  through it) is kept at WARNING unless `--verbosity` / `-v` is given.
+  run(main)       `absl.app.run(main)`, where a flag that does not parse (`parse_flags`) or a user's mistake (`errors.UserError`: an invalid config
+                  field, a bad record; `FileNotFoundError`: a pattern that matches no file, a workdir
+                  without checkpoints; `absl.app.UsageError`) prints `error: <message>` on one line
+                  and exits with status 2.
+                  Any other exception is a bug and keeps its traceback.
+"""
+import os
+import sys
+from typing import Callable
+
+USER_ERROR_EXIT_CODE = 2
+HELP_FLAGS = frozenset(("--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml"))
+
+
+def quiet_start() -> None:
+  """Hides TensorFlow's C++ start-up logging (call before TensorFlow is imported)."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _quiet_logging(argv) -> None:
+  from absl import flags, logging  # pylint: disable=g-import-not-at-top
+  del argv
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+
+
+def _fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(USER_ERROR_EXIT_CODE)
+
+
+def _last_line(text: str) -> str:
+  lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+  return lines[-1] if lines else ""
+
+
+def parse_flags(argv):
+  """absl's flag parsing, with every parsing error on one line: a config file whose `get_config(arg)`
+  rejects its argument (config_flags embeds that traceback in its message: its last line is kept), an
+  override of a config field that does not exist (config_flags raises a bare KeyError/AttributeError
+  there), a value of the wrong type, a missing required flag."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  try:
+    args = flags.FLAGS(argv)
+  except SystemExit:
+    if HELP_FLAGS.intersection(argv[1:]):
+      sys.exit(0)  # absl exits 1 after printing the help a user asked for
+    raise
+  except flags.Error as e:
+    text = str(e)
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    detail = _last_line(text)
+    _fail(first if detail == first else f"{first.rstrip(':')} {detail}")
+  except (KeyError, AttributeError) as e:
+    overrides = [a.split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")]
+    field = _last_line(e).strip("\"'")
+    _fail(f"no such config field {field!r} (overrides given: {', '.join(overrides) or 'none'})")
+  if "config" in flags.FLAGS and flags.FLAGS["config"].present:
+    try:
+      flags.FLAGS.config.keys()  # a config file that failed to load raises here (config_flags defers it)
+    except OSError as e:
+      _fail(f"--config: {_last_line(e)}")
+  return args
+
+
+def run(main: Callable, *, user_errors: tuple = ()) -> None:
+  """Runs an absl `main(argv)`; `errors.UserError`, `FileNotFoundError` and `user_errors` become one
+  line on stderr and exit status 2."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from fewframes_jax import errors  # pylint: disable=g-import-not-at-top
+  caught = (errors.UserError, FileNotFoundError, app.UsageError) + tuple(user_errors)
+
+  def wrapped(argv):
+    _quiet_logging(argv)
+    try:
+      return main(argv)
+    except caught as e:
+      message = str(e).strip() or type(e).__name__
+      if isinstance(e, FileNotFoundError) and e.filename and e.filename not in message:
+        message = f"{message}: {e.filename}"
+      _fail(message)
+
+  app.run(wrapped, flags_parser=parse_flags)

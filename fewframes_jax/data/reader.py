@@ -1,0 +1,412 @@
+"""The chunked reader of YouTube-8M frame-level records (the schema: `records.py`): parse, validate
+and decode in the graph, vectorised over chunks of up to `chunk_size` records (one
+`tf.io.parse_sequence_example` and one set of checks per chunk; the output does not depend on the
+chunk size). Each record carries its file and record index; an error code is computed per record,
+and then, depending on `on_error`,
+  "raise": an in-graph assertion fails with a message naming the file, the record index and the reason
+           of the chunk's first bad record (`yt8m.as_numpy_batches` raises it as `BadRecordError`);
+  "skip":  the record is dropped, a warning line names it, and a `SkipCounter` counts it by reason.
+Bad records (`REASONS`): a truncated file or bad CRC (`corrupt_file`: the bytes read from a file are
+compared with its size, so truncation is never silent; in "skip" mode the rest of that file is lost
+and counted as one skip), no id key (`missing_id`), a feature list that is absent (`missing_feature`;
+an *empty* list is a valid zero-frame video), a frame whose byte length is not the feature size or
+that holds other than one bytes value (`bad_frame_size`), a label outside [0, num_classes)
+(`bad_label`). A record that TF's parser rejects (not a SequenceExample, a feature of the wrong dtype)
+stops the pass in both modes, with a `BadRecordError` naming the file and record.
+
+Features with different frame counts are not bad records: as in the TF Model Garden reader, a video's
+length is the minimum over its features and every stream is cut there (zero rows from that length
+on). Such records are counted in `SkipCounter.frame_count_mismatches`, in both modes.
+
+Release check (`check_release`): a record keyed `id` (2018+ releases, 3862 classes) read with
+num_classes=4716, or one keyed `video_id` (2017 release, 4716 classes) read with another count, stops
+the pass in both modes with a `ReleaseMismatchError`: the class count is then wrong, silently.
+"""
+import sys
+from typing import Dict, List, NamedTuple
+
+from absl import logging
+import numpy as np
+
+from fewframes_jax import errors
+from fewframes_jax import sampling
+from fewframes_jax.data import records
+
+ON_ERROR = ("raise", "skip")
+ID_KEYS = ("id", "video_id")              # context keys of the id: 2018+ releases, 2017 release
+ID_KEY_CHOICES = ("auto",) + ID_KEYS      # `id_key`: auto = per record, `id` if present, else `video_id`
+RELEASE_NUM_CLASSES = {"id": 3862, "video_id": 4716}  # each release's vocabulary size
+REASONS = ("corrupt_file", "missing_id", "missing_feature", "bad_frame_size", "bad_label")
+ERROR_MARKER = "fewframes_jax bad record"  # starts the text of the in-graph assertions, by kind
+RELEASE_MARKER = "fewframes_jax release mismatch"
+_FIRST_RECORD_CODE = 2  # error codes: 1 + index in REASONS; REASONS[1:] are found by parsing a record
+
+
+def _tf():
+  return records.tensorflow()
+
+
+class BadRecordError(errors.UserError):
+  """A record (or file) failed validation; the message names the file and the record index."""
+
+
+class ReleaseMismatchError(errors.UserError):
+  """The records' id key belongs to a YouTube-8M release whose class count is not num_classes; the
+  message (one line) says which count is right and the flags to set."""
+
+
+class SkipCounter:
+  """What the reader did to records, readable after (or during) a pass: the bad records it skipped
+  (`on_error="skip"`), by reason, and the records it read with features of different frame counts.
+
+  The counts live in TF variables that the pipeline updates in-graph, so one counter can be shared by
+  several datasets and keeps counting across epochs.
+  """
+
+  def __init__(self):
+    tf = _tf()
+    with tf.device("/CPU:0"):
+      self.counts = tf.Variable(tf.zeros([len(REASONS)], tf.int64), trainable=False, name="skip_counts")
+      self.mismatches = tf.Variable(tf.constant(0, tf.int64), trainable=False,
+                                    name="frame_count_mismatches")
+
+  @property
+  def total(self) -> int:
+    """Records skipped, all reasons together."""
+    return int(self.counts.numpy().sum())
+
+  @property
+  def frame_count_mismatches(self) -> int:
+    """Records read whose features have different frame counts (kept, cut to the shortest)."""
+    return int(self.mismatches.numpy())
+
+  def by_reason(self) -> Dict[str, int]:
+    """reason -> skips, for every reason in `REASONS` (zeros included)."""
+    return {r: int(c) for r, c in zip(REASONS, self.counts.numpy())}
+
+  def reset(self) -> None:
+    self.counts.assign(self.counts * 0)
+    self.mismatches.assign(0)
+
+  def log(self) -> None:
+    """Logs the skip counts and the frame-count mismatches (nothing when both are zero)."""
+    if self.total:
+      nonzero = {r: c for r, c in self.by_reason().items() if c}
+      logging.warning("YT-8M reader skipped %d bad records: %s", self.total, nonzero)
+    if self.frame_count_mismatches:
+      logging.warning("YT-8M reader read %d records whose features have different frame counts "
+                      "(each cut to its shortest feature)", self.frame_count_mismatches)
+
+
+def release_conflict(id_key: str, num_classes: int) -> bool:
+  """Whether records keyed `id_key` contradict `num_classes`: 4716 classes is the 2017 release,
+  keyed `video_id`; any other count goes with the 2018+ key `id` (3862 classes, or data of your own)."""
+  return (id_key == "video_id") != (num_classes == RELEASE_NUM_CLASSES["video_id"])
+
+
+def release_message(id_key: str, num_classes: int) -> str:
+  """One line: the key seen, the class count given, the right one, and the flags to set."""
+  release = "the 2017 release" if id_key == "video_id" else "the 2018+ releases"
+  right = RELEASE_NUM_CLASSES[id_key]
+  return (f"records keyed '{id_key}' ({release} of YouTube-8M, {right} classes) are read with "
+          f"num_classes={num_classes}; set --config.data.num_classes={right}, or "
+          "--config.data.check_release=False to proceed")
+
+
+class _Chunk(NamedTuple):
+  """A parsed chunk of n records (before validation)."""
+  where: object       # string[n]: "file F, record R"
+  video_id: object    # string[n]: "" where no id key is present
+  keyed: List[object]  # per `id_keys` entry: bool[n], the record's id is under this key
+  lists: List[object]  # per feature: string[n, (frames), (values per frame)], ragged
+  counts: object      # i32[n, F]: frames per feature
+  labels: object      # int64[n, (labels)], ragged
+  label_ok: object    # bool[labels.values]: inside [0, num_classes)
+
+
+class RecordReader:
+  """Per-file chunks of serialized records, and the parse + validation + decode of a chunk.
+
+  Everything is a TF graph function vectorised over a chunk of up to `chunk_size` records (a few dozen
+  TF ops per chunk, not per record: op dispatch, not parsing, was most of the cost per record).
+  Arguments as in `yt8m.make_dataset`; `counter` receives the skip and mismatch counts.
+  """
+
+  def __init__(self, files, *, num_classes, max_frames, feature_names, feature_sizes, id_key="auto",
+               on_error="raise", counter=None, check_release=True, chunk_size=64, student_frames=None,
+               seed=0, record_fraction=None):
+    tf = _tf()
+    self.tf = tf
+    self.files = list(files)
+    self.on_error = on_error
+    self.counter = SkipCounter() if counter is None else counter
+    self.check_release = check_release
+    self.num_classes = num_classes
+    self.max_frames = max_frames
+    self.feature_names = tuple(feature_names)
+    self.feature_sizes = tuple(feature_sizes)
+    self.id_keys = ID_KEYS if id_key == "auto" else (id_key,)
+    self.chunk_size = chunk_size
+    self.record_fraction = record_fraction
+    self.seed = seed
+    self._names = tf.constant(self.files)
+    self._sizes = tf.constant([tf.io.gfile.stat(f).length for f in self.files], tf.int64)
+    self._reasons = tf.constant(REASONS)
+    self.student_frames = None
+    if student_frames is not None:
+      k, method = student_frames
+      sampling.frame_indices_np(np.zeros([1], np.int32), k, method, seed_or_rng=0, max_frames=max_frames)
+      self.student_frames = (int(k), method)
+      if method != "random":  # the rule for every length 0..T, looked up per record
+        table, table_k = sampling.frame_indices_np(np.arange(max_frames + 1), k, method,
+                                                   max_frames=max_frames)
+        self._index_table, self._num_k_table = tf.constant(table), tf.constant(table_k)
+
+  # ---- one file: chunks of (file_index, record_index, serialized), truncation/CRC detection ----
+
+  def file_chunks(self, file_index):
+    """Chunks of consecutive records of file `file_index`: (file_index i64[n], record_index i64[n],
+    serialized string[n]), n <= chunk_size (fewer where `record_fraction` drops records)."""
+    tf = self.tf
+    filename = tf.gather(self._names, file_index)
+
+    def truncated(index, offset, size):
+      detail = tf.strings.format("truncated file or bad CRC: {} of {} bytes read", (offset, size))
+      where = tf.strings.join(["file ", filename, ", record ", tf.strings.as_string(index)])
+      return self._handle_errors(tf.constant([1]), where[None], detail[None])
+
+    def label(index, serialized):
+      record_index = index + tf.range(tf.size(serialized, out_type=tf.int64))
+      file_indices = tf.fill(tf.shape(serialized), tf.cast(file_index, tf.int64))
+      if self.record_fraction is None:
+        return file_indices, record_index, serialized
+      f = self.record_fraction
+      keep = (tf.math.floor(tf.cast(record_index + 1, tf.float64) * f)
+              > tf.math.floor(tf.cast(record_index, tf.float64) * f))
+      return tuple(tf.boolean_mask(t, keep) for t in (file_indices, record_index, serialized))
+
+    chunks = records.read_chunks(filename, tf.gather(self._sizes, file_index), self.chunk_size,
+                                 on_short_read=truncated)
+    return chunks.map(records.graph_fn(label))
+
+  # ---- errors and counts ----
+
+  def _handle_errors(self, codes, where, details):
+    """Raise (in-graph assertion, naming the first record) or count + log bad records.
+
+    Args:
+      codes: i32[m] reason codes (1-based into REASONS); where: string[m] "file F, record R";
+        details: string[m]. m >= 1.
+    Returns a bool tensor to depend on.
+    """
+    tf = self.tf
+    reasons = tf.gather(self._reasons, codes - 1)
+    if self.on_error == "raise":
+      message = tf.strings.join([ERROR_MARKER, ": ", where[0], ": ", reasons[0], ": ", details[0]])
+      with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
+        return tf.constant(False)
+    update = self.counter.counts.scatter_nd_add(
+        tf.reshape(codes - 1, [-1, 1]), tf.ones(tf.shape(codes), tf.int64))
+    # C++-side logging would be hidden by TF_CPP_MIN_LOG_LEVEL, so print to stderr.
+    lines = tf.strings.join(["WARNING: YT-8M reader skipped a bad record: ", where, ": ", reasons, ": ",
+                             details])
+    printed = tf.print(tf.strings.reduce_join(lines, separator="\n"), output_stream=sys.stderr)
+    with tf.control_dependencies([update, printed]):
+      return tf.constant(False)
+
+  def _check_release(self, chunk: _Chunk):
+    """Fails (in both modes) at the first record whose id key contradicts num_classes."""
+    tf = self.tf
+    key = next((k for k in self.id_keys if release_conflict(k, self.num_classes)), None)
+    if not self.check_release or key is None:
+      return tf.constant(True)
+    keyed = chunk.keyed[self.id_keys.index(key)]
+
+    def fail():
+      where = tf.gather(chunk.where, tf.where(keyed)[0, 0])
+      message = tf.strings.join([RELEASE_MARKER, ": ", where, ": ", release_message(key, self.num_classes)])
+      with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
+        return tf.constant(False)
+
+    return tf.cond(tf.reduce_any(keyed), fail, lambda: tf.constant(True))
+
+  # ---- one chunk of records: parse, validate, describe, decode ----
+
+  def parse_chunk(self, file_index, record_index, serialized):
+    """A chunk of records -> a dict of batched fields (`yt8m`'s batch contract, leading dim m <= n).
+
+    With on_error='raise' a bad record fails an in-graph assertion naming the first bad record of the
+    chunk; with 'skip' bad records are counted, logged and left out (m = number of good records).
+
+    Args:
+      file_index, record_index: i64[n]; serialized: string[n].
+    """
+    tf = self.tf
+    chunk = self._parse(file_index, record_index, serialized)
+    code, missing_feature = self._validate(chunk, serialized)
+    ok = tf.equal(code, 0)
+
+    def report():
+      rows = tf.where(tf.logical_not(ok))[:, 0]
+      if self.on_error == "raise":
+        rows = rows[:1]
+      details = tf.map_fn(lambda row: self._describe(chunk, code, missing_feature, row), rows,
+                          fn_output_signature=tf.string)
+      return self._handle_errors(tf.gather(code, rows), tf.gather(chunk.where, rows), details)
+
+    with tf.control_dependencies([self._check_release(chunk)]):  # before any bad-record error
+      checked = tf.cond(tf.reduce_all(ok), lambda: tf.constant(True), report)
+    mismatch = tf.reduce_any(chunk.counts != chunk.counts[:, :1], axis=1) & ok
+    counted = self.counter.mismatches.assign_add(tf.reduce_sum(tf.cast(mismatch, tf.int64)))
+    example = self._decode(chunk, mismatch, file_index, record_index)
+    with tf.control_dependencies([checked, counted]):
+      if self.on_error == "skip":
+        example = tf.cond(tf.reduce_all(ok), lambda: example,
+                          lambda: {key: tf.boolean_mask(value, ok) for key, value in example.items()})
+      return {key: tf.identity(value) for key, value in example.items()}
+
+  def _parse(self, file_index, record_index, serialized) -> _Chunk:
+    tf = self.tf
+    where = tf.strings.join(["file ", tf.gather(self._names, file_index), ", record ",
+                             tf.strings.as_string(record_index)])
+    context_spec = {"labels": tf.io.RaggedFeature(tf.int64)}
+    for key in self.id_keys:
+      context_spec[key] = tf.io.RaggedFeature(tf.string)
+    sequence_spec = {name: tf.io.RaggedFeature(tf.string) for name in self.feature_names}
+    context, sequences, _ = tf.io.parse_sequence_example(
+        serialized, context_features=context_spec, sequence_features=sequence_spec, example_names=where)
+    # The id: under the first key present, in `id_keys` order.
+    video_id = tf.fill(tf.shape(serialized), "")
+    unclaimed = tf.ones(tf.shape(serialized), tf.bool)
+    keyed = []
+    for key in self.id_keys:
+      present = context[key].row_lengths() > 0
+      keyed.append(present & unclaimed)
+      unclaimed &= tf.logical_not(present)
+      video_id = tf.where(keyed[-1], context[key].to_tensor(default_value="", shape=[None, 1])[:, 0],
+                          video_id)
+    lists = [sequences[name] for name in self.feature_names]
+    counts = tf.stack([frames.row_lengths() for frames in lists], axis=1)
+    labels = context["labels"]
+    return _Chunk(where=where, video_id=video_id, keyed=keyed, lists=lists, counts=counts, labels=labels,
+                  label_ok=(labels.values >= 0) & (labels.values < self.num_classes))
+
+  def _validate(self, chunk: _Chunk, serialized):
+    """(code i32[n]: 0 for a good record, else 1 + the index of its first reason in REASONS;
+    missing_feature bool[n, F])."""
+    tf = self.tf
+    missing_id = tf.logical_not(tf.reduce_any(tf.stack(chunk.keyed, axis=1), axis=1))
+    zero_counts = tf.equal(chunk.counts, 0)
+    missing_feature = tf.cond(tf.reduce_any(zero_counts),
+                              lambda: self._missing_feature_lists(serialized, zero_counts),
+                              lambda: tf.zeros_like(zero_counts))
+    # A well-formed frame is one value of size_f bytes.
+    bad_size = tf.zeros(tf.shape(serialized), tf.bool)
+    for frames, size in zip(chunk.lists, self.feature_sizes):
+      value_splits = tf.gather(frames.values.row_splits, frames.row_splits)
+      bad_size |= _row_any(tf.strings.length(frames.flat_values) != size, value_splits)
+      bad_size |= _row_any(frames.values.row_lengths() != 1, frames.row_splits)
+    bad_label = _row_any(tf.logical_not(chunk.label_ok), chunk.labels.row_splits)
+    code = tf.zeros(tf.shape(serialized), tf.int32)
+    bad = [missing_id, tf.reduce_any(missing_feature, axis=1), bad_size, bad_label]  # REASONS[1:]
+    for value, flags in reversed(list(enumerate(bad, _FIRST_RECORD_CODE))):
+      code = tf.where(flags, value, code)
+    return code, missing_feature
+
+  def _describe(self, chunk: _Chunk, code, missing_feature, row):
+    """The detail text of bad record `row` (a scalar string, by its reason)."""
+    tf = self.tf
+    names = tf.constant(list(self.feature_names))
+    frames = [f[row] for f in chunk.lists]
+    found = lambda values: tf.strings.reduce_join(  # pylint: disable=g-long-lambda
+        [tf.strings.format("{}", tf.unique(v)[0]) for v in values], separator=" ")
+    details = [
+        tf.constant(f"context has none of the id keys {list(self.id_keys)}"),
+        tf.strings.join(["feature list(s) not in the record: ",
+                         tf.strings.reduce_join(tf.boolean_mask(names, missing_feature[row]),
+                                                separator=", ")]),
+        tf.strings.join([
+            tf.strings.format("bytes per frame must be {} for {}",
+                              (tf.constant(list(self.feature_sizes)), names)),
+            "; frame byte lengths found: ", found([tf.strings.length(f.flat_values) for f in frames]),
+            "; values per frame found: ", found([f.row_lengths() for f in frames])]),
+        tf.strings.format("labels {} outside [0, {})", (chunk.labels[row], self.num_classes)),
+    ]
+    return tf.switch_case(code[row] - _FIRST_RECORD_CODE, [lambda d=d: d for d in details])
+
+  def _decode(self, chunk: _Chunk, mismatch, file_index, record_index):
+    """The batch fields of every record of the chunk (bad ones included), leading dim n."""
+    tf = self.tf
+    n = tf.shape(chunk.counts)[0]
+    num_frames = tf.minimum(tf.reduce_min(chunk.counts, axis=1), self.max_frames)
+    example = {}
+    if self.student_frames is None:
+      frames = records.decode_frames(chunk.lists, self.feature_sizes, self.max_frames)
+      example["frames"] = tf.cond(tf.reduce_any(mismatch), lambda: _zero_rows_from(frames, num_frames),
+                                  lambda: frames)
+    else:  # only the student's frames are decoded; they are all below num_frames
+      indices, num_k = self._student_indices(num_frames, file_index, record_index)
+      example["frames"] = records.decode_picked_frames(chunk.lists, self.feature_sizes, indices, num_k)
+      example["num_frames_k"] = num_k
+    labels = chunk.labels
+    valid_labels = tf.boolean_mask(
+        tf.stack([tf.cast(labels.value_rowids(), tf.int64), labels.values], axis=1), chunk.label_ok)
+    example.update({
+        "num_frames": num_frames,
+        "labels": tf.scatter_nd(valid_labels, tf.ones(tf.shape(valid_labels)[:1], tf.int32),
+                                tf.cast([n, self.num_classes], tf.int64)) > 0,
+        "video_id": chunk.video_id,
+        "valid": tf.ones([n], tf.bool),
+    })
+    return example
+
+  def _missing_feature_lists(self, serialized, zero_counts):
+    """bool[n, F]: feature list absent from the record (searched only in rows with an empty list).
+
+    A feature list's map entry starts with its key field, `0x0a <len> name`; an empty list (a
+    zero-frame video) still has that entry. Searching the bytes for it, rather than decoding the
+    proto with `tf.io.decode_proto`, never fails on a malformed record (so the error that follows
+    names the file and record) and costs nothing on well-formed ones.
+    """
+    tf = self.tf
+    rows = tf.where(tf.reduce_any(zero_counts, axis=1))[:, 0]
+    subset = tf.gather(serialized, rows)
+    found = tf.stack([tf.strings.split(subset, sep=records.map_key_field(name)).row_lengths() > 1
+                      for name in self.feature_names], axis=1)
+    present = tf.tensor_scatter_nd_update(tf.ones_like(zero_counts), rows[:, None], found)
+    return zero_counts & tf.logical_not(present)
+
+  def _student_indices(self, num_frames, file_index, record_index):
+    """The student's frame indices per video, i32[n, k], and num_frames_k i32[n]."""
+    tf = self.tf
+    k, method = self.student_frames
+    if method != "random":
+      return tf.gather(self._index_table, num_frames), tf.gather(self._num_k_table, num_frames)
+
+    def draw(lengths, file_indices, record_indices):
+      indices = np.zeros([len(lengths), k], np.int32)
+      num_k = np.zeros([len(lengths)], np.int32)
+      for row, (n, fi, ri) in enumerate(zip(lengths, file_indices, record_indices)):
+        rng = np.random.default_rng([self.seed, int(fi), int(ri)])  # per record: chunking-invariant
+        idx, nk = sampling.frame_indices_np(np.array([n], np.int32), k, method, seed_or_rng=rng,
+                                            max_frames=self.max_frames)
+        indices[row], num_k[row] = idx[0], nk[0]
+      return indices, num_k
+
+    indices, num_k = tf.numpy_function(draw, [num_frames, file_index, record_index],
+                                       (tf.int32, tf.int32), stateful=False)
+    return tf.ensure_shape(indices, [None, k]), tf.ensure_shape(num_k, [None])
+
+
+def _zero_rows_from(frames, num_frames):
+  """frames uint8[n, T, D] with rows t >= num_frames[i] set to zero."""
+  tf = _tf()
+  keep = tf.range(tf.shape(frames)[1])[None, :] < num_frames[:, None]
+  return tf.where(keep[:, :, None], frames, tf.zeros([], frames.dtype))
+
+
+def _row_any(flags, row_splits):
+  """bool[n]: any of `flags` (bool[N]) in each row of `row_splits` (int[n + 1]), by prefix sums."""
+  tf = _tf()
+  cumulative = tf.concat([[0], tf.cumsum(tf.cast(flags, tf.int32))], 0)
+  return tf.gather(cumulative, row_splits[1:]) > tf.gather(cumulative, row_splits[:-1])

@@ -1,0 +1,224 @@
+"""One trained network ready to score videos: the single inference path of the project.
+
+"Take a trained run, pick the teacher or the student (its k frames, its frame selection), dequantize,
+select the frames, apply the model" is written here once. Every consumer uses it: the trainer's own
+evaluation (`train.eval_step`), the evaluation of a saved workdir and the Kaggle CSV (`predict.py`),
+the Table 3 timing (`paper/sweep.py`) and the throughput benchmarks (`cost/`).
+
+  Selection   which frames a network sees: every frame, or k of them by a sampling rule (`sampling.py`).
+  Scorer      the static part (a model and its selection): `scorer.apply(variables, frames_u8, num_frames,
+              rng)` is the pure forward, uint8 frames -> `ModelOutput`, traceable inside any jit.
+  Network     one trained network ready to score videos: a scorer, its variables and the run it came
+              from, built from `checkpoint.restore(...)` (`Network.from_restored`) or from a live train
+              state; `network.probabilities(frames_u8, num_frames)` is jitted once per network.
+
+Randomness at inference is deterministic: the 'random' sampling rule and WILLOW's random frame
+re-sampling (`model.netvlad.random_frames`) draw from `eval_key(batch_index)`, a fixed key per eval
+batch, so a re-evaluation reproduces the same numbers.
+
+`cast_for_inference` stores, once, the parameters that a bfloat16 forward casts on every call (the
+outputs are bit-identical; see its docstring).
+"""
+import dataclasses
+import functools
+from typing import Any, Dict, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from fewframes_jax import sampling
+from fewframes_jax.data.quantization import dequantize
+from fewframes_jax.models.common import ModelOutput
+
+NETWORKS = ("teacher", "student")
+EVAL_RNG_SEED = 1234  # the base key of every inference-time random draw (fold in the batch index)
+
+
+def eval_key(batch_index: int = 0) -> jax.Array:
+  """The fixed key of eval batch `batch_index`: 'random' frame selection and WILLOW's re-sampling."""
+  return jax.random.fold_in(jax.random.PRNGKey(EVAL_RNG_SEED), batch_index)
+
+
+def model_rngs(rng: jax.Array) -> Dict[str, jax.Array]:
+  """The rng streams a model may ask for outside training: only 'frames' (WILLOW's re-sampling).
+  Folded from `rng`, so it is independent of the frame-selection draw made with `rng` itself."""
+  return {"frames": jax.random.fold_in(rng, 1)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+  """Which frames a network sees: every frame (`k=None`), or `k` of them by `sampling.sample_frames`'s
+  `method` (uniform, random, ...)."""
+  k: Optional[int] = None
+  method: str = "uniform"
+
+  @property
+  def all_frames(self) -> bool:
+    return self.k is None
+
+  def select(self, frames: jax.Array, num_frames: jax.Array, rng: Optional[jax.Array]):
+    """frames [B, T, D] (dequantized), num_frames i32[B] -> (frames [B, k, D], num_frames_k i32[B]);
+    unchanged when every frame is seen."""
+    if self.all_frames:
+      return frames, num_frames
+    return sampling.sample_frames(frames, num_frames, self.k, self.method, rng=rng)
+
+  def input_frames(self) -> Optional[Tuple[int, str]]:
+    """(k, method) for the student-only input path (`yt8m.make_dataset(student_frames=...)`, which
+    decodes only these k frames on the host), or None when the host must ship every frame: all frames,
+    or the 'random' rule (its host draws differ from the device's)."""
+    if self.all_frames or self.method == "random":
+      return None
+    return self.k, self.method
+
+  def describe(self) -> str:
+    return "all frames" if self.all_frames else f"{self.k} ({self.method})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Scorer:
+  """A model and the frames it sees; `apply` is the whole eval forward from uint8 frames."""
+  model: Any
+  selection: Selection = Selection()
+
+  def apply(self, variables: Dict[str, Any], frames_u8: jax.Array, num_frames: jax.Array,
+            rng: Optional[jax.Array] = None, *, preselected: bool = False) -> ModelOutput:
+    """Eval-mode forward.
+
+    Args:
+      variables: {'params', 'batch_stats'} of `model` (a student's include its classifier).
+      frames_u8: uint8[B, T, D] (or [B, k, D] when `preselected`).
+      num_frames: i32[B] true lengths (num_frames_k when `preselected`).
+      rng: the eval batch's key (`eval_key`); default `eval_key(0)`.
+      preselected: the frames are already this network's selection (the student-only input path).
+
+    Returns:
+      ModelOutput (probabilities f32[B, C], representation f32[B, E], ...).
+    """
+    rng = eval_key(0) if rng is None else rng
+    num_frames = num_frames.astype(jnp.int32)
+    frames = dequantize(frames_u8, num_frames)
+    if not preselected:
+      frames, num_frames = self.selection.select(frames, num_frames, rng)
+    return self.model.apply(variables, frames, num_frames, train=False, rngs=model_rngs(rng))
+
+  def frames_seen(self, max_frames: int) -> int:
+    """The number of frame slots the model reads: k, or the padded length T."""
+    return max_frames if self.selection.all_frames else self.selection.k
+
+
+def network_variables(tree: Dict[str, Any], which: str) -> Dict[str, Any]:
+  """A network's {'params', 'batch_stats'} from a saved or live state tree ({'teacher': {...} | None,
+  'student': {...} | None}), ready for `model.apply`.
+
+  A student that shared the teacher's classifier gets the teacher's head (and its batch statistics),
+  so it predicts on its own; the L_rep projection (cross-family training only) is left out.
+  Raises ValueError when the tree has no such network.
+  """
+  if which not in NETWORKS:
+    raise ValueError(f"network {which!r}: expected one of {NETWORKS}")
+  net = tree.get(which)
+  if net is None:
+    raise ValueError(f"the run has no {which} (its mode trains no {which})")
+  params = {k: v for k, v in net["params"].items() if k != "projection"}
+  batch_stats = dict(net.get("batch_stats") or {})
+  if which == "student" and "head" not in params:
+    teacher = tree.get("teacher")
+    if teacher is None:
+      raise ValueError("the student shares the teacher's classifier but the run has no teacher")
+    params["head"] = teacher["params"]["head"]
+    if "head" in (teacher.get("batch_stats") or {}):
+      batch_stats["head"] = teacher["batch_stats"]["head"]
+  return {"params": params, "batch_stats": batch_stats}
+
+
+def student_selection(config: ml_collections.ConfigDict) -> Selection:
+  return Selection(k=int(config.student.k), method=str(config.student.sampling))
+
+
+@dataclasses.dataclass
+class Network:
+  """One trained network ready to score videos.
+
+  which: 'teacher' | 'student'; scorer: its model and frame selection; variables: its
+  {'params', 'batch_stats'} (cast for inference when the run computes in bfloat16); config: the run's
+  resolved config; step: the checkpoint step (None for a live state).
+  """
+  which: str
+  scorer: Scorer
+  variables: Dict[str, Any]
+  config: ml_collections.ConfigDict
+  step: Optional[int] = None
+
+  @classmethod
+  def from_restored(cls, restored, which: str, *, cast: bool = True) -> "Network":
+    """The teacher or the student of a `checkpoint.restore(...)` result. Raises ValueError when the run
+    has no such network. `cast`: store bfloat16-used kernels in bfloat16 (`cast_for_inference`)."""
+    model = restored.model if which == "teacher" else restored.student_model
+    variables = restored.variables if which == "teacher" else restored.student_variables
+    if model is None or variables is None:
+      raise ValueError(f"the checkpoint (step {restored.step}) has no {which}: its mode is "
+                       f"{restored.config.mode!r}")
+    selection = Selection() if which == "teacher" else student_selection(restored.config)
+    network = cls(which=which, scorer=Scorer(model, selection), variables=variables, config=restored.config,
+                  step=restored.step)
+    if cast:
+      network.variables = cast_for_inference(network.scorer, variables, max_frames=network.max_frames,
+                                             feature_dim=network.feature_dim, dtype=restored.config.dtype)
+    return network
+
+  @property
+  def max_frames(self) -> int:
+    return int(self.config.data.max_frames)
+
+  @property
+  def feature_dim(self) -> int:
+    return int(sum(self.config.data.feature_sizes))
+
+  @property
+  def frames_seen(self) -> int:
+    return self.scorer.frames_seen(self.max_frames)
+
+  @functools.cached_property
+  def _probabilities(self):
+    def fn(variables, frames_u8, num_frames, rng, preselected):
+      return self.scorer.apply(variables, frames_u8, num_frames, rng, preselected=preselected).probabilities
+    return jax.jit(fn, static_argnums=(4,))
+
+  def probabilities(self, frames_u8, num_frames, *, batch_index: int = 0, preselected: bool = False
+                    ) -> jax.Array:
+    """f32[B, C] class probabilities of uint8 frames [B, T, D] (or the preselected [B, k, D]); jitted."""
+    return self._probabilities(self.variables, frames_u8, num_frames, eval_key(batch_index), preselected)
+
+
+def cast_for_inference(scorer: Scorer, variables: Dict[str, Any], *, max_frames: int, feature_dim: int,
+                       dtype: Any) -> Dict[str, Any]:
+  """`variables` with every leaf that the eval forward only ever uses cast to `dtype` stored in `dtype`.
+
+  With `config.dtype=bfloat16` the parameters stay float32 and each matmul casts its kernel on every
+  call: for a student at batch 256 that cast reads and writes more bytes than its matmuls (NeXtVLAD's
+  hidden kernel is 36,864 x 2,048). Casting once, before serving, gives bit-identical outputs, since
+  the forward would compute exactly the same casts. Which leaves qualify is read from the traced forward
+  (every use is a `convert_element_type` to `dtype`), so batch-norm statistics, VLAD centres and
+  anything used in float32 stay float32. A float32 `dtype` returns `variables` unchanged.
+  """
+  dtype = jnp.dtype(dtype)
+  if dtype == jnp.float32:
+    return variables
+  x = jax.ShapeDtypeStruct((1, max_frames, feature_dim), jnp.uint8)
+  n = jax.ShapeDtypeStruct((1,), jnp.int32)
+  closed = jax.make_jaxpr(lambda v, x, n: scorer.apply(v, x, n).probabilities)(variables, x, n)
+  leaves, treedef = jax.tree.flatten(variables)
+  param_vars = closed.jaxpr.invars[:len(leaves)]
+  castable = {id(v): True for v in param_vars}
+  for eqn in closed.jaxpr.eqns:
+    for v in eqn.invars:
+      if id(v) in castable and not (eqn.primitive.name == "convert_element_type"
+                                    and jnp.dtype(eqn.params["new_dtype"]) == dtype):
+        castable[id(v)] = False
+  for v in closed.jaxpr.outvars:
+    if id(v) in castable:
+      castable[id(v)] = False
+  return jax.tree.unflatten(treedef, [jnp.asarray(x, dtype) if castable[id(v)] else x
+                                      for x, v in zip(leaves, param_vars)])

@@ -1,0 +1,340 @@
+"""Runs the paper's grid: every cell trained (or read from its cache), Table 3 timed, the report written.
+
+`run(preset=..., cell_config=..., out=...)`:
+* every cell (`grid.build_cells`) is one `train_loop.train_and_evaluate` run, in this process, in
+  `<out>/runs/<cell key>/`; compiled programs are reused through JAX's persistent compilation cache
+  (`jax_options`), so a second seed or a rerun compiles little;
+* a family's Teacher-Skyline is trained once per seed (and per data fraction for Table 2); every
+  serial row restores it (frozen, best checkpoint) instead of training its own;
+* each finished cell's result is cached as `<out>/cells/<cell key>.json` with a hash of its config
+  (`config_hash`): a rerun reads it instead of training, and an interrupted sweep resumes (a cell killed
+  mid-training resumes from its checkpoints). A cached cell whose config no longer matches is an error,
+  or, with `recompute_stale`, is deleted with its run and retrained (`CellCache`);
+* Table 3 times the eval forward pass of the teacher and the Serial students (`eval_time.py`), cached
+  as `<out>/timing/<cell key>.json`;
+* outputs: `<out>/tables.md`, `<out>/gap_vs_k.png`, `<out>/pareto.png` and `<out>/last_run.json`
+  (trained/cached counts, minutes, the grid), prefixed `<report_name>_` when one is given.
+
+The library never imports the top-level `configs` package: `run` is given the function that turns a
+cell into its training config (`configs/paper.py:cell_config`).
+"""
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import shutil
+import time
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+import jax
+import ml_collections
+
+from fewframes_jax import configs_lib
+from fewframes_jax.errors import UserError
+from fewframes_jax.paper import eval_time
+from fewframes_jax.paper import plots
+from fewframes_jax.paper import render
+from fewframes_jax.paper.grid import BEST_ROW, Cell, Grid, build_cells, reported_cell, teacher_cell
+from fewframes_jax.paper.preset import Preset
+
+# (cell, preset, *, workdir_of: cell key -> its run folder, data: config.data overrides) -> config
+CellConfig = Callable[..., ml_collections.ConfigDict]
+Record = Dict[str, Any]
+DEPENDENCY_FIELDS = ("teacher_workdir", "teacher_workdirs", "init_workdir")
+
+
+def _without_unset(tree: Any) -> Any:
+  """A config dict without the fields that are unset (None or ''), at any depth."""
+  if isinstance(tree, dict):
+    return {k: _without_unset(v) for k, v in tree.items() if v is not None and v != ""}
+  return tree
+
+
+def config_hash(config: ml_collections.ConfigDict, dep_hashes: Sequence[str] = ()) -> str:
+  """A hash of everything that shapes a cell's result: its config (dependency locations excluded, the
+  output folder may move) and the hashes of the cells it reads (a retrained teacher invalidates its
+  serial students). Unset fields (None or '') are left out, so a config field added later whose default
+  is unset (a feature that is off) keeps the cached cells valid; any other new or changed value makes
+  them stale."""
+  d = config.to_dict()
+  for field in DEPENDENCY_FIELDS:
+    d.pop(field, None)
+  d = _without_unset(d)
+  if dep_hashes:
+    d = {"config": d, "deps": list(dep_hashes)}
+  return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------------
+# One cell
+
+
+
+
+def network_cost(config: ml_collections.ConfigDict, net: str) -> Tuple[float, int]:
+  """(FLOPs per video, parameters) of a resolved config's teacher (all frames) or student (k frames),
+  from `cost.flops.model_cost` (memoised there by architecture)."""
+  from fewframes_jax.cost import flops  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.models import build_model  # pylint: disable=g-import-not-at-top
+  d = config.data
+  frames = d.max_frames if net == "teacher" else config.student.k
+  model_config = config.teacher if net == "teacher" else config.student
+  model = build_model(model_config, num_classes=d.num_classes, feature_sizes=tuple(d.feature_sizes),
+                      dtype=config.dtype)
+  return flops.model_cost(model, frames=frames, feature_dim=sum(d.feature_sizes))
+
+
+def run_cell(cell: Cell, config: ml_collections.ConfigDict, workdir: str) -> Record:
+  """Trains and evaluates one cell; returns its result record: the evaluated network's eval metrics
+  (`render` reads gap, map_all_classes, ...), flops, params, steps, seconds, frames, and for a student
+  its teacher's GAP."""
+  from fewframes_jax import train_loop  # pylint: disable=g-import-not-at-top
+  start = time.perf_counter()
+  out = train_loop.train_and_evaluate(config, workdir)
+  seconds = time.perf_counter() - start
+  net = "teacher" if cell.mode == "teacher" else "student"
+  if net not in out["eval"]:
+    raise RuntimeError(f"cell {cell.key}: the run in {workdir} returned no {net} evaluation")
+  flops, params = network_cost(configs_lib.resolve(config), net)
+  record = {key: float(value) for key, value in out["eval"][net].items()}
+  record.update(flops=float(flops), params=int(params), steps=int(out["step"]), seconds=round(seconds, 2),
+                frames=int(config.data.max_frames if net == "teacher" else config.student.k))
+  if net == "student" and "teacher" in out["eval"]:
+    record["teacher_gap"] = float(out["eval"]["teacher"]["gap"])
+  return record
+
+
+# ------------------------------------------------------------------------------------------------
+# The output folder and the caches
+
+
+def read_json(path: str) -> Optional[Any]:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return None
+
+
+def write_json(path: str, obj: Any) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=1, sort_keys=True)
+  os.replace(tmp, path)  # atomic: a killed sweep never leaves a half-written cache entry
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """Where a sweep's files go under `out` (absolute); `report_name` prefixes the report's files."""
+  out: str
+  report_name: str = ""
+
+  def run(self, key: str) -> str:
+    return os.path.join(self.out, "runs", key)
+
+  def cell(self, key: str) -> str:
+    return os.path.join(self.out, "cells", key + ".json")
+
+  def timing(self, key: str) -> str:
+    return os.path.join(self.out, "timing", key + ".json")
+
+  def report(self, name: str) -> str:
+    return os.path.join(self.out, f"{self.report_name}_{name}" if self.report_name else name)
+
+
+@dataclasses.dataclass
+class CellCache:
+  """The per-cell result cache (`<out>/cells/<key>.json`, each record with its `config_hash`)."""
+  layout: Layout
+  recompute_stale: bool = False
+  log: Callable[[str], None] = print
+
+  def lookup(self, cell: Cell, digest: str) -> Optional[Record]:
+    """The cached record of `cell` if its hash is `digest`; None if there is none. A record of another
+    config is a `UserError`, or with `recompute_stale` is deleted with the cell's run (None)."""
+    path = self.layout.cell(cell.key)
+    record = read_json(path)
+    if record is None or record.get("config_hash") == digest:
+      return record
+    if not self.recompute_stale:
+      raise UserError(f"{path}: cached result of another config (hash {record.get('config_hash')} != "
+                      f"{digest}); delete it, or its whole folder, or use another --out (or --recompute_stale)")
+    self.log(f"{cell.key}: stale cache entry, recomputing")
+    os.remove(path)
+    shutil.rmtree(self.layout.run(cell.key), ignore_errors=True)
+    return None
+
+  def store(self, cell: Cell, digest: str, record: Record) -> Record:
+    record = dict(record, config_hash=digest, cell=dataclasses.asdict(cell), key=cell.key)
+    write_json(self.layout.cell(cell.key), record)
+    return record
+
+
+def default_jax_cache_dir() -> str:
+  """`jax_compilation` in the bundled data's cache root."""
+  from fewframes_jax.data import bundled  # pylint: disable=g-import-not-at-top
+  return os.path.join(bundled.cache_root(), "jax_compilation")
+
+
+@contextlib.contextmanager
+def jax_options(cache_dir: str, fast_compile: bool):
+  """Sets JAX's persistent compilation cache ('' leaves it as is) and `jax_disable_most_optimizations`
+  for the sweep, restoring them after."""
+  names, values = ["jax_disable_most_optimizations"], [fast_compile]
+  if cache_dir:
+    os.makedirs(cache_dir, exist_ok=True)
+    names += ["jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs"]
+    values += [cache_dir, 0.0]
+  old = [jax.config.values[n] for n in names]
+  for n, v in zip(names, values):
+    jax.config.update(n, v)
+  try:
+    yield
+  finally:
+    for n, v in zip(names, old):
+      jax.config.update(n, v)
+
+
+# ------------------------------------------------------------------------------------------------
+# The sweep's parts
+
+
+@dataclasses.dataclass
+class Sweep:
+  """What `run` produced: results by cell key, Table 3 timings, output paths, counts."""
+  results: Dict[str, Record]
+  timings: Dict[str, Record]
+  markdown_path: str
+  plot_paths: Tuple[str, str]
+  trained: int
+  cached: int
+  seconds: float
+
+
+def train_cells(cells: Sequence[Cell], config_of: Callable[[Cell], ml_collections.ConfigDict], cache: CellCache,
+                log: Callable[[str], None]) -> Tuple[Dict[str, Record], int]:
+  """Each cell's record, from the cache or from `run_cell`, in order (dependencies first). Returns
+  (results by key, number trained)."""
+  results: Dict[str, Record] = {}
+  hashes: Dict[str, str] = {}
+  trained = 0
+  for i, cell in enumerate(cells, 1):
+    where = f"[{i}/{len(cells)}] {cell.key}"
+    config = config_of(cell)
+    digest = hashes[cell.key] = config_hash(config, [hashes[d] for d in cell.deps])
+    record = cache.lookup(cell, digest)
+    if record is not None:
+      results[cell.key] = record
+      log(f"{where}: cached, GAP {record['gap']:.4f}")
+      continue
+    record = results[cell.key] = cache.store(cell, digest, run_cell(cell, config, cache.layout.run(cell.key)))
+    trained += 1
+    log(f"{where}: GAP {record['gap']:.4f} mAP† {record['map_all_classes']:.4f} ({record['seconds']:.0f} s)")
+  return results, trained
+
+
+def time_table3(grid: Grid, preset: Preset, layout: Layout, config_of: Callable[[Cell], ml_collections.ConfigDict],
+                log: Callable[[str], None]) -> Dict[str, Record]:
+  """Table 3: the eval-forward time, FLOPs and parameters of each seed's teacher and Serial students
+  (cached per cell; the uncached ones are measured together, interleaved)."""
+  from fewframes_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  family = grid.families[0]
+  todo = []
+  for seed in grid.seeds:
+    todo.append((teacher_cell(family, seed), "teacher"))
+    todo += [(reported_cell(*BEST_ROW, family, seed, k), "student") for k in grid.table3_ks]
+  timings = {cell.key: read_json(layout.timing(cell.key)) for cell, _ in todo}
+  missing = [(cell, which) for cell, which in todo if timings[cell.key] is None]
+  if not missing:
+    return timings
+  networks = {cell.key: checkpoint.restore(layout.run(cell.key), best=True).network(which)
+              for cell, which in missing}
+  data = configs_lib.resolve(config_of(missing[0][0])).data
+  batches = eval_time.load_eval_batches(data, preset.timing_videos)
+  for key, record in eval_time.time_eval(networks, batches, repeats=preset.timing_repeats).items():
+    flops, params = network_cost(networks[key].config, networks[key].which)
+    record = timings[key] = dict(record, flops=float(flops), params=int(params))
+    write_json(layout.timing(key), record)
+    log(f"timed {key}: {record['seconds']:.3f} s for {record['videos']} videos")
+  return timings
+
+
+def fraction_labels(config: ml_collections.ConfigDict, fractions: Sequence[float]) -> Dict[float, str]:
+  """'10% (500 videos = 12.5%)': the training videos each fraction actually uses (whole files are kept)."""
+  from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top
+  pattern = configs_lib.resolve(config).data.train_pattern
+  files = yt8m.list_files(pattern)
+  counts = {f: yt8m.count_records(f) for f in files}
+  total = sum(counts.values())
+  labels = {}
+  for fraction in tuple(fractions) + (1.0,):
+    if len(files) == 1:
+      n = int(total * fraction)
+    else:
+      n = sum(counts[f] for f in yt8m.select_fraction(files, fraction))
+    labels[fraction] = f"{fraction:.0%} ({n} videos = {n / max(total, 1):.1%})"
+  return labels
+
+
+def write_report(results: Mapping[str, Record], timings: Mapping[str, Record], grid: Grid, preset: Preset,
+                 layout: Layout, config_of: Callable[[Cell], ml_collections.ConfigDict]) -> Tuple[str, str, str]:
+  """Writes the markdown and the two figures; returns their paths (markdown, GAP vs k, Pareto)."""
+  labels = {}
+  if "table2" in grid.sections:
+    labels = fraction_labels(config_of(teacher_cell(grid.families[0], grid.seeds[0])), grid.fractions)
+  markdown = render.render_markdown(results, timings, grid, title=preset.title, fraction_labels=labels)
+  md_path = layout.report("tables.md")
+  with open(md_path, "w") as f:
+    f.write(markdown)
+  panels = []
+  for family in grid.families:
+    s = render.gap_vs_k_series(results, grid, family)
+    panels.append({"title": f"{family}: GAP vs k", "series": s["series"], "teacher": s["teacher"]})
+  gap_path = plots.plot_gap_vs_k(panels, path=layout.report("gap_vs_k.png"))
+  pareto_path = plots.plot_pareto(render.pareto_points(results, grid), path=layout.report("pareto.png"))
+  return md_path, gap_path, pareto_path
+
+
+# ------------------------------------------------------------------------------------------------
+# The sweep
+
+
+def run(*, preset: Preset, cell_config: CellConfig, out: str, grid: Optional[Grid] = None,
+        data: Mapping[str, Any] = (), jax_cache_dir: Optional[str] = None, recompute_stale: bool = False,
+        report_name: str = "", log: Callable[[str], None] = functools.partial(print, flush=True)) -> Sweep:
+  """Runs (or reads from the cache) every cell of `grid`, times Table 3, writes the markdown and plots.
+
+  preset: sizes, schedules (its `schedule_scale` included) and timing settings of every cell.
+  cell_config: `(cell, preset, *, workdir_of, data) -> config` (`configs/paper.py:cell_config`).
+  out: the output folder; grid: defaults to the preset's; data: `config.data` overrides (real data).
+  jax_cache_dir: JAX's persistent compilation cache (None: `default_jax_cache_dir()`; '' to leave
+    JAX's setting as is).
+  recompute_stale: a cached cell whose config (or a dependency's) changed is deleted with its run and
+    recomputed; by default it is a `UserError`.
+  report_name: a name for this grid's outputs (`<out>/<report_name>_tables.md`, ...), so that several grids
+    sharing one folder's cells (e.g. a 3-seed subset of the full grid) keep their own report; '' for
+    the plain names.
+  """
+  grid = grid or preset.make_grid()
+  layout = Layout(os.path.abspath(out), report_name)
+  os.makedirs(layout.out, exist_ok=True)
+  cache_dir = default_jax_cache_dir() if jax_cache_dir is None else jax_cache_dir
+  start = time.perf_counter()
+  cells = build_cells(grid)
+
+  def config_of(cell: Cell) -> ml_collections.ConfigDict:
+    return cell_config(cell, preset, workdir_of=layout.run, data=data)
+
+  with jax_options(cache_dir, preset.fast_compile):
+    results, trained = train_cells(cells, config_of, CellCache(layout, recompute_stale, log), log)
+    timings = time_table3(grid, preset, layout, config_of, log) if "table3" in grid.sections else {}
+  md_path, gap_path, pareto_path = write_report(results, timings, grid, preset, layout, config_of)
+  seconds = time.perf_counter() - start
+  cached = len(cells) - trained
+  write_json(layout.report("last_run.json"), {"trained": trained, "cached": cached, "seconds": round(seconds, 1),
+                                              "preset": preset.name, "grid": dataclasses.asdict(grid)})
+  log(f"{len(cells)} cells ({trained} trained, {cached} cached) in {seconds / 60:.1f} min -> {md_path}")
+  return Sweep(results, timings, md_path, (gap_path, pareto_path), trained, cached, seconds)

@@ -1,0 +1,87 @@
+"""TFRecord benchmarks: the input pipeline alone (batches and videos counted), and end-to-end eval rows."""
+import os
+
+import numpy as np
+import pytest
+
+from configs import base
+from fewframes_jax.cost import pipeline
+from fewframes_jax.data import records
+from fewframes_jax.data import synthetic
+
+T, C = 12, 6
+LENGTHS = [T, 3, 20, 7, 1, 12]  # 20 > T: truncated
+
+
+@pytest.fixture(scope="module")
+def pattern(tmp_path_factory):
+  out = str(tmp_path_factory.mktemp("bench"))
+  synthetic.write_split(out, "train", 12, spec=synthetic.SyntheticSpec(num_classes=5), seed=0,
+                        num_shards=3)
+  return os.path.join(out, "train-*.tfrecord")
+
+
+def test_benchmark_input_counts_batches_and_videos(pattern):
+  r = pipeline.benchmark_input(pattern, 4, 5, warmup_batches=1, num_classes=5, max_frames=20)
+  assert r["batches"] == 5 and r["videos"] == 20  # training mode repeats: every batch is full
+  assert r["videos_per_sec"] > 0 and r["batches_per_sec"] == pytest.approx(r["videos_per_sec"] / 4)
+  assert r["frame_bytes"] == 1152 and r["max_frames"] == 20 and len(r["load_average"]["before"]) == 3
+  student = pipeline.benchmark_input(pattern, 4, 2, warmup_batches=0, num_classes=5, max_frames=20,
+                                     student_frames=(3, "uniform"))
+  assert student["student_frames"] == [3, "uniform"] and student["videos"] == 8
+
+
+def test_benchmark_input_eval_pass_counts_valid_videos_only(pattern):
+  # 12 videos in batches of 5: 3 batches, the last with 2 valid rows; no warm-up so all are timed.
+  r = pipeline.benchmark_input(pattern, 5, 100, warmup_batches=0, num_classes=5, max_frames=20,
+                               training=False)
+  assert r["batches"] == 3 and r["videos"] == 12
+  assert "| full | 20 | 5 | 3 |" in pipeline.format_input([r])
+
+
+def test_yt8m_shaped_records_have_youtube_8m_lengths(tmp_path):
+  glob = pipeline.yt8m_shaped_records(str(tmp_path), num_videos=16, num_classes=C, num_shards=2,
+                                      feature_sizes=(12, 4))
+  r = pipeline.benchmark_input(glob, 16, 1, warmup_batches=0, num_classes=C, max_frames=400,
+                               feature_sizes=(12, 4), training=False)
+  assert r["videos"] == 16 and r["frame_bytes"] == 16
+
+
+@pytest.fixture(scope="module")
+def tiny_records(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("eval") / "eval.tfrecord")
+  rng = np.random.default_rng(0)
+  records.write_tfrecord(path, [records.encode_sequence_example(
+      video_id=f"v{i}".encode(), labels=[i % C],
+      features={"rgb": rng.integers(0, 256, (n, 12), dtype=np.uint8),
+                "audio": rng.integers(0, 256, (n, 4), dtype=np.uint8)}) for i, n in enumerate(LENGTHS)])
+  return path
+
+
+def tiny_config():
+  c = base.experiment("nextvlad", k=4, arg="tiny")
+  c.data.max_frames, c.data.feature_sizes, c.data.num_classes = T, (12, 4), C
+  c.data.eval_batch_size = 4
+  return c
+
+
+def test_benchmark_eval_rows(fast_compile, tiny_records):
+  result = pipeline.benchmark_eval(tiny_config(), file_pattern=tiny_records, ks=[4], rounds=1)
+  rows = result["rows"]
+  assert [(r["name"], r["pipeline"], r["k"], r["method"]) for r in rows] == [
+      ("teacher", "full", None, None), ("student_k4", "student", 4, "uniform"),
+      ("student_k4_sampled", "full", 4, "uniform")]
+  for r in rows:  # 6 videos in 2 batches of 4 (the last padded): every valid video, once per pass
+    assert (r["batches"], r["videos"], r["batch_size"]) == (2, 6, 4)
+    assert r["mean_num_frames"] == pytest.approx(sum(min(n, T) for n in LENGTHS) / 6)
+    assert len(r["videos_per_sec_rounds"]) == 1 and r["videos_per_sec"] == r["videos_per_sec_rounds"][0]
+  assert [q["throughput_ratio"] for q in result["ratios"]] == pytest.approx(
+      [r["videos_per_sec"] / rows[0]["videos_per_sec"] for r in rows[1:]])
+  assert pipeline.format_eval(result).count("\n") == 2 + 3 - 1
+
+
+def test_input_variants_of_a_config(tiny_records):
+  results = pipeline.benchmark_input_variants(tiny_config(), file_pattern=tiny_records, ks=[4, 2], rounds=1)
+  assert [r["student_frames"] for r in results] == [None, [4, "uniform"], [2, "uniform"]]
+  # Batches of 4: the first warms the pipeline up, the second (2 videos) is timed.
+  assert all(r["videos"] == 2 and r["round"] == 0 and not r["training"] for r in results)

@@ -1,0 +1,148 @@
+"""The sweep runner: the cell cache and its config hashes, and a 2x2 micro-grid end to end (tiny sizes,
+3 steps) with its markdown, both PNGs, Table 3's timing, and reruns served from the cache."""
+import json
+import os
+
+import matplotlib.image
+import pytest
+
+from configs import paper as paper_configs
+from fewframes_jax.errors import UserError
+from fewframes_jax.paper import eval_time
+from fewframes_jax.paper import grid as grid_lib
+from fewframes_jax.paper import render
+from fewframes_jax.paper import sweep
+
+SMALL = paper_configs.PRESETS["small"]
+
+
+def _config(cell, where=lambda key: "/runs/" + key):
+  return paper_configs.cell_config(cell, SMALL, workdir_of=where)
+
+
+def test_config_hash_ignores_where_dependencies_live_not_what_the_cell_is():
+  serial = grid_lib.distill_cell("hrnn", 2, "serial", "rep", 10)
+  moved = _config(serial, lambda key: "/x/" + key)
+  same = _config(serial)
+  other = _config(grid_lib.distill_cell("hrnn", 3, "serial", "rep", 10))
+  assert moved.teacher_workdir != same.teacher_workdir
+  assert sweep.config_hash(moved) == sweep.config_hash(same) != sweep.config_hash(other)
+  # ... and a retrained teacher (another dependency hash) invalidates its students.
+  assert sweep.config_hash(same, ["aaaa"]) != sweep.config_hash(same, ["bbbb"]) != sweep.config_hash(same)
+
+
+def test_config_hash_keeps_cells_valid_when_an_unset_field_is_added():
+  """A config field added later with an unset default (None or '': a feature that is off) leaves every
+  cached cell's hash as it was; a set value of it, or a changed existing value, does not."""
+  config = _config(grid_lib.baseline_cell("hrnn", 0, 10, "uniform"))
+  before = sweep.config_hash(config)
+  config.student.new_feature = ""
+  config.data.another = None
+  assert sweep.config_hash(config) == before
+  config.student.new_feature = "on"
+  assert sweep.config_hash(config) != before
+  config.student.new_feature = ""
+  config.optim.clip_mode = "global"
+  assert sweep.config_hash(config) != before
+
+
+def test_cell_cache_serves_matching_records_and_refuses_or_clears_stale_ones(tmp_path):
+  layout = sweep.Layout(str(tmp_path))
+  cell = grid_lib.baseline_cell("hrnn", 0, 10, "uniform")
+  logs = []
+  cache = sweep.CellCache(layout, log=logs.append)
+  assert cache.lookup(cell, "abc") is None
+  stored = cache.store(cell, "abc", {"gap": 0.5})
+  assert stored["key"] == cell.key and stored["cell"]["sampling"] == "uniform"
+  as_json = json.loads(json.dumps(stored))  # tuples read back as lists
+  assert json.load(open(layout.cell(cell.key))) == as_json == cache.lookup(cell, "abc")
+  os.makedirs(os.path.join(layout.run(cell.key), "checkpoints"))
+  with pytest.raises(UserError, match="uniform_k10.json: cached result of another config"):
+    cache.lookup(cell, "def")
+  assert os.path.exists(layout.cell(cell.key))  # refusing deletes nothing
+  recompute = sweep.CellCache(layout, recompute_stale=True, log=logs.append)
+  assert recompute.lookup(cell, "def") is None
+  assert not os.path.exists(layout.cell(cell.key)) and not os.path.exists(layout.run(cell.key))
+  assert logs == [f"{cell.key}: stale cache entry, recomputing"]
+
+
+def test_layout_prefixes_only_the_report_files(tmp_path):
+  named = sweep.Layout(str(tmp_path), "seeds3")
+  assert named.report("tables.md") == str(tmp_path / "seeds3_tables.md")
+  assert named.cell("a/b") == str(tmp_path / "cells" / "a/b.json")
+  assert sweep.Layout(str(tmp_path)).report("pareto.png") == str(tmp_path / "pareto.png")
+
+
+def _table(markdown: str, title: str):
+  return render.parse_markdown_table(markdown.split(title, 1)[1])
+
+
+def test_micro_grid_end_to_end_then_rerun_from_cache(tmp_path, monkeypatch):
+  tiny = paper_configs.PRESETS["tiny"]
+  grid = tiny.make_grid(families=("nextvlad",), ks=(6, 10), baselines=("uniform",),
+                        rows=(("serial", "rep_pred_ce"),), sections=("table1", "table3"), table3_ks=(10,))
+  out = str(tmp_path / "out")
+  logs = []
+
+  def run(**kw):
+    return sweep.run(preset=tiny, cell_config=paper_configs.cell_config, out=out, grid=grid, jax_cache_dir="",
+                     log=logs.append, **kw)
+
+  swept = run()
+  assert (swept.trained, swept.cached) == (5, 0)
+
+  markdown = open(swept.markdown_path).read()
+  rows = _table(markdown, "## Table 1")
+  assert rows[0] == ["Model", "k=6 GAP", "k=6 mAP†", "k=10 GAP", "k=10 mAP†"]
+  by_label = {r[0]: r[1:] for r in rows[1:]}
+  for label, key in (("Uniform-k", "nextvlad/seed0/uniform_k{k}"),
+                     ("Serial, L_rep, L_pred, L_CE", "nextvlad/seed0/serial_rep_pred_ce_k{k}")):
+    for i, k in enumerate((6, 10)):
+      cached = json.load(open(os.path.join(out, "cells", key.format(k=k) + ".json")))
+      assert cached["steps"] == 3 and cached["frames"] == k and cached["flops"] > 0
+      assert by_label[label][2 * i].strip("*") == f"{cached['gap']:.3f}"
+      assert by_label[label][2 * i + 1].strip("*") == f"{cached['map_all_classes']:.3f}"
+  teacher = json.load(open(os.path.join(out, "cells", "nextvlad/seed0/teacher.json")))
+  assert by_label["Teacher-Skyline (all frames)"][-2] == f"{teacher['gap']:.3f}"
+  timing = json.load(open(os.path.join(out, "timing", "nextvlad/seed0/serial_rep_pred_ce_k10.json")))
+  assert set(timing) == {"seconds", "videos", "flops", "params", "frames"} and timing["videos"] == 24
+  t3 = {r[0]: r for r in _table(markdown, "## Table 3")[1:]}
+  assert t3["Teacher-Skyline"][1] == "20" and t3["k = 10 (Serial, L_rep, L_pred, L_CE)"][1] == "10"
+  assert float(t3["k = 10 (Serial, L_rep, L_pred, L_CE)"][4]) < float(t3["Teacher-Skyline"][4])  # fewer FLOPs
+  last = json.load(open(os.path.join(out, "last_run.json")))
+  assert (last["trained"], last["cached"], last["preset"]) == (5, 0, "tiny")
+
+  for path in swept.plot_paths:
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200
+    assert image[..., :3].std() > 0.01  # something was drawn
+
+  # A rerun trains nothing and times nothing: every cell and timing comes from the cache.
+  def refuse(*args, **kwargs):
+    raise AssertionError("the rerun retrained or retimed a cached cell")
+
+  from fewframes_jax import train_loop  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(train_loop, "train_and_evaluate", refuse)
+  monkeypatch.setattr(eval_time, "time_eval", refuse)
+  again = run()
+  assert (again.trained, again.cached) == (0, 5)
+  assert open(again.markdown_path).read() == markdown
+
+  # A cached cell from another config is an error, not a silent reuse.
+  path = os.path.join(out, "cells", "nextvlad/seed0/uniform_k6.json")
+  record = json.load(open(path))
+  record["config_hash"] = "0" * 16
+  json.dump(record, open(path, "w"))
+  with pytest.raises(UserError, match="uniform_k6.json: cached result of another config"):
+    run()
+  # With recompute_stale, that cell alone is retrained, in a fresh workdir.
+  calls = []
+
+  def fake_run_cell(cell, config, workdir):
+    calls.append((cell.key, os.path.exists(workdir)))
+    return dict(record, seconds=0.0)
+
+  monkeypatch.setattr(sweep, "run_cell", fake_run_cell)
+  again = run(recompute_stale=True)
+  assert calls == [("nextvlad/seed0/uniform_k6", False)] and (again.trained, again.cached) == (1, 4)
+  assert json.load(open(path))["config_hash"] != "0" * 16
