@@ -3,7 +3,8 @@
 Each checkpoint step holds three plain Orbax items:
   state  : {'step', 'rng', 'teacher': {'params', 'batch_stats', 'opt_state'} | None, 'student': ...}
   config : the resolved run config, as JSON
-  meta   : JSON: the eval metrics of that step (if any) and the input position (batches consumed)
+  meta   : JSON: the eval metrics of that step (if any) and the input position (each process's next
+           record in the training stream, `data/stream.py`)
 Saves are atomic (Orbax writes to a temporary folder and renames it when complete), so a kill during
 a save leaves the previous checkpoint as the latest complete one.
 
@@ -70,10 +71,14 @@ def tree_to_state(tree: Dict[str, Any]):
 
 
 def save(manager: ocp.CheckpointManager, state, config: ml_collections.ConfigDict, *,
-         metrics: Optional[Dict[str, float]] = None, data_position: int = 0, force: bool = False) -> bool:
-  """Saves one step (asynchronously where Orbax can). `metrics` ({'gap': ...}) ranks the best step."""
+         metrics: Optional[Dict[str, float]] = None, data_position: Optional[Dict[str, Any]] = None,
+         force: bool = False) -> bool:
+  """Saves one step, asynchronously: the call returns once the arrays are copied off the device and
+  Orbax writes them in the background (a next `save` first waits for this one; call
+  `manager.wait_until_finished()` before exiting). `metrics` ({'gap': ...}) ranks the best step;
+  `data_position` (JSON) is where the input stream continues (`train_loop.saved_positions`)."""
   step = int(jax.device_get(state.step))
-  meta = {"step": step, "metrics": metrics or {}, "data_position": int(data_position)}
+  meta = {"step": step, "metrics": metrics or {}, "data_position": data_position}
   return manager.save(
       step,
       args=ocp.args.Composite(state=ocp.args.StandardSave(state_to_tree(state)),

@@ -9,6 +9,9 @@ Modes (--mode):
   predict write the Kaggle CSV (`VideoId,LabelConfidencePairs`, top 20) of the --network (student by
           default) to --output (default <workdir>/predictions.csv).
   flops   print FLOPs per video and parameter counts, teacher (all frames) vs students (k frames).
+  export  write the --network (student by default) of a checkpoint (latest, --best or --step=N) as a
+          TensorFlow SavedModel that serves serialized YouTube-8M records, a `jax.export` artifact and
+          export_info.json, into --output (default <workdir>/export/<network>).
 
 Config values are overridden on the command line, e.g. `--config.student.k=20`, and a config file takes
 an argument after a colon, e.g. `--config=configs/hrnn.py:k=10`. A mistake in the config or the data
@@ -24,16 +27,17 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-MODES = ("train", "eval", "predict", "flops")
+MODES = ("train", "eval", "predict", "flops", "export")
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:arg]).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, TensorBoard files and the summary.")
 flags.DEFINE_enum("mode", "train", MODES, "What to run.")
-flags.DEFINE_bool("best", False, "eval/predict: use the checkpoint with the best eval GAP, not the latest.")
-flags.DEFINE_integer("step", None, "eval/predict: use the checkpoint of this step, not the latest.")
-flags.DEFINE_string("output", "", "predict: the CSV path (default: <workdir>/predictions.csv).")
-flags.DEFINE_enum("network", "student", ("student", "teacher"), "predict: which network scores the videos.")
+flags.DEFINE_bool("best", False, "eval/predict/export: use the checkpoint with the best eval GAP, not the latest.")
+flags.DEFINE_integer("step", None, "eval/predict/export: use the checkpoint of this step, not the latest.")
+flags.DEFINE_string("output", "", "predict: the CSV path (default: <workdir>/predictions.csv); export: the "
+                    "folder (default: <workdir>/export/<network>).")
+flags.DEFINE_enum("network", "student", ("student", "teacher"), "predict/export: which network.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -55,6 +59,12 @@ def main(argv):
   if FLAGS.mode == "train":
     from fewframes_jax import train_loop  # pylint: disable=g-import-not-at-top
     train_loop.train_and_evaluate(config, FLAGS.workdir)
+    return
+  if FLAGS.mode == "export":
+    from fewframes_jax import export  # pylint: disable=g-import-not-at-top
+    output = FLAGS.output or os.path.join(FLAGS.workdir, "export", FLAGS.network)
+    export.export_workdir(FLAGS.workdir, output, network=FLAGS.network, best=FLAGS.best, step=FLAGS.step)
+    print(f"exported the {FLAGS.network} of {FLAGS.workdir} to {output}", flush=True)
     return
   from fewframes_jax import predict  # pylint: disable=g-import-not-at-top
   if FLAGS.mode == "eval":

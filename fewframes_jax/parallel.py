@@ -18,8 +18,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
 
-# Host-side keys that never go to the device.
-HOST_ONLY_KEYS = ("video_id",)
+# Host-side keys that never go to the device: ids, and the training rows' stream positions.
+HOST_ONLY_KEYS = ("video_id", "position")
 
 # Environment of an explicit multi-process launch (see launch/README.md).
 ENV_COORDINATOR = "FEWFRAMES_COORDINATOR"      # host:port of process 0

@@ -23,14 +23,17 @@ from typing import Any, Dict, NamedTuple, Optional
 
 import jax
 import ml_collections
+import numpy as np
 from absl import logging
 
 from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax import configs_lib
 from fewframes_jax import evaluate as eval_lib
 from fewframes_jax import parallel
+from fewframes_jax import preemption
 from fewframes_jax import summary as summary_lib
 from fewframes_jax import train as train_lib
+from fewframes_jax.data import stream
 from fewframes_jax.models.ensemble import TeacherEnsemble
 
 
@@ -90,27 +93,54 @@ def setup_run(config: ml_collections.ConfigDict, *, mesh=None, seed: Optional[in
 
 def initial_state(config: ml_collections.ConfigDict, setup: train_lib.TrainSetup, loaded: LoadedNetworks,
                   manager, mesh):
-  """The state to start from, placed on the mesh: the latest checkpoint of the run (restored into the
-  abstract state, no throw-away initialisation), else a fresh one. -> (state, start step)."""
+  """Where to start, placed on the mesh: the latest checkpoint of the run (restored into the abstract
+  state, no throw-away initialisation) and its input position, else a fresh state at the start of the
+  stream. -> (state, start step, this process's `stream.Position`)."""
   rng = jax.random.PRNGKey(config.seed)
   variables = dict(teacher_variables=loaded.teacher_variables, student_variables=loaded.student_variables)
   latest = manager.latest_step()
   if latest is None:
-    return train_lib.create_state(setup, rng, mesh, **variables), 0
+    return train_lib.create_state(setup, rng, mesh, **variables), 0, stream.Position()
   abstract = train_lib.create_state(setup, rng, mesh, abstract=True, **variables)
   state, meta = ckpt_lib.restore_state(manager, latest, abstract)
-  return state, int(meta["step"])
+  return state, int(meta["step"]), resume_position(meta)
 
 
-def _train_batches(config, skip_batches: int, counter=None, process_index=None, process_count=None):
+def saved_positions(position: stream.Position) -> Dict[str, Any]:
+  """The `data_position` saved with a checkpoint: every process's next record, in process order
+  (a collective: every process calls it at the same step)."""
+  if jax.process_count() == 1:
+    positions = [list(position)]
+  else:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    positions = np.asarray(multihost_utils.process_allgather(np.asarray(position, np.int64))).tolist()
+  return {"positions": [[int(v) for v in p] for p in positions]}
+
+
+def resume_position(meta: Dict[str, Any]) -> stream.Position:
+  """This process's stream position from a checkpoint's meta (`saved_positions`)."""
+  saved = meta.get("data_position")
+  if not isinstance(saved, dict) or "positions" not in saved:
+    raise configs_lib.ConfigError(
+        f"the checkpoint of step {meta.get('step')} has no input position (data_position={saved!r}: it was "
+        "saved by an older version, which resumed by re-reading its batches); resume it with that version, "
+        "or start a new workdir")
+  positions = saved["positions"]
+  if len(positions) != jax.process_count():
+    raise configs_lib.ConfigError(
+        f"the checkpoint of step {meta.get('step')} was saved by {len(positions)} processes, each with its own "
+        f"input position; resume it with {len(positions)} processes (now {jax.process_count()})")
+  return stream.Position(*positions[jax.process_index()])
+
+
+def _train_batches(config, start: stream.Position, counter=None, process_index=None, process_count=None):
+  """This process's training batches from stream position `start` (each row has its `position`)."""
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top  (TensorFlow)
   d = config.data
   ds = yt8m.make_dataset(d.train_pattern, parallel.local_batch_size(d.batch_size, process_count),
                          training=True, seed=config.seed, shuffle_buffer=d.shuffle_buffer,
                          file_fraction=d.train_fraction, skip_counter=counter, process_index=process_index,
-                         process_count=process_count, **yt8m.config_options(d))
-  if skip_batches:
-    ds = ds.skip(skip_batches)
+                         process_count=process_count, start=start, **yt8m.config_options(d))
   return yt8m.as_numpy_batches(ds, skip_counter=counter)
 
 
@@ -189,7 +219,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   setup = train_lib.make_setup(config, teacher_model=loaded.teacher_model)
   num_steps = configs_lib.num_train_steps(config)
   manager = ckpt_lib.make_manager(workdir, keep=config.train.keep_checkpoints)
-  state, start_step = initial_state(config, setup, loaded, manager, mesh)
+  state, start_step, position = initial_state(config, setup, loaded, manager, mesh)
   if start_step:
     print_status(f"Resumed from {workdir} at step {start_step}")
   if jax.process_index() == 0:
@@ -200,41 +230,57 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   eval_step = eval_lib.make_eval_step(setup.scorers(), mesh)
   logger = _Logger(config, workdir, start_step, num_steps)
   counter = reader.SkipCounter()
-  batches = _train_batches(config, start_step, counter)
+  batches = _train_batches(config, position, counter)
   results: Dict[str, Dict[str, float]] = {}
-  step, pending = start_step, []
-  while step < num_steps:
-    state, step_metrics = train_step(state, parallel.to_global(next(batches), mesh))
-    step += 1
-    pending.append((step, step_metrics))
-    logger.step()
-    is_last = step == num_steps
-    do_log = step % config.train.log_every == 0 or is_last
-    do_eval = is_last or (config.train.eval_every and step % config.train.eval_every == 0)
-    do_save = is_last or step % config.train.checkpoint_every == 0
-    if do_log or do_eval or do_save:
-      _check_finite(pending)
-    if do_log:
-      logger.train_metrics({k: float(v) for k, v in jax.device_get(step_metrics).items()}, step)
-    if do_eval:
-      results = run_eval(config, setup, state, eval_step, mesh)
-      print_status(f"step {step} eval: {eval_lib.format_metrics(results)}")
-      logger.scalars("eval", {f"{net}/{k}": v for net, r in results.items() for k, v in r.items()}, step)
-    if do_save:
-      ckpt_lib.save(manager, state, config, metrics=selection_gap(results) if do_eval else None,
-                    data_position=step, force=is_last)
+  step, pending, preempted = start_step, [], False
+  with preemption.PreemptionWatch(manager, install_handler=jax.process_count() == 1) as watch:
+    while step < num_steps and not preempted:
+      batch = next(batches)
+      position = stream.Position.after(batch["position"][-1])
+      state, step_metrics = train_step(state, parallel.to_global(batch, mesh))
+      step += 1
+      pending.append((step, step_metrics))
+      logger.step()
+      is_last = step == num_steps
+      preempted = not is_last and watch.should_stop(step)
+      do_log = step % config.train.log_every == 0 or is_last
+      do_eval = is_last or (config.train.eval_every and step % config.train.eval_every == 0)
+      do_save = is_last or preempted or step % config.train.checkpoint_every == 0
+      if do_log or do_eval or do_save:
+        _check_finite(pending)
+      if do_log:
+        logger.train_metrics({k: float(v) for k, v in jax.device_get(step_metrics).items()}, step)
+      if do_eval:
+        results = run_eval(config, setup, state, eval_step, mesh)
+        print_status(f"step {step} eval: {eval_lib.format_metrics(results)}")
+        logger.scalars("eval", {f"{net}/{k}": v for net, r in results.items() for k, v in r.items()}, step)
+      if do_save:  # asynchronous: training goes on while Orbax writes (the next save waits for it)
+        ckpt_lib.save(manager, state, config, metrics=selection_gap(results) if do_eval else None,
+                      data_position=saved_positions(position), force=is_last or preempted)
   if step == start_step and start_step > 0:  # nothing left to train: evaluate the restored state
     results = run_eval(config, setup, state, eval_step, mesh)
   manager.wait_until_finished()
   manager.close()
-  return _finish(config, workdir, setup, state, step, results, counter, logger)
+  counts = _record_counts(counter)
+  if preempted:
+    logger.close()
+    print_status(f"Stopped at step {step} on a preemption signal; the checkpoint of step {step} is saved. "
+                 "Run the same command again to resume there.")
+    return {"step": step, "eval": {}, "summary": "", "state": state, "preempted": True, **counts}
+  return _finish(config, workdir, setup, state, step, results, counts, logger)
 
 
-def _finish(config, workdir, setup, state, step, results, counter, logger) -> Dict[str, Any]:
-  """Reports the training records skipped (by reason) or with unequal rgb/audio frame counts, summed over
-  processes, then prints and saves the summary."""
-  skipped = parallel.sum_over_processes(counter.by_reason())
-  mismatches = eval_lib.record_counts(counter)["frame_count_mismatches"]
+def _record_counts(counter) -> Dict[str, Any]:
+  """The training records skipped (by reason) and those with unequal rgb/audio frame counts, summed over
+  processes (a collective)."""
+  return {"skipped_records": parallel.sum_over_processes(counter.by_reason()),
+          "frame_count_mismatches": eval_lib.record_counts(counter)["frame_count_mismatches"]}
+
+
+def _finish(config, workdir, setup, state, step, results, counts, logger) -> Dict[str, Any]:
+  """Reports the training records skipped (by reason) or with unequal rgb/audio frame counts, then
+  prints and saves the summary."""
+  skipped, mismatches = counts["skipped_records"], counts["frame_count_mismatches"]
   if sum(skipped.values()):
     print_status(f"skipped {sum(skipped.values())} bad training records: "
                  f"{({k: v for k, v in skipped.items() if v})}")
@@ -243,9 +289,8 @@ def _finish(config, workdir, setup, state, step, results, counter, logger) -> Di
   logger.scalars("data", {"skipped_records": sum(skipped.values()), "frame_count_mismatches": mismatches}, step)
   logger.close()
   summary = summary_lib.summary_table(config, setup, step, results)
-  counts = {"skipped_records": skipped, "frame_count_mismatches": mismatches}
   if jax.process_index() == 0:
     print(summary, flush=True)
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump({"step": step, "eval": results, **counts}, f, indent=2, default=float)
-  return {"step": step, "eval": results, "summary": summary, "state": state, **counts}
+  return {"step": step, "eval": results, "summary": summary, "state": state, "preempted": False, **counts}

@@ -6,7 +6,7 @@ config, optionally with a fault injected, and writes what it ended with:
   <result>.<process>.npz   this process's copy of the final state (flattened paths -> arrays)
 Faults (`fault`): 'kill_after_save=S' (SIGKILL once step S's checkpoint is complete), 'kill_in_save=S'
 (SIGKILL inside step S's save, after its files are written, before Orbax's atomic rename), 'nan_at=S'
-(the batch of step S gets a NaN frame value).
+(the batch of step S gets a NaN frame value), 'sigterm_at=S' (SIGTERM to itself once step S has run).
 Multi-host: the FEWFRAMES_COORDINATOR / _NUM_PROCESSES / _PROCESS_ID environment (parallel.py).
 """
 import json
@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 8
 MAX_FRAMES = 20
 FEATURE_SIZES = (16, 8)
-WORKER_TIMEOUT_S = 240
+WORKER_TIMEOUT_S = 480
 
 
 def write_dataset(root: str, *, num_train: int = 48, train_shards: int = 4, num_eval: int = 20,
@@ -177,6 +177,24 @@ def _inject_fault(fault: str) -> None:
     sys.stdout.flush()
     os.kill(os.getpid(), signal.SIGKILL)
 
+  if kind == "sigterm_at":  # the job is told to stop (SLURM, preemptible VMs) while step S trains
+    from fewframes_jax import train as train_lib  # pylint: disable=g-import-not-at-top
+    jit_train_step = train_lib.jit_train_step
+
+    def jit_then_signal(setup):
+      step_fn = jit_train_step(setup)
+
+      def step_and_signal(state, batch):
+        out = step_fn(state, batch)
+        if int(out[0].step) == target:
+          print(f"FAULT: SIGTERM during step {target}", flush=True)
+          os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+      return step_and_signal
+
+    train_lib.jit_train_step = jit_then_signal
+    return
   if kind == "kill_after_save":
     save = ckpt_lib.save
 
@@ -204,9 +222,8 @@ def _inject_fault(fault: str) -> None:
   elif kind == "nan_at":
     batches = train_loop._train_batches  # pylint: disable=protected-access
 
-    def with_nan(config, skip_batches, counter=None):
-      for step, batch in enumerate(batches(config, skip_batches, counter),
-                                   start=skip_batches + 1):
+    def with_nan(config, start, counter=None):  # the target-th batch of this (fresh) run
+      for step, batch in enumerate(batches(config, start, counter), start=1):
         if step == target:
           batch = dict(batch, frames=batch["frames"].astype(np.float32))
           batch["frames"][0, 0, 0] = np.nan

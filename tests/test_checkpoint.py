@@ -25,7 +25,8 @@ def test_keeps_latest_and_best_and_reads_as_plain_orbax(tmp_path):
   manager = ckpt_lib.make_manager(workdir, keep=2)
   gaps = {1: 0.9, 2: 0.1, 3: 0.2, 4: 0.3, 5: 0.4}
   for step, gap in gaps.items():
-    ckpt_lib.save(manager, tiny_state(step, float(step)), config, metrics={"gap": gap}, data_position=step)
+    ckpt_lib.save(manager, tiny_state(step, float(step)), config, metrics={"gap": gap},
+                  data_position={"positions": [[0, 0, step]]})
   manager.wait_until_finished()
   manager.close()
   steps = sorted(int(s) for s in os.listdir(ckpt_lib.checkpoint_dir(workdir)) if s.isdigit())
@@ -43,11 +44,12 @@ def test_keeps_latest_and_best_and_reads_as_plain_orbax(tmp_path):
 def test_restore_into_the_training_structure(tmp_path):
   workdir = str(tmp_path)
   manager = ckpt_lib.make_manager(workdir)
-  ckpt_lib.save(manager, tiny_state(7, 2.5), base.get_config(), data_position=7, force=True)
+  ckpt_lib.save(manager, tiny_state(7, 2.5), base.get_config(), data_position={"positions": [[1, 2, 3]]},
+                force=True)
   manager.wait_until_finished()
   state, meta = ckpt_lib.restore_state(manager, 7, tiny_state(0, 0.0))
   manager.close()
-  assert isinstance(state, train_lib.DistillState) and int(state.step) == 7 and meta["data_position"] == 7
+  assert isinstance(state, train_lib.DistillState) and int(state.step) == 7 and meta["data_position"] == {"positions": [[1, 2, 3]]}
   np.testing.assert_array_equal(state.teacher.params["encoder"]["w"], [2.5, 2.5, 2.5])
 
 
@@ -63,3 +65,19 @@ def test_missing_checkpoints_are_clear_errors(tmp_path):
     ckpt_lib.find_step(workdir, step=9)
   with pytest.raises(FileNotFoundError, match="has an eval GAP"):
     ckpt_lib.find_step(workdir, best=True)
+
+
+def test_saving_is_asynchronous_and_waited_for(tmp_path):
+  """`save` returns while Orbax is still writing (training goes on); the next save and the end of a
+  run wait for it, and the step is complete only then."""
+  workdir = str(tmp_path)
+  manager = ckpt_lib.make_manager(workdir)
+  state = tiny_state(1, 1.0)
+  big = np.ones([4096, 4096], np.float32)  # 64 MiB: a write that takes a while
+  state = state.replace(teacher=state.teacher.replace(params={"encoder": {"w": big}}))
+  ckpt_lib.save(manager, state, base.get_config(), force=True)
+  assert manager.is_saving_in_progress()
+  assert ckpt_lib.complete_steps(workdir) == []  # not renamed into place yet
+  manager.wait_until_finished()
+  assert not manager.is_saving_in_progress() and ckpt_lib.complete_steps(workdir) == [1]
+  manager.close()

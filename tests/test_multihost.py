@@ -22,6 +22,7 @@ from fewframes_jax import evaluate as eval_lib
 from fewframes_jax import parallel
 from fewframes_jax import train as train_lib
 from fewframes_jax import train_loop
+from fewframes_jax.data import stream
 
 STEPS = 4
 NUM_EVAL = 20
@@ -77,14 +78,14 @@ def test_skipped_records_are_counted_over_processes(two_process_run):
 
 def _reference_batches(config, steps):
   """The global batches of the 2-process run: each process's local batch, process 0's rows first."""
-  streams = [train_loop._train_batches(config, 0, process_index=p, process_count=2)  # pylint: disable=protected-access
+  streams = [train_loop._train_batches(config, stream.Position(), process_index=p, process_count=2)  # pylint: disable=protected-access
              for p in range(2)]
   batches = []
   for _ in range(steps):
     parts = [next(s) for s in streams]
     ids = [{v.decode().split("_")[0] for v in part["video_id"]} for part in parts]
     assert ids[0] <= {"train0", "train2"} and ids[1] <= {"train1", "train3"}, ids  # disjoint file shards
-    batches.append({k: np.concatenate([part[k] for part in parts]) for k in parts[0] if k != "video_id"})
+    batches.append({k: np.concatenate([part[k] for part in parts]) for k in parts[0] if k not in ("video_id", "position")})
   return batches
 
 
@@ -113,7 +114,8 @@ def test_matches_single_process_on_same_global_batches(two_process_run):
     restored, meta = ckpt_lib.restore_state(manager, STEPS, state)
   finally:
     manager.close()
-  assert meta["data_position"] == STEPS
+  # Each process's next record in its own stream (a process reads 2 of the 4 files, 4 rows a step).
+  assert meta["data_position"] == {"positions": [[0, 0, STEPS * 4], [0, 0, STEPS * 4]]}
   single = train_loop.run_eval(config, nets, restored, eval_lib.make_eval_step(nets.scorers(), mesh), mesh)
   multi = two_process_run["results"][0][0]["eval"]
   assert set(single) == set(multi) == {"teacher", "student"}

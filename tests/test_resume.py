@@ -5,7 +5,10 @@ its first checkpoint (step 2), restarted and SIGKILLed again inside the save of 
 not yet renamed), and restarted once more: both restarts resume from step 2, the last complete
 checkpoint, and the run ends with every array of its state bit-identical to the uninterrupted run's.
 A third run gets a NaN in the batch of step 3: it stops with the step and the loss term in the error,
-and its last good checkpoint (step 2) is kept.
+and its last good checkpoint (step 2) is kept. A fourth is sent SIGTERM during step 3 (as SLURM or a
+preemptible VM does): it saves step 3, exits 0 with a message, and the same command resumes there and
+ends bit-identical to the uninterrupted run. Each resume continues the input stream at the saved record
+(no batch is read twice: the checkpoint holds the stream position).
 """
 import glob
 import os
@@ -55,13 +58,19 @@ def test_sigkill_then_restart_is_bit_identical_and_nan_stops(setup):
   resumed = _spec(setup, "resumed")
   nan = _spec(setup, "nan", fault="nan_at=3", result=False)
 
-  # Round 1: the uninterrupted run, and the run killed once its step-2 checkpoint is complete.
-  procs = [_start(setup, "full", full), _start(setup, "kill1", dict(resumed, fault="kill_after_save=2"))]
-  codes = lib.wait_all(procs, [_log(setup, "full"), _log(setup, "kill1")])
+  term = _spec(setup, "term")
+  # Round 1: the uninterrupted run, the run killed once its step-2 checkpoint is complete, the SIGTERM.
+  procs = [_start(setup, "full", full), _start(setup, "kill1", dict(resumed, fault="kill_after_save=2")),
+           _start(setup, "term1", dict(term, fault="sigterm_at=3"))]
+  codes = lib.wait_all(procs, [_log(setup, "full"), _log(setup, "kill1"), _log(setup, "term1")])
   assert codes[0] == 0, lib.tail(_log(setup, "full"))
   assert codes[1] == -9, lib.tail(_log(setup, "kill1"))
   assert "FAULT: SIGKILL after the checkpoint of step 2" in _read(_log(setup, "kill1"))
   assert _complete_steps(resumed["workdir"]) == [2]
+  log = _read(_log(setup, "term1"))
+  assert codes[2] == 0, lib.tail(_log(setup, "term1"))  # a clean exit, not a kill
+  assert "FAULT: SIGTERM during step 3" in log and "Stopped at step 3 on a preemption signal" in log
+  assert _complete_steps(term["workdir"]) == [2, 3] and "Traceback" not in log
 
   # Round 2: the same command resumes at step 2 and is killed inside the save of step 4; the NaN run.
   procs = [_start(setup, "kill2", dict(resumed, fault="kill_in_save=4")), _start(setup, "nan", nan)]
@@ -85,21 +94,29 @@ def test_sigkill_then_restart_is_bit_identical_and_nan_stops(setup):
   leaves = list(lib.flatten(kept.variables).values()) + list(lib.flatten(kept.student_variables).values())
   assert leaves and all(np.all(np.isfinite(x)) for x in leaves)
 
-  # Round 3: the same command again resumes from step 2 (the torn step-4 save is ignored) and finishes.
-  assert lib.run_worker(resumed, setup["env"], _log(setup, "final")) == 0, lib.tail(_log(setup, "final"))
+  # Round 3: the same command again resumes from step 2 (the torn step-4 save is ignored) and finishes;
+  # the SIGTERMed run resumes from step 3 and finishes.
+  procs = [_start(setup, "final", resumed), _start(setup, "term2", term)]
+  codes = lib.wait_all(procs, [_log(setup, "final"), _log(setup, "term2")])
+  assert codes == [0, 0], lib.tail(_log(setup, "final")) + lib.tail(_log(setup, "term2"))
   assert f"Resumed from {resumed['workdir']} at step 2" in _read(_log(setup, "final"))
+  assert f"Resumed from {term['workdir']} at step 3" in _read(_log(setup, "term2"))
   assert _complete_steps(resumed["workdir"])[-1] == STEPS
 
   summary_full, state_full = lib.load_result(full["result"])
-  summary_resumed, state_resumed = lib.load_result(resumed["result"])
-  assert summary_full["step"] == summary_resumed["step"] == STEPS
-  assert state_full.keys() == state_resumed.keys()
   assert {"step", "rng"} <= state_full.keys() and any(k.startswith("student/opt_state") for k in state_full)
-  for key in state_full:  # params, batch stats, optimizer states, step and RNG: bit for bit
-    assert state_full[key].dtype == state_resumed[key].dtype, key
-    np.testing.assert_array_equal(state_full[key], state_resumed[key], err_msg=key)
-  assert summary_full["eval"] == summary_resumed["eval"]
+  for run in (resumed, term):
+    summary_resumed, state_resumed = lib.load_result(run["result"])
+    assert summary_full["step"] == summary_resumed["step"] == STEPS
+    assert state_full.keys() == state_resumed.keys()
+    for key in state_full:  # params, batch stats, optimizer states, step and RNG: bit for bit
+      assert state_full[key].dtype == state_resumed[key].dtype, key
+      np.testing.assert_array_equal(state_full[key], state_resumed[key], err_msg=f"{run['workdir']}: {key}")
+    assert summary_full["eval"] == summary_resumed["eval"]
 
-  # The checkpoint records the input position with the state.
+  # The checkpoint records the input position with the state: 6 steps of 8 of the 48 training videos,
+  # one round of the 4 files (cycle_length 8) in epoch 0, all consumed.
   meta = ckpt_lib.read_json_item(resumed["workdir"], STEPS, "meta")
-  assert meta["data_position"] == STEPS and meta["step"] == STEPS
+  assert meta["data_position"] == {"positions": [[0, 0, STEPS * 8]]} and meta["step"] == STEPS
+  meta = ckpt_lib.read_json_item(term["workdir"], 3, "meta")
+  assert meta["data_position"] == {"positions": [[0, 0, 3 * 8]]}

@@ -232,7 +232,7 @@ class RecordReader:
 
   # ---- one chunk of records: parse, validate, describe, decode ----
 
-  def parse_chunk(self, file_index, record_index, serialized):
+  def parse_chunk(self, file_index, record_index, serialized, position=None):
     """A chunk of records -> a dict of batched fields (`yt8m`'s batch contract, leading dim m <= n).
 
     With on_error='raise' a bad record fails an in-graph assertion naming the first bad record of the
@@ -240,6 +240,8 @@ class RecordReader:
 
     Args:
       file_index, record_index: i64[n]; serialized: string[n].
+      position: optional i64[n, 3], each record's place in the training stream (`stream.Position`),
+        passed through as the field `position` of the rows kept.
     """
     tf = self.tf
     chunk = self._parse(file_index, record_index, serialized)
@@ -259,6 +261,8 @@ class RecordReader:
     mismatch = tf.reduce_any(chunk.counts != chunk.counts[:, :1], axis=1) & ok
     counted = self.counter.mismatches.assign_add(tf.reduce_sum(tf.cast(mismatch, tf.int64)))
     example = self._decode(chunk, mismatch, file_index, record_index)
+    if position is not None:
+      example["position"] = position
     with tf.control_dependencies([checked, counted]):
       if self.on_error == "skip":
         example = tf.cond(tf.reduce_all(ok), lambda: example,
@@ -410,3 +414,40 @@ def _row_any(flags, row_splits):
   tf = _tf()
   cumulative = tf.concat([[0], tf.cumsum(tf.cast(flags, tf.int32))], 0)
   return tf.gather(cumulative, row_splits[1:]) > tf.gather(cumulative, row_splits[:-1])
+
+
+class RequestReader(RecordReader):
+  """The parse + validation + decode of a batch of serialized records handed over in memory (a serving
+  request, `export.py`): no files, one chunk per request, bad records always raise.
+
+  As `RecordReader.parse_chunk`, with three differences for serving: a bad record fails an in-graph
+  assertion (`tf.errors.InvalidArgumentError` when run) whose text names the request row
+  (`request record R`, 0-based) and the reason; a record's labels are not read (a serving request may have none,
+  and any it has are ignored, so `labels` comes out all False); the release check follows
+  `check_release` as in training. Arguments as in `yt8m.make_dataset`.
+  """
+
+  def __init__(self, *, num_classes, max_frames, feature_names, feature_sizes, id_key="auto",
+               check_release=True, student_frames=None):
+    super().__init__([], num_classes=num_classes, max_frames=max_frames, feature_names=feature_names,
+                     feature_sizes=feature_sizes, id_key=id_key, on_error="raise", check_release=check_release,
+                     student_frames=student_frames)
+    self._names = self.tf.constant([REQUEST_SOURCE])
+
+  def parse_request(self, serialized):
+    """string[n] serialized SequenceExamples -> the batch dict of `parse_chunk` (leading dim n; frames
+    uint8[n, T, D], or [n, k, D] plus num_frames_k with `student_frames`)."""
+    tf = self.tf
+    n = tf.size(serialized, out_type=tf.int64)
+    return self.parse_chunk(tf.zeros([n], tf.int64), tf.range(n), serialized)
+
+  def _parse(self, file_index, record_index, serialized) -> _Chunk:
+    chunk = super()._parse(file_index, record_index, serialized)
+    tf = self.tf
+    no_labels = tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.int64),
+                                                 tf.zeros(tf.shape(serialized), tf.int64))
+    return chunk._replace(where=tf.strings.join(["request record ", tf.strings.as_string(record_index)]),
+                          labels=no_labels, label_ok=tf.zeros([0], tf.bool))
+
+
+REQUEST_SOURCE = "<request>"  # the "file" that TF's own parser errors name (`file <request>, record R`)

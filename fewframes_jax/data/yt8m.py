@@ -10,6 +10,8 @@
   labels      bool[B, C]                       multi-hot.
   video_id    string[B]                        b"" for padding rows.
   valid       bool[B]                          False only for eval padding rows.
+  position    int64[B, 3]                      training only: each row's place in the stream (epoch,
+                                               round, index; `stream.Position`), for an exact resume.
 
 Student-only input (`student_frames=(k, method)`): each record is parsed as above, but only the k frames
 the student sees are decoded, batched and shipped: `frames` is uint8[B, k, D] (zero rows at slots
@@ -31,6 +33,7 @@ import numpy as np
 
 from fewframes_jax.data import records
 from fewframes_jax.data import reader as reader_lib
+from fewframes_jax.data import stream as stream_lib
 
 
 def _tf():
@@ -138,7 +141,7 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
                  repeat: bool = True, file_fraction: float = 1.0,
                  skip_counter: Optional[reader_lib.SkipCounter] = None, pad_to_batches: Optional[int] = None,
                  cycle_length: int = 8, student_frames: Optional[Tuple[int, str]] = None,
-                 chunk_size: int = 64):
+                 chunk_size: int = 64, start: stream_lib.Position = stream_lib.Position()):
   """Builds the input pipeline of one process.
 
   Args:
@@ -146,8 +149,10 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
     batch_size: per-process batch size B.
     num_classes: C; a label outside [0, C) is a bad record.
     max_frames: T; longer videos keep their first T frames, shorter ones are zero-padded.
-    training: True: this process's file shard, files shuffled and interleaved, records shuffled,
-      repeated (if `repeat`), batches of exactly B (drop_remainder). Deterministic for a `seed`.
+    training: True: this process's file shard as the seekable stream of `stream.py` (files shuffled
+      per epoch, read in rounds of `cycle_length` files, records interleaved and shuffled per round),
+      repeated (if `repeat`), batches of exactly B (drop_remainder), each row with its stream
+      `position` i64[3]. Deterministic for a `seed`.
       False: one exact pass over this process's file shard in file order; the last batch is padded
       with valid=False rows, so no record is ever dropped and every batch has B rows.
     seed: shuffle seed (training only).
@@ -165,11 +170,12 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
       counter is used when None).
     pad_to_batches: eval only: append all-padding batches so this process yields exactly this many
       batches (see `num_eval_batches`); the pipeline fails if the shard has more.
-    cycle_length: files read concurrently in training.
+    cycle_length: files read concurrently in training (the files of one round).
     student_frames: (k, sampling method): decode and emit only the student's k frames per video
       (see the module docstring); `seed` seeds the 'random' method.
     chunk_size: records parsed, validated and decoded together (one set of TF ops per chunk). Output
       is the same for every chunk size.
+    start: training only: the stream position to start at (a resumed run's saved position).
 
   Returns:
     A `tf.data.Dataset` of dict batches (see the module docstring).
@@ -186,8 +192,9 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
       check_release=check_release, chunk_size=chunk_size, student_frames=student_frames, seed=seed,
       record_fraction=record_fraction)
   if training:
-    chunks = _training_chunks(reader, len(files), seed=seed + 7919 * process_index, repeat=repeat,
-                              shuffle_buffer=shuffle_buffer, cycle_length=cycle_length)
+    chunks = stream_lib.training_records(reader, len(files), seed=seed + 7919 * process_index, repeat=repeat,
+                                         shuffle_buffer=shuffle_buffer, cycle_length=cycle_length,
+                                         start=start).batch(chunk_size)
   else:  # one pass, in file order
     chunks = tf.data.Dataset.range(len(files)).flat_map(records.graph_fn(reader.file_chunks))
   examples = chunks.map(records.graph_fn(reader.parse_chunk), num_parallel_calls=tf.data.AUTOTUNE,
@@ -233,22 +240,6 @@ def _select_files(file_pattern: str, file_fraction: float, process_index: int, p
     else:
       files = select_fraction(files, file_fraction)
   return shard_files(files, process_index=process_index, process_count=process_count), record_fraction
-
-
-def _training_chunks(reader, num_files: int, *, seed: int, repeat: bool, shuffle_buffer: int,
-                     cycle_length: int):
-  """Chunks of serialized records: files shuffled (and repeated), records interleaved one at a time
-  from `cycle_length` files, shuffled, then re-chunked."""
-  tf = _tf()
-  file_ids = tf.data.Dataset.range(num_files).shuffle(num_files, seed=seed, reshuffle_each_iteration=True)
-  if repeat:
-    file_ids = file_ids.repeat()
-  stream = file_ids.interleave(records.graph_fn(lambda i: reader.file_chunks(i).unbatch()),
-                               cycle_length=min(cycle_length, num_files), block_length=1,
-                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  if shuffle_buffer > 1:
-    stream = stream.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-  return stream.batch(reader.chunk_size)
 
 
 def _eval_batches(examples, batch_size: int):
