@@ -5,7 +5,9 @@
   python -m fewframes_jax.benchmark input --file_pattern='/data/yt8m/frame/train*.tfrecord' \\
       --batch_size=64 [--num_batches=200 --student_k=10 --sampling=uniform --json_out=input.json]
   python -m fewframes_jax.benchmark eval --config=configs/nextvlad_k10.py --ks=10,30 [--file_pattern=...]
+  python -m fewframes_jax.benchmark export --config=configs/nextvlad_k10.py:cpu --ks=10 [--file_pattern=...]
   python -m fewframes_jax.benchmark all --config=configs/nextvlad_k10.py:tiny --json_out=all.json
+  python -m fewframes_jax.benchmark restart [--file_pattern=... --batch_size=32 --fraction=0.9]
 
 Subcommands (the first argument):
   infer  eval-forward throughput of the teacher (all frames) and of the student at each of --ks, on
@@ -22,7 +24,14 @@ Subcommands (the first argument):
          and by the full pipeline with its frames picked on the device (`student_k{k}_sampled`). With
          no --file_pattern, YouTube-8M-shaped records (lengths log-uniform in 120..360 frames, clipped to
          data.max_frames) are written to a temporary folder: the bundled eval split is mostly short.
+  export the exported teacher and students (`export.py`'s SavedModel, its serving signature: serialized
+         records in, top 20 out) vs the project's own end-to-end eval of the same networks, in the same
+         interleaved rounds: videos/s of each, and each student/teacher ratio both ways (records as eval).
   all    infer, train, eval and the input pipelines (full and student-only) for one config.
+  restart  a training run's restart deep in an epoch (no --config; `cost/restart.py`): the time to its
+         next batch by re-reading the epoch up to it (as before stream positions were saved) and by
+         seeking the saved position, and that both give the same batch. With no --file_pattern,
+         YouTube-8M-shaped records (--num_videos of them in 8 files) are written to a temporary folder.
 
 Every subcommand prints markdown tables and, with --json_out, writes every row and the machine (device,
 CPU model, load, date). A config takes an argument after a colon and `--config.<field>=<value>`
@@ -45,10 +54,10 @@ from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,w
 
 from fewframes_jax.errors import UserError  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-COMMANDS = ("infer", "train", "input", "eval", "all")
+COMMANDS = ("infer", "train", "input", "eval", "export", "all", "restart")
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "infer/train/eval/all: the config file (configs/*.py[:arg]).",
+config_flags.DEFINE_config_file("config", None, "infer/train/eval/export/all: the config file (configs/*.py[:arg]).",
                                 lock_config=True)
 flags.DEFINE_list("ks", ["10", "30"], "Student frame counts k, each in [1, data.max_frames); empty: "
                   "the config's student.k.")
@@ -59,20 +68,22 @@ flags.DEFINE_integer("steps", 3, "infer, train: timed calls (infer: interleaved 
 flags.DEFINE_bool("no_sampled", False, "infer, eval: skip the students fed all frames that pick theirs on "
                   "the device.")
 flags.DEFINE_list("train_which", ["teacher", "student", "parallel"], "train: which steps to time.")
-flags.DEFINE_string("file_pattern", "", "input, eval, all: TFRecord glob; empty: the bundled train split "
-                    "(input) or YouTube-8M-shaped synthetic records (eval, all).")
-flags.DEFINE_integer("num_videos", 1024, "eval, all: videos written when no --file_pattern is given.")
-flags.DEFINE_integer("max_batches", 0, "eval, all: stop each pass after this many batches (0: whole pass).")
-flags.DEFINE_integer("rounds", 2, "eval, all: interleaved timed passes per network / input pipeline.")
+flags.DEFINE_string("file_pattern", "", "input, eval, export, all, restart: TFRecord glob; empty: the bundled "
+                    "train split (input) or YouTube-8M-shaped synthetic records (the others).")
+flags.DEFINE_integer("num_videos", 1024, "eval, export, all, restart: videos written when no --file_pattern is given.")
+flags.DEFINE_integer("max_batches", 0, "eval, export, all: stop each pass after this many batches (0: whole "
+                     "pass).")
+flags.DEFINE_integer("rounds", 2, "eval, export, all: interleaved timed passes per network / input pipeline.")
 flags.DEFINE_integer("num_batches", 200, "input: timed batches.")
 flags.DEFINE_integer("warmup_batches", 10, "input: untimed batches before timing.")
-flags.DEFINE_integer("num_classes", 0, "input: C; 0: the bundled count, or 4716 for a given pattern.")
-flags.DEFINE_integer("max_frames", 300, "input: T.")
+flags.DEFINE_integer("num_classes", 0, "input, restart: C; 0: the bundled count (input), or 4716.")
+flags.DEFINE_integer("max_frames", 300, "input, restart: T.")
 flags.DEFINE_list("feature_names", ["rgb", "audio"], "input: the feature lists to read.")
 flags.DEFINE_list("feature_sizes", ["1024", "128"], "input: their bytes per frame.")
 flags.DEFINE_bool("eval", False, "input: time the eval pipeline (one pass, last batch padded).")
 flags.DEFINE_integer("student_k", 0, "input: >0 times the student-only pipeline (k frames decoded).")
 flags.DEFINE_string("sampling", "uniform", "input: the student-only pipeline's sampling method.")
+flags.DEFINE_float("fraction", 0.9, "restart: how far into the epoch the run stopped.")
 flags.DEFINE_string("json_out", "", "Also write the results as JSON here.")
 
 
@@ -142,8 +153,8 @@ def _with_ratios(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def run(command: str, config: ml_collections.ConfigDict, options: Options) -> Dict[str, Any]:
-  """Runs a config subcommand (infer | train | eval | all), prints its tables, returns its results:
-  {"command", "machine", "config", "infer"?, "train"?, "eval"?, "input"?, "machine_end"}."""
+  """Runs a config subcommand (infer | train | eval | export | all), prints its tables, returns its
+  results: {"command", "machine", "config", "infer"?, "train"?, "eval"?, "export"?, "input"?, "machine_end"}."""
   from fewframes_jax.cost import compute, pipeline, timing  # pylint: disable=g-import-not-at-top
   o = options
   out = {"command": command, "machine": timing.machine_info(), "config": config_summary(config)}
@@ -153,14 +164,19 @@ def run(command: str, config: ml_collections.ConfigDict, options: Options) -> Di
   if command in ("train", "all"):
     out["train"] = _with_ratios(compute.run_train(config, ks=o.ks, warmup=o.warmup, steps=o.steps,
                                                   batch_size=o.batch_size or None, which=tuple(o.train_which)))
-  if command in ("eval", "all"):
+  if command in ("eval", "export", "all"):
     with tempfile.TemporaryDirectory(prefix="fewframes_bench_") as tmp:
       d = config.data
       pattern = o.file_pattern or pipeline.yt8m_shaped_records(
           tmp, num_videos=o.num_videos, num_classes=d.num_classes, feature_sizes=tuple(d.feature_sizes))
-      out["eval"] = pipeline.benchmark_eval(config, file_pattern=pattern, ks=o.ks, batch_size=o.batch_size,
-                                            max_batches=o.max_batches, sampled=o.sampled, rounds=o.rounds)
-      print(pipeline.format_eval(out["eval"]), flush=True)
+      if command == "export":
+        out["export"] = pipeline.benchmark_export(config, file_pattern=pattern, ks=o.ks, batch_size=o.batch_size,
+                                                  max_batches=o.max_batches, rounds=o.rounds)
+        print(pipeline.format_export(out["export"]), flush=True)
+      else:
+        out["eval"] = pipeline.benchmark_eval(config, file_pattern=pattern, ks=o.ks, batch_size=o.batch_size,
+                                              max_batches=o.max_batches, sampled=o.sampled, rounds=o.rounds)
+        print(pipeline.format_eval(out["eval"]), flush=True)
       if command == "all":
         out["input"] = pipeline.benchmark_input_variants(config, file_pattern=pattern, ks=o.ks,
                                                          batch_size=o.batch_size, max_batches=o.max_batches,
@@ -193,6 +209,20 @@ def _run_input() -> Dict[str, Any]:
   return result
 
 
+def _run_restart() -> Dict[str, Any]:
+  from fewframes_jax.cost import pipeline, restart  # pylint: disable=g-import-not-at-top
+  if not 0 < FLAGS.fraction < 1:
+    raise UserError(f"--fraction={FLAGS.fraction}: expected a number in (0, 1)")
+  with tempfile.TemporaryDirectory(prefix="fewframes_bench_") as tmp:
+    num_classes = FLAGS.num_classes or 4716
+    pattern = FLAGS.file_pattern or pipeline.yt8m_shaped_records(tmp, num_videos=FLAGS.num_videos,
+                                                                 num_classes=num_classes, num_shards=8)
+    result = restart.benchmark_restart(pattern, num_classes=num_classes, batch_size=FLAGS.batch_size or 32,
+                                       fraction=FLAGS.fraction, max_frames=FLAGS.max_frames)
+  print(restart.format_restart(result), flush=True)
+  return result
+
+
 def _options(config: ml_collections.ConfigDict) -> Options:
   from fewframes_jax.cost import compute  # pylint: disable=g-import-not-at-top
   unknown = set(FLAGS.train_which) - set(compute.TRAIN_BENCHMARKS)
@@ -209,14 +239,19 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f"expected one subcommand, {' | '.join(COMMANDS)}, got {argv[1:] or 'none'} "
                          "(--help describes each)")
   command, config = argv[1], FLAGS.config
-  if command != "input":
+  if command not in ("input", "restart"):
     if config is None:
       raise app.UsageError(f"{command} needs --config=configs/<name>.py[:arg]")
     options = _options(config)
     check_config(config)
-  if FLAGS.file_pattern and command in ("input", "eval", "all"):
+  if FLAGS.file_pattern and command in ("input", "eval", "export", "all", "restart"):
     check_file_pattern(FLAGS.file_pattern)
-  result = _run_input() if command == "input" else run(command, config, options)
+  if command == "input":
+    result = _run_input()
+  elif command == "restart":
+    result = _run_restart()
+  else:
+    result = run(command, config, options)
   if FLAGS.json_out:
     with open(FLAGS.json_out, "w") as f:
       json.dump(result, f, indent=1)

@@ -2,7 +2,8 @@
 
   quiet_start()   before TensorFlow or JAX is imported: TensorFlow's C++ start-up lines (the oneDNN
                   notice, "All log messages before absl::InitializeLog() ...") stay hidden unless the
-                  user sets TF_CPP_MIN_LOG_LEVEL; absl logging (Orbax logs every step of a save
+                  user sets TF_CPP_MIN_LOG_LEVEL=0 (`data/records.tensorflow()` hides what that level no
+                  longer does in TensorFlow 2.21); absl logging (Orbax logs every step of a save
                   through it) is kept at WARNING unless `--verbosity` / `-v` is given.
   run(main)       `absl.app.run(main)`, where a flag that does not parse (`parse_flags`) or a user's mistake (`errors.UserError`: an invalid config
                   field, a bad record; `FileNotFoundError`: a pattern that matches no file, a workdir

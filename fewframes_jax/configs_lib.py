@@ -7,7 +7,7 @@ or load (read from their saved JSON configs only, so nothing is restored or comp
 Both run once per run, at its start (`train_loop.train_and_evaluate`).
 
 The names a config may use are defined by the modules that own them and only checked here: modes
-(`train.MODES`), model families (`models.MODEL_NAMES`), sampling methods (`sampling.SAMPLING_METHODS`),
+(`train.MODES`), model families (`models.MODEL_NAMES`), frame selection methods (`selection.SELECTION_METHODS`),
 prediction distances (`losses.PREDICTION_DISTANCES`), clipping modes (`optim.CLIP_MODES`), compute
 dtypes (`models.DTYPES`), and the reader's error policies and id keys (`data/reader.py`).
 """
@@ -21,7 +21,7 @@ from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax import losses
 from fewframes_jax import models
 from fewframes_jax import optim
-from fewframes_jax import sampling
+from fewframes_jax import selection
 from fewframes_jax import train
 from fewframes_jax.data import reader
 from fewframes_jax.errors import UserError
@@ -41,11 +41,13 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict(config.to_dict())
   d = config.data
   if not d.train_pattern:
-    from fewframes_jax.data import bundled  # pylint: disable=g-import-not-at-top
+    from fewframes_jax.data import bundled, synthetic  # pylint: disable=g-import-not-at-top
     b = d.bundled
+    _require(b.spec in ("",) + synthetic.SPEC_NAMES,
+             f"data.bundled.spec={b.spec!r}: expected one of {synthetic.SPEC_NAMES}")
     train, evals, num_classes = bundled.ensure_bundled(cache_dir=b.cache_dir, num_train=b.num_train,
                                                        num_eval=b.num_eval, num_classes=b.num_classes,
-                                                       seed=b.seed)
+                                                       seed=b.seed, spec=b.spec or "short")
     d.train_pattern, d.num_classes = train, num_classes
     d.eval_pattern = d.eval_pattern or evals
     if not d.num_train_examples:
@@ -114,8 +116,8 @@ def validate(config: ml_collections.ConfigDict, *, workdir: Optional[str] = None
     s = config.student
     _require(1 <= s.k <= config.data.max_frames,
              f"student.k={s.k}: need 1 <= k <= data.max_frames={config.data.max_frames}")
-    _require(s.sampling in sampling.SAMPLING_METHODS,
-             f"student.sampling={s.sampling!r}: expected one of {sampling.SAMPLING_METHODS}")
+    _require(s.sampling in selection.SELECTION_METHODS,
+             f"student.sampling={s.sampling!r}: expected one of {selection.SELECTION_METHODS}")
     _validate_model(s, "student", s.k)
   _validate_loss(config)
   _validate_loaded_runs(config)

@@ -5,7 +5,8 @@ select the frames, apply the model" is written here once. Every consumer uses it
 evaluation (`train.eval_step`), the evaluation of a saved workdir and the Kaggle CSV (`predict.py`),
 the Table 3 timing (`paper/sweep.py`) and the throughput benchmarks (`cost/`).
 
-  Selection   which frames a network sees: every frame, or k of them by a sampling rule (`sampling.py`).
+  Selection   which frames a network sees: every frame, or k of them by a selection rule (`selection/`:
+              the fixed rules of `sampling.py` and the content-aware ones).
   Scorer      the static part (a model and its selection): `scorer.apply(variables, frames_u8, num_frames,
               rng)` is the pure forward, uint8 frames -> `ModelOutput`, traceable inside any jit.
   Network     one trained network ready to score videos: a scorer, its variables and the run it came
@@ -27,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from fewframes_jax import sampling
+from fewframes_jax import selection
 from fewframes_jax.data.quantization import dequantize
 from fewframes_jax.models.common import ModelOutput
 
@@ -48,7 +49,7 @@ def model_rngs(rng: jax.Array) -> Dict[str, jax.Array]:
 
 @dataclasses.dataclass(frozen=True)
 class Selection:
-  """Which frames a network sees: every frame (`k=None`), or `k` of them by `sampling.sample_frames`'s
+  """Which frames a network sees: every frame (`k=None`), or `k` of them by `selection.select_frames`'s
   `method` (uniform, random, ...)."""
   k: Optional[int] = None
   method: str = "uniform"
@@ -57,18 +58,22 @@ class Selection:
   def all_frames(self) -> bool:
     return self.k is None
 
-  def select(self, frames: jax.Array, num_frames: jax.Array, rng: Optional[jax.Array]):
-    """frames [B, T, D] (dequantized), num_frames i32[B] -> (frames [B, k, D], num_frames_k i32[B]);
-    unchanged when every frame is seen."""
+  def select(self, frames: jax.Array, num_frames: jax.Array, rng: Optional[jax.Array], *,
+             return_indices: bool = False):
+    """frames [B, T, D] (dequantized), num_frames i32[B] -> (frames [B, k, D], num_frames_k i32[B]) by
+    `selection.select_frames` (plus the indices i32[B, k] if `return_indices`); unchanged when every
+    frame is seen."""
     if self.all_frames:
       return frames, num_frames
-    return sampling.sample_frames(frames, num_frames, self.k, self.method, rng=rng)
+    return selection.select_frames(frames, num_frames, self.k, self.method, rng=rng,
+                                   return_indices=return_indices)
 
   def input_frames(self) -> Optional[Tuple[int, str]]:
     """(k, method) for the student-only input path (`yt8m.make_dataset(student_frames=...)`, which
     decodes only these k frames on the host), or None when the host must ship every frame: all frames,
-    or the 'random' rule (its host draws differ from the device's)."""
-    if self.all_frames or self.method == "random":
+    the 'random' rule (its host draws differ from the device's), or a content-aware rule (it looks at
+    every frame)."""
+    if self.all_frames or self.method == "random" or selection.needs_every_frame(self.method):
       return None
     return self.k, self.method
 

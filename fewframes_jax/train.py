@@ -375,8 +375,7 @@ def train_step(state: DistillState, batch: Dict[str, jax.Array], *, setup: Train
                             rng=rng_teacher)
 
   if setup.train_student:
-    selected = sampling.sample_frames(frames, num_frames, setup.k, setup.selection.method, rng=rng_frames,
-                                      return_indices=True)
+    selected = setup.selection.select(frames, num_frames, rng_frames, return_indices=True)
     t = jax.lax.stop_gradient(teacher_out) if teacher_out is not None else None
     # The head the student shares is the teacher's *before* this step's teacher update.
     loss_fn = functools.partial(_student_loss_terms, setup, student=student, teacher=state.teacher,

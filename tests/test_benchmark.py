@@ -25,7 +25,7 @@ def benchmark(*args, timeout=300):
 def test_help_describes_every_subcommand():
   proc = benchmark("--help")
   assert proc.returncode == 0, proc.stderr
-  for command in ("infer", "train", "input", "eval", "all"):
+  for command in ("infer", "train", "input", "eval", "export", "all"):
     assert f"\n  {command} " in proc.stdout
   assert "--ks" in proc.stdout and "--json_out" in proc.stdout
 
@@ -84,7 +84,9 @@ def test_input_prints_and_writes_json(tmp_path):
     (["infer", *TINY, "--ks=4", "--config.student.sampling=bogus"], "student.sampling='bogus'"),
     (["train", *TINY, "--ks=4", "--train_which=teacher,students"], "--train_which"),
     (["eval", *TINY, "--ks=4", "--file_pattern=/nonexistent/eval*.tfrecord"], "--file_pattern"),
+    (["export", *TINY, "--ks=4", "--file_pattern=/nonexistent/eval*.tfrecord"], "--file_pattern"),
     (["input", "--student_k=4", "--sampling=bogus"], "--sampling='bogus'"),
+    (["restart", "--fraction=1.5"], "--fraction=1.5"),
 ])
 def test_user_mistakes_print_one_line_and_exit_2(args, field):
   proc = benchmark(*args)

@@ -124,3 +124,13 @@ def test_summarize_matches_the_plans(tmp_path):
   assert s["length"]["min"] == min(p.length for p in plans)
   assert sum(s["labels_per_video"].values()) == 10
   assert sum(k * v for k, v in s["labels_per_video"].items()) == sum(len(p.labels) for p in plans)
+
+
+def test_the_long_spec_has_its_own_folder(tmp_path):
+  short = bundled.dataset_dir(str(tmp_path), num_train=4, num_eval=2, num_classes=3, seed=0)
+  long_ = bundled.dataset_dir(str(tmp_path), num_train=4, num_eval=2, num_classes=3, seed=0, spec="long")
+  assert short != long_ and "-long-" in os.path.basename(long_)
+  train, _, _ = bundled.ensure_bundled(str(tmp_path), num_train=4, num_eval=2, num_classes=3, spec="long")
+  assert os.path.dirname(train) == long_ and bundled.read_manifest(long_)["params"]["spec"] == "long"
+  with pytest.raises(ValueError, match="expected one of"):
+    bundled.ensure_bundled(str(tmp_path), num_train=4, num_eval=2, num_classes=3, spec="medium")

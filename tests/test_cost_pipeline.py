@@ -45,6 +45,12 @@ def test_yt8m_shaped_records_have_youtube_8m_lengths(tmp_path):
   r = pipeline.benchmark_input(glob, 16, 1, warmup_batches=0, num_classes=C, max_frames=400,
                                feature_sizes=(12, 4), training=False)
   assert r["videos"] == 16 and r["frame_bytes"] == 16
+  # 4716 classes: the 2017 release's key (`video_id`), so the reader's release check passes.
+  glob = pipeline.yt8m_shaped_records(str(tmp_path / "2017"), num_videos=2, num_classes=4716, num_shards=1,
+                                      feature_sizes=(12, 4))
+  r = pipeline.benchmark_input(glob, 2, 1, warmup_batches=0, num_classes=4716, max_frames=400,
+                               feature_sizes=(12, 4), training=False)
+  assert r["videos"] == 2
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +91,25 @@ def test_input_variants_of_a_config(tiny_records):
   assert [r["student_frames"] for r in results] == [None, [4, "uniform"], [2, "uniform"]]
   # Batches of 4: the first warms the pipeline up, the second (2 videos) is timed.
   assert all(r["videos"] == 2 and r["round"] == 0 and not r["training"] for r in results)
+
+
+def test_benchmark_export_rows_and_ratios(fast_compile, tiny_records):
+  # Requests (batches) of 3 of the 6 videos: one shape to compile per network and path.
+  result = pipeline.benchmark_export(tiny_config(), file_pattern=tiny_records, ks=[4], batch_size=3, rounds=1)
+  rows = {r["name"]: r for r in result["rows"]}
+  assert list(rows) == ["export_teacher", "eval_teacher", "export_student_k4", "eval_student_k4"]
+  for r in rows.values():  # every video once per pass
+    assert (r["videos"], r["batches"], r["batch_size"]) == (6, 2, 3) and r["videos_per_sec"] > 0
+    assert r["path"] == r["name"].split("_")[0] and r["k"] == (None if "teacher" in r["name"] else 4)
+    assert r["cpu_ms_per_video"] > 0 and r["in_flight"] == (2 if r["path"] == "export" else None)
+  (q,) = result["ratios"]
+  assert q["export_ratio"] == pytest.approx(rows["export_student_k4"]["videos_per_sec"]
+                                            / rows["export_teacher"]["videos_per_sec"])
+  assert q["eval_ratio"] == pytest.approx(rows["eval_student_k4"]["videos_per_sec"]
+                                          / rows["eval_teacher"]["videos_per_sec"])
+  assert q["export_vs_eval"] == pytest.approx(q["export_ratio"] / q["eval_ratio"])
+  assert q["export_cpu_ratio"] == pytest.approx(rows["export_teacher"]["cpu_ms_per_video"]
+                                                / rows["export_student_k4"]["cpu_ms_per_video"])
+  assert q["export_vs_eval_cpu"] == pytest.approx(q["export_cpu_ratio"] / q["eval_cpu_ratio"])
+  table = pipeline.format_export(result)
+  assert "| export_student_k4 | 4 | 3 | 6 |" in table and f"| k=4 | {q['export_ratio']:.2f}x |" in table

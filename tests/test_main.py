@@ -1,6 +1,7 @@
 """End to end: `main` on the bundled data (tiny sizes): train, checkpoint, TensorBoard, summary table,
-resume, the eval / predict / flops modes, the exact re-evaluation of a saved run, a serial run that
-uses the first run's teacher, and the one-line errors of a user's mistakes."""
+the eval / predict / flops modes, the exact re-evaluation of a saved run, and the one-line errors of a
+user's mistakes. (Resuming is tested bit for bit in test_resume.py; serial and finetune runs in
+test_train.py and test_train_loop.py.)"""
 import csv
 import glob
 import json
@@ -11,11 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from configs import nextvlad_k10
 from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax import metrics as metrics_lib
 from fewframes_jax import predict
-from fewframes_jax import train_loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = "--config=configs/nextvlad_k10.py:tiny"
@@ -135,28 +134,3 @@ def test_a_workdir_that_is_a_file_is_one_line(tmp_path):
   path.write_text("")
   proc = run_main(TINY, f"--workdir={path}", check=False)
   assert proc.returncode == 2 and proc.stderr.strip() == f"error: workdir='{path}' is a file, not a folder"
-
-
-def test_rerun_resumes_from_the_checkpoint(trained):
-  workdir, _ = trained
-  out = run_main(TINY, f"--workdir={workdir}", "--config.train.num_steps=6").stdout
-  assert f"Resumed from {workdir} at step 4" in out
-  assert json.load(open(os.path.join(workdir, "summary.json")))["step"] == 6
-
-
-def test_serial_mode_uses_the_previous_runs_teacher(trained, tmp_path):
-  workdir, _ = trained
-  config = nextvlad_k10.get_config("tiny,mode=serial")
-  config.teacher_workdir = workdir
-  config.train.num_steps = 2
-  result = train_loop.train_and_evaluate(config, str(tmp_path / "serial"))
-  teacher = ckpt_lib.restore(workdir, best=True).variables
-  state = result["state"]
-  for a, b in zip(jax_leaves(teacher["params"]), jax_leaves(state.teacher.params)):
-    np.testing.assert_array_equal(a, b)
-  assert result["step"] == 2 and "student" in result["eval"] and "teacher" in result["eval"]
-
-
-def jax_leaves(tree):
-  import jax
-  return [np.asarray(x) for x in jax.tree.leaves(tree)]

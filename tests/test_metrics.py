@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fewframes_jax import average_precision
+from fewframes_jax.metrics import ranking
 from fewframes_jax import metrics
 
 # ---------------------------------------------------------------------------------------------
@@ -364,7 +364,7 @@ def test_device_top_k_path_equals_full_update(num_classes, top_k, levels):
   assert_results_close(from_labels.result(), full.result(), atol=1e-7)
 
   # The numpy top-k of `update` picks the same classes in the same order as lax.top_k.
-  scores, class_ids = average_precision.top_k_sorted(predictions, k)
+  scores, class_ids = ranking.top_k_sorted(predictions, k)
   np.testing.assert_array_equal(class_ids, reduced.class_ids)
   np.testing.assert_array_equal(scores, reduced.scores)
 

@@ -2,6 +2,7 @@
 3 steps) with its markdown, both PNGs, Table 3's timing, and reruns served from the cache."""
 import json
 import os
+import shutil
 
 import matplotlib.image
 import pytest
@@ -146,3 +147,15 @@ def test_micro_grid_end_to_end_then_rerun_from_cache(tmp_path, monkeypatch):
   again = run(recompute_stale=True)
   assert calls == [("nextvlad/seed0/uniform_k6", False)] and (again.trained, again.cached) == (1, 4)
   assert json.load(open(path))["config_hash"] != "0" * 16
+
+  # A run folder is not kept with the cache: a serial cell to train whose teacher's run is gone retrains
+  # the teacher first, deterministically (the same GAP, so the cached teacher record stands).
+  monkeypatch.undo()
+  logs.clear()
+  shutil.rmtree(os.path.join(out, "runs", "nextvlad/seed0/teacher"))
+  os.remove(os.path.join(out, "cells", "nextvlad/seed0/serial_rep_pred_ce_k10.json"))
+  again = run()
+  assert (again.trained, again.cached) == (2, 3)
+  assert any("nextvlad/seed0/teacher: its run folder has no checkpoint and is read" in line for line in logs), logs
+  assert not any("retrained GAP" in line for line in logs), logs
+  assert json.load(open(os.path.join(out, "cells", "nextvlad/seed0/teacher.json"))) == teacher

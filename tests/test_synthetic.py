@@ -1,4 +1,5 @@
 """Tests of the synthetic YT-8M writer (fewframes_jax.data.synthetic)."""
+import dataclasses
 import os
 import subprocess
 import sys
@@ -210,3 +211,22 @@ def test_cli_help_and_user_mistakes(tmp_path, module):
     run = _cli(module, *required, *args)
     assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
     assert run.stderr.strip().splitlines() == [run.stderr.strip()] and message in run.stderr, run.stderr
+
+
+def test_the_long_spec_has_youtube8m_lengths_and_keeps_the_short_bytes():
+  """`long`: 120-500 s at 1 frame/s, stored up to 300 frames (mean about 230); adding it left the
+  default spec's videos unchanged (the same draws, no cap)."""
+  long_spec = synthetic.named_spec("long", 8)
+  lengths = np.array([p.length for p in _plans(long_spec, 400)])
+  assert lengths.min() >= 120 and lengths.max() == 300
+  assert 0.25 < np.mean(lengths == 300) < 0.45 and 200 < lengths.mean() < 260
+  uncapped = [p.length for p in _plans(dataclasses.replace(long_spec, max_stored_frames=0), 400)]
+  np.testing.assert_array_equal(lengths, np.minimum(uncapped, 300))  # the cap changes nothing else
+  assert synthetic.named_spec("short", 8) == SPEC
+  with pytest.raises(ValueError, match="expected one of"):
+    synthetic.named_spec("medium", 8)
+  # Bursts stay 2-6 frames in long videos, so a k-frame uniform student misses most of them.
+  burst = synthetic.is_burst_class(long_spec)
+  plan = next(p for p in _plans(long_spec, 50) if burst[p.labels].any())
+  row = plan.evidence[int(np.flatnonzero(burst[plan.labels])[0])]
+  assert 2 <= row.sum() <= 6

@@ -236,3 +236,23 @@ def test_shared_head_runs_in_inference_mode_for_the_student_in_training():
   head_train, _ = setup_.teacher_model.apply(state.teacher.variables, rep, train=True, mutable=["batch_stats"],
                                              method=setup_.teacher_model.classify)
   assert not np.allclose(probs, head_train, atol=1e-4)  # the batch-statistics head would differ
+
+
+def test_a_content_aware_selector_trains_and_evaluates_like_any_rule():
+  """`student.sampling=far_from_mean` (training-free, content-aware): the step and the eval pick the same
+  frames from the dequantized frames, and the student's input path must ship every frame."""
+  config = tiny_config("student_only")
+  config.student.sampling = "far_from_mean"
+  configs_lib.validate(config)
+  setup_, state = setup(config)
+  assert setup_.selection.input_frames() is None
+  batch = make_batch()
+  state, metrics = step_fn(setup_)(state, batch)
+  assert np.isfinite(float(metrics["student/ce"]))
+  out = eval_fn(setup_)(state, batch, jax.random.PRNGKey(0))
+  frames = dequantize(batch["frames"], batch["num_frames"])
+  from fewframes_jax import selection  # pylint: disable=g-import-not-at-top
+  fk, nk = selection.select_frames(frames, jnp.asarray(batch["num_frames"]), 4, "far_from_mean")
+  probs = setup_.student_model.apply(state.student.variables, fk, nk, train=False).probabilities
+  np.testing.assert_allclose(np.sort(np.asarray(out["student"]["scores"]), axis=-1),
+                             np.sort(np.asarray(probs), axis=-1)[:, -out["student"]["scores"].shape[1]:], rtol=1e-5)

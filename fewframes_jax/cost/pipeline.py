@@ -5,15 +5,21 @@
                          decodes and ships only the k frames the student sees).
   benchmark_eval         one pass over TFRecords per network, pipeline and forward pass together, each
                          network scored by `inference.Network` (the project's inference path).
+  benchmark_export       the exported teacher and students (`export.py`: the SavedModel's serving signature,
+                         serialized records in), next to the project's own end-to-end eval of the same
+                         networks, in the same interleaved rounds.
   yt8m_shaped_records    synthetic records with YouTube-8M's lengths (the bundled eval split is mostly
                          short videos, which would understate what decoding only k frames saves).
 
-TensorFlow is imported only inside these functions, and JAX only by the eval benchmark (the input
-benchmark runs on a host without it).
+TensorFlow is imported only inside these functions, and JAX only by the eval and export benchmarks (the
+input benchmark runs on a host without it).
 """
+import collections
+from concurrent import futures
 import functools
 import os
 import statistics
+import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -108,12 +114,14 @@ def benchmark_input_variants(config: ml_collections.ConfigDict, *, file_pattern:
 def yt8m_shaped_records(out_dir: str, *, num_videos: int = 1024, num_classes: int = 64, seed: int = 0,
                         num_shards: int = 4, feature_sizes: Sequence[int] = (1024, 128)) -> str:
   """Writes synthetic eval records with YouTube-8M's lengths (log-uniform in 120..360 frames) and
-  frame widths (rgb, audio) `feature_sizes`, and returns their glob."""
-  from fewframes_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  frame widths (rgb, audio) `feature_sizes`, and returns their glob. Their id key is the release's that
+  `num_classes` implies (`video_id` for 4716 classes, else `id`), so the reader's release check passes."""
+  from fewframes_jax.data import reader, synthetic  # pylint: disable=g-import-not-at-top
   rgb_size, audio_size = feature_sizes
   spec = synthetic.SyntheticSpec(num_classes=num_classes, rgb_size=rgb_size, audio_size=audio_size,
                                  long_video_fraction=1.0, long_frames=(120, 360))
-  synthetic.write_split(out_dir, "eval", num_videos, spec=spec, seed=seed, num_shards=num_shards)
+  id_key = "video_id" if reader.release_conflict("id", num_classes) else "id"
+  synthetic.write_split(out_dir, "eval", num_videos, spec=spec, seed=seed, num_shards=num_shards, id_key=id_key)
   return os.path.join(out_dir, "eval-*.tfrecord")
 
 
@@ -156,8 +164,9 @@ def _eval_networks(config: ml_collections.ConfigDict, ks: Sequence[int], *, samp
     scorer = compute.student_scorer(config, k)
     student = inference.Network(which="student", scorer=scorer, config=config,
                                 variables=compute.served_variables(config, scorer, seed=seed))
-    out.append((f"student_k{k}", student, (k, scorer.selection.method)))
-    if sampled:
+    student_frames = scorer.selection.input_frames()  # None: a rule the host cannot apply
+    out.append((f"student_k{k}", student, student_frames))
+    if sampled and student_frames is not None:
       out.append((f"student_k{k}_sampled", student, None))
   return out
 
@@ -167,8 +176,10 @@ def benchmark_eval(config: ml_collections.ConfigDict, *, file_pattern: str, ks: 
                    seed: int = 0) -> Dict[str, Any]:
   """End-to-end eval throughput from TFRecords: pipeline + forward pass, per network.
 
-  Rows: `teacher` (full pipeline), `student_k{k}` (student-only pipeline, k frames decoded),
-  `student_k{k}_sampled` (full pipeline, k frames picked on the device; unless `sampled=False`).
+  Rows: `teacher` (full pipeline), `student_k{k}` (student-only pipeline, k frames decoded; the full
+  pipeline for a rule the host cannot apply: 'random', content-aware selection),
+  `student_k{k}_sampled` (full pipeline, k frames picked on the device; unless `sampled=False` or the
+  student row already is that).
   Networks are randomly initialised (the time does not depend on the weights). Each network is
   compiled and run once on the first batch; then `rounds` rounds each time one pass per network, in
   turn, so that a shared machine's changing load hits them alike; a row reports the median round.
@@ -205,6 +216,124 @@ def benchmark_eval(config: ml_collections.ConfigDict, *, file_pattern: str, ks: 
   ratios = [dict(student=r["name"], k=r["k"], throughput_ratio=r["videos_per_sec"] / teacher_vps)
             for r in rows[1:]]
   return {"rows": rows, "ratios": ratios, "file_pattern": file_pattern}
+
+
+def _serving_pass(signature, files: Sequence[str], batch_size: int, max_batches: int, *,
+                  in_flight: int) -> Tuple[int, int, float]:
+  """One timed pass of a SavedModel's serving signature over TFRecord files: requests of `batch_size`
+  serialized records (the last one shorter), `in_flight` of them at a time, as a server takes concurrent
+  requests (one is parsed while another runs the network), each answer read back. (batches, videos, s)."""
+  from fewframes_jax.data import records  # pylint: disable=g-import-not-at-top
+  tf = records.tensorflow()
+  batches = videos = 0
+  pending = collections.deque()
+  start = time.perf_counter()
+  with futures.ThreadPoolExecutor(in_flight) as pool:
+    for serialized in tf.data.TFRecordDataset(files).batch(batch_size).prefetch(1):
+      if len(pending) == in_flight:
+        pending.popleft().result()
+      pending.append(pool.submit(lambda s=serialized: signature(serialized=s)["scores"].numpy()))
+      videos += int(serialized.shape[0])
+      batches += 1
+      if max_batches and batches >= max_batches:
+        break
+    for answer in pending:
+      answer.result()
+  return batches, videos, time.perf_counter() - start
+
+
+def benchmark_export(config: ml_collections.ConfigDict, *, file_pattern: str, ks: Sequence[int],
+                     batch_size: int = 0, max_batches: int = 0, rounds: int = 2, seed: int = 0,
+                     in_flight: int = 2) -> Dict[str, Any]:
+  """Exported student vs exported teacher, videos/s from serialized records, next to the project's own
+  end-to-end eval ratio of the same networks, measured in the same run.
+
+  The teacher and a student per k (randomly initialised, as `benchmark_eval`) are exported as the SavedModel
+  of `export.export_network` (`serving.save_saved_model`) to a temporary folder and loaded in this process. Rows:
+  `export_teacher`, `export_student_k{k}` (the serving signature: parse, decode the frames the network
+  needs, forward, top 20, all inside TensorFlow; `in_flight` requests at a time) and `eval_teacher`,
+  `eval_student_k{k}` (the project's eval: `yt8m.make_dataset`, the student-only pipeline for a student,
+  `Network.probabilities`; its input pipeline parses the next batches while one is scored). Each row
+  makes one untimed pass first (TensorFlow's XLA compiles per request shape, and a pass has two: the
+  full requests and the last one), then one pass per round in `rounds` rounds, each round starting one
+  row later; a row reports the median round. max_batches: 0 for the whole pass.
+
+  Returns {"rows": [...], "ratios": [{"k", "export_ratio", "eval_ratio", "export_vs_eval"}],
+  "file_pattern"}: the ratios are student / teacher videos/s, and `export_vs_eval` their quotient
+  (the target: within 20% of 1).
+  """
+  from fewframes_jax import serving  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.data import records, yt8m  # pylint: disable=g-import-not-at-top
+  tf = records.tensorflow()
+  d = config.data
+  batch_size = batch_size or d.eval_batch_size
+  files = yt8m.list_files(file_pattern)
+  passes = []  # (name, network, k, timed pass returning (batches, videos, seconds))
+  with tempfile.TemporaryDirectory(prefix="fewframes_export_bench_") as tmp:
+    for name, network, student_frames in _eval_networks(config, ks, sampled=False, seed=seed):
+      folder = os.path.join(tmp, name)
+      serving.save_saved_model(network, folder)
+      signature = tf.saved_model.load(folder).signatures["serving_default"]
+      dataset = functools.partial(yt8m.make_dataset, file_pattern, batch_size, training=False, process_index=0,
+                                  process_count=1, student_frames=student_frames, **yt8m.config_options(d))
+      k = network.scorer.selection.k
+      exported = functools.partial(_serving_pass, signature, files, batch_size, max_batches, in_flight=in_flight)
+      evaluated = lambda n=network, ds=dataset, sf=student_frames: _eval_pass(  # pylint: disable=g-long-lambda
+          n, ds(), preselected=sf is not None, max_batches=max_batches)[:3]
+      passes += [(f"export_{name}", network, k, exported), (f"eval_{name}", network, k, evaluated)]
+    for *_, timed in passes:  # compiles
+      timed()
+    seconds = {name: [] for name, *_ in passes}
+    cpu_seconds = {name: [] for name, *_ in passes}
+    counts = {}
+    for round_index in range(rounds):
+      for i in range(len(passes)):
+        name, _, _, timed = passes[(i + round_index) % len(passes)]
+        cpu_start = time.process_time()
+        batches, videos, elapsed = timed()
+        cpu_seconds[name].append(time.process_time() - cpu_start)
+        counts[name] = (batches, videos)
+        seconds[name].append(elapsed)
+  rows = []
+  for name, network, k, _ in passes:
+    batches, videos = counts[name]
+    per_round = [videos / s for s in seconds[name]]
+    rows.append(dict(name=name, path="export" if name.startswith("export_") else "eval", k=k,
+                     network=config.teacher.name if k is None else config.student.name,
+                     method=None if k is None else network.scorer.selection.method, batch_size=batch_size,
+                     batches=batches, videos=videos, videos_per_sec=statistics.median(per_round),
+                     videos_per_sec_rounds=per_round,
+                     cpu_ms_per_video=1000 * statistics.median(cpu_seconds[name]) / videos,
+                     dtype=config.dtype, in_flight=in_flight if name.startswith("export_") else None))
+  row = {r["name"]: r for r in rows}
+  ratios = []
+  for k in ks:
+    export, evaluated = row[f"export_student_k{k}"], row[f"eval_student_k{k}"]
+    export_ratio = export["videos_per_sec"] / row["export_teacher"]["videos_per_sec"]
+    eval_ratio = evaluated["videos_per_sec"] / row["eval_teacher"]["videos_per_sec"]
+    export_cpu_ratio = row["export_teacher"]["cpu_ms_per_video"] / export["cpu_ms_per_video"]
+    eval_cpu_ratio = row["eval_teacher"]["cpu_ms_per_video"] / evaluated["cpu_ms_per_video"]
+    ratios.append(dict(k=k, export_ratio=export_ratio, eval_ratio=eval_ratio, export_vs_eval=export_ratio / eval_ratio,
+                       export_cpu_ratio=export_cpu_ratio, eval_cpu_ratio=eval_cpu_ratio,
+                       export_vs_eval_cpu=export_cpu_ratio / eval_cpu_ratio))
+  return {"rows": rows, "ratios": ratios, "file_pattern": file_pattern}
+
+
+def format_export(result: Dict[str, Any]) -> str:
+  """Markdown tables of a `benchmark_export` result: the rows, then each student's ratios."""
+  lines = ["| from serialized records | k | batch | videos | videos/s (median) | rounds | CPU ms/video |",
+           "|---|---:|---:|---:|---:|---|---:|"]
+  for r in result["rows"]:
+    rounds = ", ".join(f"{v:.1f}" for v in r["videos_per_sec_rounds"])
+    lines.append(f"| {r['name']} | {r['k'] or '-'} | {r['batch_size']} | {r['videos']} | "
+                 f"{r['videos_per_sec']:.1f} | {rounds} | {r['cpu_ms_per_video']:.2f} |")
+  lines += ["", "| student | exported student/teacher | eval student/teacher | exported / eval | within 20% | "
+            "the same from CPU ms/video (exported, eval, quotient) |", "|---|---:|---:|---:|---|---|"]
+  for q in result["ratios"]:
+    lines.append(f"| k={q['k']} | {q['export_ratio']:.2f}x | {q['eval_ratio']:.2f}x | {q['export_vs_eval']:.2f} | "
+                 f"{'yes' if abs(q['export_vs_eval'] - 1) <= 0.2 else 'no'} | {q['export_cpu_ratio']:.2f}x, "
+                 f"{q['eval_cpu_ratio']:.2f}x, {q['export_vs_eval_cpu']:.2f} |")
+  return "\n".join(lines)
 
 
 def format_eval(result: Dict[str, Any]) -> str:

@@ -43,9 +43,10 @@ def cache_root(cache_dir: str = "") -> str:
 
 
 def dataset_dir(cache_dir: str = "", *, num_train: int, num_eval: int, num_classes: int,
-                seed: int) -> str:
+                seed: int, spec: str = "short") -> str:
   """The folder that holds (or will hold) the bundled data for these parameters."""
-  name = (f"synthetic-v{synthetic.GENERATOR_VERSION}-c{num_classes}-train{num_train}-eval{num_eval}"
+  kind = "" if spec == "short" else f"-{spec}"
+  name = (f"synthetic-v{synthetic.GENERATOR_VERSION}{kind}-c{num_classes}-train{num_train}-eval{num_eval}"
           f"-seed{seed}")
   return os.path.join(cache_root(cache_dir), name)
 
@@ -84,7 +85,7 @@ def _file_lock(path: str):
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _generate(folder: str, *, num_train: int, num_eval: int, num_classes: int, seed: int) -> None:
+def _generate(folder: str, *, num_train: int, num_eval: int, num_classes: int, seed: int, spec: str) -> None:
   """Writes the data into a temporary sibling of `folder`, then renames it into place."""
   root = os.path.dirname(folder)
   tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}.tmp-", dir=root)
@@ -93,10 +94,11 @@ def _generate(folder: str, *, num_train: int, num_eval: int, num_classes: int, s
     start = time.perf_counter()
     files = synthetic.write_dataset(tmp, num_train=num_train, num_eval=num_eval,
                                     num_classes=num_classes, seed=seed, num_shards=NUM_TRAIN_SHARDS,
-                                    num_eval_shards=NUM_EVAL_SHARDS)
+                                    num_eval_shards=NUM_EVAL_SHARDS,
+                                    spec=synthetic.named_spec(spec, num_classes))
     manifest = {
         "generator_version": synthetic.GENERATOR_VERSION,
-        "params": dict(num_train=num_train, num_eval=num_eval, num_classes=num_classes, seed=seed),
+        "params": dict(num_train=num_train, num_eval=num_eval, num_classes=num_classes, seed=seed, spec=spec),
         "files": {split: [os.path.basename(f) for f in fs] for split, fs in files.items()},
         "file_sizes": {os.path.basename(f): os.path.getsize(f) for fs in files.values() for f in fs},
         "seconds": round(time.perf_counter() - start, 2),
@@ -117,8 +119,9 @@ def _generate(folder: str, *, num_train: int, num_eval: int, num_classes: int, s
 
 
 def ensure_bundled(cache_dir: str = "", num_train: int = 4000, num_eval: int = 1000,
-                   num_classes: int = 64, seed: int = 0) -> Tuple[str, str, int]:
-  """The bundled dataset, generated on first use.
+                   num_classes: int = 64, seed: int = 0, spec: str = "short") -> Tuple[str, str, int]:
+  """The bundled dataset, generated on first use. `spec`: `synthetic.SPEC_NAMES` ('short', the first
+  bundled data; 'long', YouTube-8M-length videos).
 
   Returns:
     (train_pattern, eval_pattern, num_classes): TFRecord globs for `yt8m.make_dataset`.
@@ -126,14 +129,16 @@ def ensure_bundled(cache_dir: str = "", num_train: int = 4000, num_eval: int = 1
   if min(num_train, num_eval) < 1 or num_classes < 1:
     raise ValueError(f"num_train, num_eval, num_classes must be >= 1, got {num_train}, {num_eval}, "
                      f"{num_classes}")
+  synthetic.named_spec(spec, num_classes)  # an unknown name fails here, before anything is written
   folder = dataset_dir(cache_dir, num_train=num_train, num_eval=num_eval, num_classes=num_classes,
-                       seed=seed)
+                       seed=seed, spec=spec)
   if read_manifest(folder) is None:
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     with _file_lock(folder + ".lock"):
       if read_manifest(folder) is None:  # nobody wrote it while we waited for the lock
         logging.info("Generating the bundled dataset into %s (once)", folder)
-        _generate(folder, num_train=num_train, num_eval=num_eval, num_classes=num_classes, seed=seed)
+        _generate(folder, num_train=num_train, num_eval=num_eval, num_classes=num_classes, seed=seed,
+                  spec=spec)
   train, evals = patterns(folder)
   return train, evals, num_classes
 
@@ -204,6 +209,8 @@ def _define_flags() -> None:
   flags.DEFINE_integer("num_eval", 1000, "Eval videos.")
   flags.DEFINE_integer("num_classes", 64, "Classes of the label vocabulary.")
   flags.DEFINE_integer("seed", 0, "Seed of the generator.")
+  flags.DEFINE_enum("spec", "short", synthetic.SPEC_NAMES, "Which bundled data: short videos (the "
+                    "default) or YouTube-8M-length ones (long).")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -214,7 +221,7 @@ def main(argv: Sequence[str]) -> None:
   synthetic.check_flags("cache_dir", {"num_train": 1, "num_eval": 1, "num_classes": 1})
   start = time.perf_counter()
   train, evals, num_classes = ensure_bundled(f.cache_dir, num_train=f.num_train, num_eval=f.num_eval,
-                                             num_classes=f.num_classes, seed=f.seed)
+                                             num_classes=f.num_classes, seed=f.seed, spec=f.spec)
   print(f"bundled dataset ready in {time.perf_counter() - start:.1f} s: {os.path.dirname(train)}")
   print(describe(train, evals, num_classes))
 

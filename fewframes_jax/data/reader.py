@@ -420,15 +420,18 @@ class RequestReader(RecordReader):
   """The parse + validation + decode of a batch of serialized records handed over in memory (a serving
   request, `export.py`): no files, one chunk per request, bad records always raise.
 
-  As `RecordReader.parse_chunk`, with three differences for serving: a bad record fails an in-graph
-  assertion (`tf.errors.InvalidArgumentError` when run) whose text names the request row
-  (`request record R`, 0-based) and the reason; a record's labels are not read (a serving request may have none,
-  and any it has are ignored, so `labels` comes out all False); the release check follows
-  `check_release` as in training. Arguments as in `yt8m.make_dataset`.
+  As `RecordReader.parse_chunk`, with two differences for serving: a bad record fails an in-graph
+  assertion (`tf.errors.InvalidArgumentError` when run) whose text names the request's row (`request
+  record R`, 0-based) and the reason; a record's labels are not read (a serving request may have none,
+  and any it has are ignored, so `labels` comes out all False). The release check follows
+  `check_release` as in training. Arguments as in `yt8m.make_dataset`; `student_frames` takes a
+  deterministic rule only (the 'random' rule draws on the host in numpy, which a SavedModel cannot hold).
   """
 
   def __init__(self, *, num_classes, max_frames, feature_names, feature_sizes, id_key="auto",
                check_release=True, student_frames=None):
+    if student_frames is not None and student_frames[1] == "random":
+      raise ValueError("RequestReader: the 'random' rule selects on the device (student_frames=None)")
     super().__init__([], num_classes=num_classes, max_frames=max_frames, feature_names=feature_names,
                      feature_sizes=feature_sizes, id_key=id_key, on_error="raise", check_release=check_release,
                      student_frames=student_frames)

@@ -12,6 +12,10 @@ well-formed feature has the same few header bytes, so a whole feature list is on
 uint8 array. This is about two orders of magnitude faster than filling `tf.train.SequenceExample`
 field by field, and the bytes parse into exactly the same proto (tested against `tf.train`).
 """
+import os
+import re
+import sys
+import tempfile
 from typing import Iterable, Mapping, Sequence, Union
 
 import numpy as np
@@ -24,13 +28,54 @@ FrameData = Union[np.ndarray, Sequence[bytes]]
 TFRECORD_OVERHEAD = 16
 
 
+# TensorFlow's C++ start-up lines, printed while it is imported: absl's "All log messages before
+# absl::InitializeLog() ..." notice and INFO/WARNING lines (the oneDNN and CPU-feature notices, which
+# TF_CPP_MIN_LOG_LEVEL no longer hides in TensorFlow 2.21), with the CPU-feature notice's second line.
+_STARTUP_NOISE = re.compile(r"WARNING: All log messages before absl::InitializeLog|[IW]\d{4} \d\d:\d\d:\d\d"
+                            r"|To enable the following instructions")
+_STARTUP_ERROR = re.compile(r"E\d{4} \d\d:\d\d:\d\d")
+
+
+def _import_tensorflow():
+  """`import tensorflow`, its C++ start-up lines hidden when TF_CPP_MIN_LOG_LEVEL >= 1 (`cli.quiet_start`
+  sets 2): stderr's file descriptor is captured during the import and every other line is passed on
+  (its ERROR lines too, unless the level is 3); if the import fails, everything captured is passed on."""
+  try:
+    level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+  except ValueError:
+    level = 0
+  if level < 1 or "tensorflow" in sys.modules:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return tf
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as captured:
+    os.dup2(captured.fileno(), 2)
+    failed = True
+    try:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      failed = False
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+      captured.seek(0)
+      lines = captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+      kept = lines if failed else [line for line in lines if not (
+          _STARTUP_NOISE.match(line) or (level >= 3 and _STARTUP_ERROR.match(line)))]
+      if kept:
+        sys.stderr.write("".join(kept))
+        sys.stderr.flush()
+  return tf
+
+
 def tensorflow():
   """TensorFlow, imported on first use with every GPU hidden from it: the input pipeline runs on the
   host, and JAX needs the accelerators' memory (the Flax examples' `set_visible_devices([], "GPU")`).
-  Every TensorFlow use of the data package goes through here, so the GPUs are hidden before TensorFlow
-  initialises its runtime (after that they cannot be); importing TensorFlow costs seconds, so it
-  happens only where data is read or written."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  Every TensorFlow use of the project goes through here, so the GPUs are hidden before TensorFlow
+  initialises its runtime (after that they cannot be), and its start-up lines are hidden
+  (`_import_tensorflow`); importing TensorFlow costs seconds, so it happens only where data is read or
+  written."""
+  tf = _import_tensorflow()
   try:
     tf.config.set_visible_devices([], "GPU")
   except (RuntimeError, ValueError):  # already initialised (then it was hidden here before)

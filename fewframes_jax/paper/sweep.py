@@ -216,10 +216,12 @@ class Sweep:
 
 def train_cells(cells: Sequence[Cell], config_of: Callable[[Cell], ml_collections.ConfigDict], cache: CellCache,
                 log: Callable[[str], None]) -> Tuple[Dict[str, Record], int]:
-  """Each cell's record, from the cache or from `run_cell`, in order (dependencies first). Returns
-  (results by key, number trained)."""
+  """Each cell's record, from the cache or from `run_cell`, in order (dependencies first; a cached
+  dependency without its run folder is retrained first: `ensure_run`). Returns (results by key, number
+  trained)."""
   results: Dict[str, Record] = {}
   hashes: Dict[str, str] = {}
+  by_key = {cell.key: cell for cell in cells}
   trained = 0
   for i, cell in enumerate(cells, 1):
     where = f"[{i}/{len(cells)}] {cell.key}"
@@ -230,16 +232,40 @@ def train_cells(cells: Sequence[Cell], config_of: Callable[[Cell], ml_collection
       results[cell.key] = record
       log(f"{where}: cached, GAP {record['gap']:.4f}")
       continue
+    trained += sum(ensure_run(dep, by_key, config_of, cache, results, log) for dep in cell.deps)
     record = results[cell.key] = cache.store(cell, digest, run_cell(cell, config, cache.layout.run(cell.key)))
     trained += 1
     log(f"{where}: GAP {record['gap']:.4f} mAP† {record['map_all_classes']:.4f} ({record['seconds']:.0f} s)")
   return results, trained
 
 
+def ensure_run(key: str, by_key: Mapping[str, Cell], config_of: Callable[[Cell], ml_collections.ConfigDict],
+               cache: CellCache, results: Dict[str, Record], log: Callable[[str], None]) -> int:
+  """Retrains cell `key` if its result is cached but its run folder has no checkpoint (a cache is
+  committed, runs are not) and another cell or Table 3 reads that run, its own dependencies first.
+  Training is deterministic, so it gives the cached result again; if it does not, the new record
+  replaces the cached one and the log says so. Returns the number of cells retrained."""
+  from fewframes_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  run_dir = cache.layout.run(key)
+  if os.path.isdir(checkpoint.checkpoint_dir(run_dir)) and checkpoint.complete_steps(run_dir):
+    return 0
+  cell, cached = by_key[key], results[key]
+  retrained = sum(ensure_run(dep, by_key, config_of, cache, results, log) for dep in cell.deps)
+  log(f"{key}: its run folder has no checkpoint and is read: retraining it")
+  shutil.rmtree(run_dir, ignore_errors=True)
+  record = run_cell(cell, config_of(cell), run_dir)
+  if record["gap"] != cached["gap"]:
+    log(f"{key}: retrained GAP {record['gap']:.6f} != cached {cached['gap']:.6f}; the cache now holds the "
+        "retrained result")
+    results[key] = cache.store(cell, cached["config_hash"], record)
+  return retrained + 1
+
+
 def time_table3(grid: Grid, preset: Preset, layout: Layout, config_of: Callable[[Cell], ml_collections.ConfigDict],
-                log: Callable[[str], None]) -> Dict[str, Record]:
+                log: Callable[[str], None], ensure: Callable[[str], int] = lambda key: 0) -> Dict[str, Record]:
   """Table 3: the eval-forward time, FLOPs and parameters of each seed's teacher and Serial students
-  (cached per cell; the uncached ones are measured together, interleaved)."""
+  (cached per cell; the uncached ones are measured together, interleaved). `ensure(key)` makes a cell's
+  run folder hold its checkpoints (`ensure_run`) before it is timed."""
   from fewframes_jax import checkpoint  # pylint: disable=g-import-not-at-top
   family = grid.families[0]
   todo = []
@@ -250,6 +276,8 @@ def time_table3(grid: Grid, preset: Preset, layout: Layout, config_of: Callable[
   missing = [(cell, which) for cell, which in todo if timings[cell.key] is None]
   if not missing:
     return timings
+  for cell, _ in missing:
+    ensure(cell.key)
   networks = {cell.key: checkpoint.restore(layout.run(cell.key), best=True).network(which)
               for cell, which in missing}
   data = configs_lib.resolve(config_of(missing[0][0])).data
@@ -329,8 +357,11 @@ def run(*, preset: Preset, cell_config: CellConfig, out: str, grid: Optional[Gri
     return cell_config(cell, preset, workdir_of=layout.run, data=data)
 
   with jax_options(cache_dir, preset.fast_compile):
-    results, trained = train_cells(cells, config_of, CellCache(layout, recompute_stale, log), log)
-    timings = time_table3(grid, preset, layout, config_of, log) if "table3" in grid.sections else {}
+    cache = CellCache(layout, recompute_stale, log)
+    results, trained = train_cells(cells, config_of, cache, log)
+    by_key = {cell.key: cell for cell in cells}
+    ensure = lambda key: ensure_run(key, by_key, config_of, cache, results, log)  # noqa: E731
+    timings = time_table3(grid, preset, layout, config_of, log, ensure) if "table3" in grid.sections else {}
   md_path, gap_path, pareto_path = write_report(results, timings, grid, preset, layout, config_of)
   seconds = time.perf_counter() - start
   cached = len(cells) - trained

@@ -1,137 +1,17 @@
-"""YouTube-8M evaluation metrics, defined exactly as the starter code's `eval_util.py`.
-
-Definitions (C classes, k = min(top_k, C), a label is positive iff it is > 0):
-- GAP@k: take each video's top-k classes by score, pool the (score, is_positive) pairs of all
-  videos, rank them by score, and compute AP = sum_i rel(i) * prec@i / P, where P is the number of
-  positive labels over all videos and classes (positives that are in no top-k list count as never
-  retrieved).
-- mAP: per class c, the same AP over the pooled items that fell into class c, divided by the
-  positives of class c over all videos. `map` averages over the classes with at least one positive
-  (the starter since 2019); `map_all_classes` averages over all C classes, a class without positives
-  counting AP = 0 (the 2017-era code and the paper's mAP figures).
-- Hit@1: fraction of videos whose highest-scored class is a positive.
-- PERR: per video with n labels, the number of positives among its top-n classes that have a score
-  > 0, divided by n; averaged over videos.
-
-Tie handling (deterministic, documented deviations from the starter's arbitrary choices):
-- Within a video, classes are ordered by score descending, then class id ascending (the order of
-  `jax.lax.top_k`). This decides which class enters the top-k, which one is the argmax for Hit@1
-  and which ones form the top-n for PERR when scores tie. The starter uses `argpartition`
-  (unspecified order at the boundary) and `argmax` (lowest index: the same as here).
-- When ranking pooled items for GAP and mAP, the starter shuffles with `random.seed(0)` and then
-  stable-sorts, so tied scores are ordered at random. Here a run of tied scores contributes the
-  *expected* AP over all orderings of that run (computed in closed form), i.e. the starter's value
-  averaged over its shuffle. It does not depend on the order in which videos arrive, so batching,
-  merging and host order never change the result. Without ties it equals the starter exactly.
-- A video with no positive label contributes 0 to Hit@1 and to PERR and still counts as a video.
-  (The starter's PERR takes the whole row as "top-0" and divides 0 by C: also 0.)
-- With no video or no positive at all, every metric is 0 (the starter's `map` would be NaN).
+"""Streaming GAP@k, mAP (both conventions), Hit@1 and PERR on the host (`EvaluationMetrics`), and their
+one-shot forms; the definitions are in the package docstring (`fewframes_jax/metrics/__init__.py`).
 
 Memory: the streaming state holds each video's top-k (scores f32, class ids, hits): O(videos x k),
 never O(videos x C), plus per-class positive counts [C]. Ranking happens once, in `result()`.
-
-The device can reduce a batch to O(B x k) with the jittable `top_k_hits`, `class_positive_counts`
-and `perr_per_video`, and feed `EvaluationMetrics.update_top_k`.
 """
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from fewframes_jax import average_precision
+from fewframes_jax.metrics import ranking
 
 TOP_K = 20  # GAP@20, as the Kaggle competitions and the paper: each video's top 20 classes
 METRIC_KEYS = ("gap", "map", "map_all_classes", "hit_at_one", "perr", "num_videos")
-
-
-class TopKHits(NamedTuple):
-  """One batch reduced on the device to each video's top-k.
-
-  Attributes:
-    scores: f32[B, k], descending per row (ties: lower class id first).
-    class_ids: i32[B, k], the classes of `scores`.
-    hits: bool[B, k], whether each of those classes is a positive label.
-    num_labels: i32[B], the number of positive labels of each video.
-  """
-  scores: Any
-  class_ids: Any
-  hits: Any
-  num_labels: Any
-
-
-def top_k_hits(predictions, labels, k: int) -> TopKHits:
-  """Each video's top-k classes, whether they are positives, and its label count (jittable).
-
-  Args:
-    predictions: float[B, C] scores (probabilities or logits; only their order and sign matter).
-    labels: [B, C] multi-hot (bool or numeric; positive iff > 0).
-    k: number of classes kept per video; `min(k, C)` is used. Static under jit.
-
-  Returns:
-    `TopKHits` with scores f32[B, k'], class_ids i32[B, k'], hits bool[B, k'], num_labels i32[B],
-    k' = min(k, C). Ties are ordered by lower class id first (`jax.lax.top_k`).
-  """
-  predictions, positives = _check_device_inputs(predictions, labels)
-  k = min(int(k), predictions.shape[1])
-  if k < 1:
-    raise ValueError(f"top_k_hits: k must be >= 1, got {k}")
-  scores, class_ids = jax.lax.top_k(predictions, k)
-  hits = jnp.take_along_axis(positives, class_ids, axis=1)
-  num_labels = jnp.sum(positives, axis=1, dtype=jnp.int32)
-  return TopKHits(scores, class_ids.astype(jnp.int32), hits, num_labels)
-
-
-def class_positive_counts(labels, valid=None):
-  """Positives of each class over the (valid) videos of a batch (jittable).
-
-  Args:
-    labels: [B, C] multi-hot (positive iff > 0).
-    valid: optional bool[B]; rows with False are not counted.
-
-  Returns:
-    i32[C].
-  """
-  positives = jnp.asarray(labels) > 0
-  if positives.ndim != 2:
-    raise ValueError(f"class_positive_counts: labels must be [B, C], got shape {positives.shape}")
-  if valid is not None:
-    positives = positives & jnp.asarray(valid, bool)[:, None]
-  return jnp.sum(positives, axis=0, dtype=jnp.int32)
-
-
-def perr_per_video(predictions, labels):
-  """Each video's precision at equal recall rate (jittable; sorts each row on the device).
-
-  Needed by `EvaluationMetrics.update_top_k` only when a video has more labels than k.
-
-  Args:
-    predictions: float[B, C].
-    labels: [B, C] multi-hot (positive iff > 0).
-
-  Returns:
-    f32[B]: (positives among the top-n classes with score > 0) / n, n = the video's label count;
-    0 for a video without labels.
-  """
-  predictions, positives = _check_device_inputs(predictions, labels)
-  num_classes = predictions.shape[1]
-  scores, class_ids = jax.lax.top_k(predictions, num_classes)
-  sorted_positive = jnp.take_along_axis(positives, class_ids, axis=1)
-  num_labels = jnp.sum(positives, axis=1, dtype=jnp.int32)
-  in_top_n = jnp.arange(num_classes)[None, :] < num_labels[:, None]
-  counted = jnp.sum(in_top_n & sorted_positive & (scores > 0), axis=1)
-  return jnp.where(num_labels > 0, counted / jnp.maximum(num_labels, 1), 0.0).astype(jnp.float32)
-
-
-def _check_device_inputs(predictions, labels):
-  predictions = jnp.asarray(predictions).astype(jnp.float32)
-  labels = jnp.asarray(labels)
-  if predictions.ndim != 2 or predictions.shape != labels.shape:
-    raise ValueError(
-        f"predictions and labels must both be [B, C]; got {predictions.shape} and {labels.shape}")
-  # -0.0 and 0.0 must tie, as they do for numpy on the host.
-  predictions = jnp.where(predictions == 0, 0.0, predictions)
-  return predictions, labels > 0
 
 
 class EvaluationMetrics:
@@ -197,10 +77,10 @@ class EvaluationMetrics:
     _check_no_nan(predictions, "predictions")
     positives = labels > 0
 
-    scores, class_ids = average_precision.top_k_sorted(predictions, self.top_k)
+    scores, class_ids = ranking.top_k_sorted(predictions, self.top_k)
     hits = np.take_along_axis(positives, class_ids, axis=1)
     num_labels = positives.sum(axis=1)
-    self._perr_sum += float(np.sum(average_precision.perr_rows(predictions, positives, scores, hits, num_labels)))
+    self._perr_sum += float(np.sum(ranking.perr_rows(predictions, positives, scores, hits, num_labels)))
     self._class_positives += positives.sum(axis=0)
     self._append(scores, class_ids, hits)
 
@@ -278,7 +158,7 @@ class EvaluationMetrics:
             "EvaluationMetrics.update_top_k: a video has "
             f"{int(num_labels.max())} labels, more than "
             f"top_k={k}, so PERR cannot be computed from the top-k; pass perr=perr_per_video(...)")
-      perr_sum = float(np.sum(average_precision.perr_from_top_k(scores, hits, num_labels)))
+      perr_sum = float(np.sum(ranking.perr_from_top_k(scores, hits, num_labels)))
 
     self._perr_sum += perr_sum
     self._class_positives += counts.astype(np.int64)
@@ -373,7 +253,7 @@ class EvaluationMetrics:
       return 0.0
     scores = self._scores[:self._num_videos].ravel()[order]
     hits = self._hits[:self._num_videos].ravel()[order]
-    return float(np.sum(average_precision.tie_averaged_precision_terms(scores, hits)) / total_positives)
+    return float(np.sum(ranking.tie_averaged_precision_terms(scores, hits)) / total_positives)
 
   def _mean_average_precisions(self, order: np.ndarray) -> tuple[float, float]:
     """(mean over classes with a positive, mean over all classes) of the per-class APs."""
@@ -383,7 +263,7 @@ class EvaluationMetrics:
     item = order[by_class]
     del order
     class_ids = class_ids[by_class]
-    terms = average_precision.tie_averaged_precision_terms(
+    terms = ranking.tie_averaged_precision_terms(
         self._scores[:n].ravel()[item], self._hits[:n].ravel()[item], segments=class_ids)
     ap_sums = np.bincount(class_ids, weights=terms, minlength=self.num_classes)
     has_positive = self._class_positives > 0
