@@ -31,7 +31,8 @@ Subcommands (the first argument):
   restart  a training run's restart deep in an epoch (no --config; `cost/restart.py`): the time to its
          next batch by re-reading the epoch up to it (as before stream positions were saved) and by
          seeking the saved position, and that both give the same batch. With no --file_pattern,
-         YouTube-8M-shaped records (--num_videos of them in 8 files) are written to a temporary folder.
+         YouTube-8M-shaped records (--num_videos of them in --num_files files) are written to a
+         temporary folder.
 
 Every subcommand prints markdown tables and, with --json_out, writes every row and the machine (device,
 CPU model, load, date). A config takes an argument after a colon and `--config.<field>=<value>`
@@ -84,6 +85,8 @@ flags.DEFINE_bool("eval", False, "input: time the eval pipeline (one pass, last 
 flags.DEFINE_integer("student_k", 0, "input: >0 times the student-only pipeline (k frames decoded).")
 flags.DEFINE_string("sampling", "uniform", "input: the student-only pipeline's sampling method.")
 flags.DEFINE_float("fraction", 0.9, "restart: how far into the epoch the run stopped.")
+flags.DEFINE_integer("num_files", 64, "restart: files written when no --file_pattern is given (read 8 at a "
+                     "time, so 8 rounds by default; the 2018 train set has 3,844).")
 flags.DEFINE_string("json_out", "", "Also write the results as JSON here.")
 
 
@@ -216,7 +219,8 @@ def _run_restart() -> Dict[str, Any]:
   with tempfile.TemporaryDirectory(prefix="fewframes_bench_") as tmp:
     num_classes = FLAGS.num_classes or 4716
     pattern = FLAGS.file_pattern or pipeline.yt8m_shaped_records(tmp, num_videos=FLAGS.num_videos,
-                                                                 num_classes=num_classes, num_shards=8)
+                                                                 num_classes=num_classes,
+                                                                 num_shards=FLAGS.num_files)
     result = restart.benchmark_restart(pattern, num_classes=num_classes, batch_size=FLAGS.batch_size or 32,
                                        fraction=FLAGS.fraction, max_frames=FLAGS.max_frames)
   print(restart.format_restart(result), flush=True)

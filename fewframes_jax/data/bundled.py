@@ -85,7 +85,8 @@ def _file_lock(path: str):
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _generate(folder: str, *, num_train: int, num_eval: int, num_classes: int, seed: int, spec: str) -> None:
+def _generate(folder: str, *, num_train: int, num_eval: int, num_classes: int, seed: int,
+              spec: str = "short") -> None:
   """Writes the data into a temporary sibling of `folder`, then renames it into place."""
   root = os.path.dirname(folder)
   tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}.tmp-", dir=root)
