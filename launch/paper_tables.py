@@ -40,7 +40,8 @@ flags.DEFINE_string("ks", None, "k values of Table 1, comma-separated (default "
 flags.DEFINE_string("rows", None, "Teacher-student rows: 'paper' (the paper's 8, default), 'all' (10: adds "
                     "Parallel L_pred rows), or a list mode:loss,... (mode parallel|serial, loss one of "
                     f"{','.join(grid_lib.LOSSES)}).")
-flags.DEFINE_string("baselines", None, f"k-frame baselines of Table 1 (default all of {','.join(grid_lib.BASELINES)}).")
+flags.DEFINE_string("baselines", None, f"k-frame baselines of Table 1 (default the paper's: "
+                    f"{','.join(grid_lib.BASELINES)}; also {','.join(grid_lib.SELECTOR_BASELINES)}).")
 flags.DEFINE_float("schedule_scale", 1.0, "Every run this many times longer than the preset's (use another --out).")
 flags.DEFINE_integer("anchor_k", None, "k of Tables 2, 4 and the cross-family rows.")
 flags.DEFINE_string("train_pattern", "", "Real data (default: the bundled dataset).")

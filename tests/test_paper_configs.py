@@ -100,3 +100,16 @@ def test_get_config_builds_the_sweeps_config_of_one_cell():
     paper_configs.get_config("preset=huge")
   with pytest.raises(ValueError, match="unknown config argument"):
     paper_configs.get_config("teacher=hrnn")
+
+
+@pytest.mark.parametrize("method", grid_lib.SELECTOR_BASELINES)
+def test_a_content_aware_selector_is_a_baseline_row_when_asked_for(method):
+  """Not in the default grid (the paper's six baselines); asked for, a selector is a k-frame baseline
+  whose config validates and selects with it, under its own key."""
+  assert method not in PRESETS["small"].make_grid().baselines
+  grid = PRESETS["tiny"].make_grid(ks=(10,), sections=("table1",), rows=(), baselines=("uniform", method))
+  cells = [c for c in grid_lib.build_cells(grid) if c.mode == "student_only"]
+  assert [c.key for c in cells] == ["hrnn/seed0/uniform_k10", f"hrnn/seed0/{method}_k10"]
+  resolved = configs_lib.resolve(_config(cells[1], PRESETS["tiny"]))
+  configs_lib.validate(resolved)
+  assert resolved.mode == "student_only" and (resolved.student.sampling, resolved.student.k) == (method, 10)

@@ -8,7 +8,8 @@ Each cell has a `key` ("hrnn/seed0/serial_rep_pred_ce_k10") that names its workd
 result; the renderers (`render.py`) look results up by the same keys, built by the same constructors.
 
 Sections (the paper's tables, PAPER.md §7):
-  table1  Teacher-Skyline; the baselines Uniform/Random/First/Middle/Last/First-Middle-Last at each k;
+  table1  Teacher-Skyline; the baselines Uniform/Random/First/Middle/Last/First-Middle-Last at each k
+          (and, when asked for, the content-aware selectors `SELECTOR_BASELINES`);
           Parallel and Serial x loss combinations at each k. One family per `Grid.families` entry.
   table2  Serial vs Uniform at `anchor_k` with a fraction of the training data (the teacher is trained
           on the same fraction).
@@ -24,9 +25,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from fewframes_jax.errors import UserError
 
 PAPER_KS = (6, 10, 15, 20, 30)  # the paper's study of k [PDF §2]
-BASELINES = ("uniform", "random", "first", "middle", "last", "first_middle_last")
+BASELINES = ("uniform", "random", "first", "middle", "last", "first_middle_last")  # the paper's
+# Beyond the paper: training-free, content-aware selectors (`selection/content.py`), as k-frame baselines
+# of the same table when asked for (`Grid.baselines`; not in the default grid).
+SELECTOR_BASELINES = ("feature_change", "far_from_mean")
 BASELINE_NAMES = {"uniform": "Uniform-k", "random": "Random-k", "first": "First-k", "middle": "Middle-k",
-                  "last": "Last-k", "first_middle_last": "First-Middle-Last-k"}
+                  "last": "Last-k", "first_middle_last": "First-Middle-Last-k",
+                  "feature_change": "Feature-change-k", "far_from_mean": "Far-from-mean-k"}
 SECTIONS = ("table1", "table2", "table3", "table4", "cross")
 DISTILL_MODES = ("parallel", "serial")
 CELL_MODES = ("teacher", "student_only") + DISTILL_MODES  # a fine-tune is made from a distilled cell
@@ -217,8 +222,8 @@ class Grid:
       if section not in SECTIONS:
         raise UserError(f"unknown section {section!r}; expected some of {SECTIONS}")
     for method in self.baselines:
-      if method not in BASELINES:
-        raise UserError(f"unknown baseline {method!r}; expected some of {BASELINES}")
+      if method not in BASELINES + SELECTOR_BASELINES:
+        raise UserError(f"unknown baseline {method!r}; expected some of {BASELINES + SELECTOR_BASELINES}")
     for mode, loss in tuple(self.rows) + tuple(self.table4_rows):
       if mode not in DISTILL_MODES or loss not in LOSSES:
         raise UserError(f"unknown row ({mode!r}, {loss!r}): mode parallel|serial, loss one of {sorted(LOSSES)}")
