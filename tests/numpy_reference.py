@@ -46,3 +46,13 @@ def np_softmax(z):
 
 def np_l2(v):
   return v / np.sqrt(max(np.sum(v * v), 1e-12))
+
+
+def frames_with_garbage(seed: int, lengths, steps: int, dim: int, garbage: bool = True) -> np.ndarray:
+  """f32[B, steps, dim] of real frames (standard normal), with garbage (normal, scale 50) or zeros after
+  each video's length: what a model must ignore."""
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(len(lengths), steps, dim)).astype(np.float32)
+  pad = np.arange(steps)[None, :] >= np.asarray(lengths)[:, None]
+  x[pad] = rng.normal(scale=50.0, size=x[pad].shape) if garbage else 0.0
+  return x

@@ -11,7 +11,7 @@ from configs.base import model_config
 from fewframes_jax.models.classifiers import MoE
 from fewframes_jax.models.common import BN_EPSILON, BN_MOMENTUM, VideoModel
 from fewframes_jax.models.netvlad import GatedNetVLAD, NetVLAD, sample_random_frames
-from numpy_reference import float64 as _np, np_bn, np_l2, np_sigmoid, np_softmax, perturb_variables as _perturb
+from numpy_reference import float64 as _np, frames_with_garbage, np_bn, np_l2, np_sigmoid, np_softmax, perturb_variables as _perturb
 
 SIZES = (16, 8)
 K, H, T = 4, 8, 12
@@ -20,11 +20,7 @@ LENGTHS = np.array([12, 5, 0, 1], np.int32)
 
 def _frames(seed, lengths=LENGTHS, steps=T, garbage=True):
   """f32[B, T, 24] of real frames, with garbage (or zeros) after each length."""
-  rng = np.random.default_rng(seed)
-  x = rng.normal(size=(len(lengths), steps, sum(SIZES))).astype(np.float32)
-  pad = np.arange(steps)[None, :] >= lengths[:, None]
-  x[pad] = rng.normal(scale=50.0, size=x[pad].shape) if garbage else 0.0
-  return x
+  return frames_with_garbage(seed, lengths, steps, sum(SIZES), garbage)
 
 
 def np_netvlad(x, n, params, stats):
