@@ -80,10 +80,24 @@ def test_benchmark_eval_rows(fast_compile, tiny_records):
   for r in rows:  # 6 videos in 2 batches of 4 (the last padded): every valid video, once per pass
     assert (r["batches"], r["videos"], r["batch_size"]) == (2, 6, 4)
     assert r["mean_num_frames"] == pytest.approx(sum(min(n, T) for n in LENGTHS) / 6)
+    seen = [min(n, T, 4) for n in LENGTHS] if r["pipeline"] == "student" else [min(n, T) for n in LENGTHS]
+    assert r["decoded_frames_per_video"] == pytest.approx(sum(seen) / 6)
+    assert r["decoded_bytes_per_video"] == pytest.approx(sum(seen) / 6 * (12 + 4))
     assert len(r["videos_per_sec_rounds"]) == 1 and r["videos_per_sec"] == r["videos_per_sec_rounds"][0]
   assert [q["throughput_ratio"] for q in result["ratios"]] == pytest.approx(
       [r["videos_per_sec"] / rows[0]["videos_per_sec"] for r in rows[1:]])
   assert pipeline.format_eval(result).count("\n") == 2 + 3 - 1
+
+
+def test_a_content_aware_student_is_fed_every_frame_and_counted_so(fast_compile, tiny_records):
+  c = tiny_config()
+  c.student.sampling = "far_from_mean"
+  rows = pipeline.benchmark_eval(c, file_pattern=tiny_records, ks=[4], rounds=1)["rows"]
+  assert [(r["name"], r["pipeline"], r["method"]) for r in rows] == [
+      ("teacher", "full", None), ("student_k4", "full", "far_from_mean")]
+  assert rows[1]["decoded_frames_per_video"] == rows[0]["decoded_frames_per_video"] == pytest.approx(
+      sum(min(n, T) for n in LENGTHS) / 6)
+  assert "| 4 (far_from_mean) |" in pipeline.format_eval({"rows": rows})
 
 
 def test_input_variants_of_a_config(tiny_records):

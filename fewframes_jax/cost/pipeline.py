@@ -126,13 +126,15 @@ def yt8m_shaped_records(out_dir: str, *, num_videos: int = 1024, num_classes: in
 
 
 def _eval_pass(network, dataset, *, preselected: bool,
-               max_batches: int) -> Tuple[int, int, float, float]:
+               max_batches: int) -> Tuple[int, int, float, float, float]:
   """One timed pass of an `inference.Network` over a dataset: (batches, valid videos, seconds, mean true
-  length). One batch stays in flight: the next batch is read while the device scores the previous one."""
+  length, mean frames decoded per video: the k chosen by the student-only pipeline, else every frame up
+  to max_frames). One batch stays in flight: the next batch is read while the device scores the previous
+  one."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top
-  batches = videos = frames = 0
+  batches = videos = frames = decoded = 0
   pending = None
   lengths = "num_frames_k" if preselected else "num_frames"
   start = time.perf_counter()
@@ -144,12 +146,13 @@ def _eval_pass(network, dataset, *, preselected: bool,
     valid = batch["valid"].astype(bool)
     videos += int(valid.sum())
     frames += int(batch["num_frames"][valid].sum())
+    decoded += int(batch[lengths][valid].sum())
     batches += 1
     if max_batches and batches >= max_batches:
       break
   if pending is not None:
     np.asarray(jax.block_until_ready(pending))
-  return batches, videos, time.perf_counter() - start, frames / max(videos, 1)
+  return batches, videos, time.perf_counter() - start, frames / max(videos, 1), decoded / max(videos, 1)
 
 
 def _eval_networks(config: ml_collections.ConfigDict, ks: Sequence[int], *, sampled: bool, seed: int):
@@ -204,14 +207,16 @@ def benchmark_eval(config: ml_collections.ConfigDict, *, file_pattern: str, ks: 
                                      max_batches=max_batches))
   rows = []
   for name, network, student_frames, _ in prepared:
-    per_round = [videos / seconds for _, videos, seconds, _ in passes[name]]
-    batches, videos, _, mean_frames = passes[name][0]
+    per_round = [videos / seconds for _, videos, seconds, *_ in passes[name]]
+    batches, videos, _, mean_frames, decoded = passes[name][0]
     k = network.scorer.selection.k
     rows.append(dict(name=name, network=config.teacher.name if k is None else config.student.name, k=k,
                      method=None if k is None else network.scorer.selection.method,
                      pipeline="student" if student_frames else "full", batch_size=batch_size,
                      batches=batches, videos=videos, videos_per_sec=statistics.median(per_round),
-                     videos_per_sec_rounds=per_round, mean_num_frames=mean_frames, dtype=config.dtype))
+                     videos_per_sec_rounds=per_round, mean_num_frames=mean_frames,
+                     decoded_frames_per_video=decoded,
+                     decoded_bytes_per_video=decoded * sum(config.data.feature_sizes), dtype=config.dtype))
   teacher_vps = rows[0]["videos_per_sec"]
   ratios = [dict(student=r["name"], k=r["k"], throughput_ratio=r["videos_per_sec"] / teacher_vps)
             for r in rows[1:]]
@@ -338,12 +343,15 @@ def format_export(result: Dict[str, Any]) -> str:
 
 def format_eval(result: Dict[str, Any]) -> str:
   """A markdown table of a `benchmark_eval` result."""
-  lines = ["| eval from TFRecords | pipeline | k | batch | videos | mean frames | videos/s | vs teacher |",
-           "|---|---|---:|---:|---:|---:|---:|---:|"]
+  lines = ["| eval from TFRecords | pipeline | k (selection) | batch | videos | mean frames | frames decoded / "
+           "video | KB decoded / video | videos/s | vs teacher |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
   teacher = result["rows"][0]["videos_per_sec"]
   for r in result["rows"]:
-    lines.append(f"| {r['name']} | {r['pipeline']} | {r['k'] or '-'} | {r['batch_size']} | {r['videos']} | "
-                 f"{r['mean_num_frames']:.0f} | {r['videos_per_sec']:.1f} | "
+    k = f"{r['k']} ({r['method']})" if r["k"] else "-"
+    lines.append(f"| {r['name']} | {r['pipeline']} | {k} | {r['batch_size']} | {r['videos']} | "
+                 f"{r['mean_num_frames']:.0f} | {r['decoded_frames_per_video']:.1f} | "
+                 f"{r['decoded_bytes_per_video'] / 1024:.1f} | {r['videos_per_sec']:.1f} | "
                  f"{r['videos_per_sec'] / teacher:.2f}x |")
   return "\n".join(lines)
 
