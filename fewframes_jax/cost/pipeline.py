@@ -155,6 +155,14 @@ def _eval_pass(network, dataset, *, preselected: bool,
   return batches, videos, time.perf_counter() - start, frames / max(videos, 1), decoded / max(videos, 1)
 
 
+def _eval_dataset(config: ml_collections.ConfigDict, file_pattern: str, batch_size: int, student_frames):
+  """A function that builds one eval pass over `file_pattern` (one process; the student-only pipeline
+  when `student_frames` is (k, method), else every frame), with the config's reader options."""
+  from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top
+  return functools.partial(yt8m.make_dataset, file_pattern, batch_size, training=False, process_index=0,
+                           process_count=1, student_frames=student_frames, **yt8m.config_options(config.data))
+
+
 def _eval_networks(config: ml_collections.ConfigDict, ks: Sequence[int], *, sampled: bool, seed: int):
   """(name, network, student_frames of its pipeline or None) for the teacher and each student (a
   student fed by both pipelines is one network)."""
@@ -191,13 +199,10 @@ def benchmark_eval(config: ml_collections.ConfigDict, *, file_pattern: str, ks: 
   Returns {"rows": [...], "ratios": [{"student", "k", "throughput_ratio"}], "file_pattern"}
   (throughput_ratio: student / teacher videos/s).
   """
-  from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top
-  d = config.data
-  batch_size = batch_size or d.eval_batch_size
+  batch_size = batch_size or config.data.eval_batch_size
   prepared = []
   for name, network, student_frames in _eval_networks(config, ks, sampled=sampled, seed=seed):
-    dataset = functools.partial(yt8m.make_dataset, file_pattern, batch_size, training=False, process_index=0,
-                                process_count=1, student_frames=student_frames, **yt8m.config_options(d))
+    dataset = _eval_dataset(config, file_pattern, batch_size, student_frames)
     _eval_pass(network, dataset(), preselected=student_frames is not None, max_batches=1)  # compiles
     prepared.append((name, network, student_frames, dataset))
   passes = {name: [] for name, *_ in prepared}
@@ -270,8 +275,7 @@ def benchmark_export(config: ml_collections.ConfigDict, *, file_pattern: str, ks
   from fewframes_jax import serving  # pylint: disable=g-import-not-at-top
   from fewframes_jax.data import records, yt8m  # pylint: disable=g-import-not-at-top
   tf = records.tensorflow()
-  d = config.data
-  batch_size = batch_size or d.eval_batch_size
+  batch_size = batch_size or config.data.eval_batch_size
   files = yt8m.list_files(file_pattern)
   passes = []  # (name, network, k, timed pass returning (batches, videos, seconds))
   with tempfile.TemporaryDirectory(prefix="fewframes_export_bench_") as tmp:
@@ -279,8 +283,7 @@ def benchmark_export(config: ml_collections.ConfigDict, *, file_pattern: str, ks
       folder = os.path.join(tmp, name)
       serving.save_saved_model(network, folder)
       signature = tf.saved_model.load(folder).signatures["serving_default"]
-      dataset = functools.partial(yt8m.make_dataset, file_pattern, batch_size, training=False, process_index=0,
-                                  process_count=1, student_frames=student_frames, **yt8m.config_options(d))
+      dataset = _eval_dataset(config, file_pattern, batch_size, student_frames)
       k = network.scorer.selection.k
       exported = functools.partial(_serving_pass, signature, files, batch_size, max_batches, in_flight=in_flight)
       evaluated = lambda n=network, ds=dataset, sf=student_frames: _eval_pass(  # pylint: disable=g-long-lambda
