@@ -15,6 +15,7 @@ Sections:
   train    : loop lengths, logging, checkpointing.
 """
 import ml_collections
+from ml_collections import config_dict
 
 
 def model_config(name: str = "nextvlad") -> ml_collections.ConfigDict:
@@ -62,6 +63,32 @@ def model_config(name: str = "nextvlad") -> ml_collections.ConfigDict:
   return m
 
 
+def student_config(name: str, *, k: int, sampling: str = "uniform") -> ml_collections.ConfigDict:
+  """A student's config: a `model_config` plus the frames it sees (and, for an any-k student, its
+  budgets and early exit)."""
+  s = model_config(name)
+  s.k = k
+  # 0: ceil(k / 6) blocks of the FINAL k, derived when the config is resolved (k=30 -> 5 blocks x 6
+  # frames as [CODE]'s `num_inputs_L1=5`; `models.hrnn_student_blocks`); a positive value wins.
+  s.hrnn.num_blocks = 0
+  # uniform | stride_padded | random | first | middle | last | first_middle_last | coarse_to_fine
+  # (sampling.py) | feature_change | far_from_mean (selection/content.py).
+  # At eval the same method is used; 'random' then draws from a fixed eval seed, so eval is deterministic.
+  s.sampling = sampling
+  # Beyond the paper: one student for every budget k in [k_min, k] (fewframes_jax/anyk.py); its frames at
+  # budget k are the first k of the nested order `sampling` (coarse_to_fine | far_from_mean). Unset
+  # (None / ''): a fixed-k student, the paper's (and a cached sweep cell's config hash is unchanged).
+  s.k_min = config_dict.placeholder(int)             # set: an any-k student for every k in [k_min, k]
+  s.budgets_per_step = config_dict.placeholder(int)  # budgets per train step (None: 4): k_min, k, and
+                                                     # budgets_per_step - 2 uniform ones (the sandwich rule)
+  s.budget = config_dict.placeholder(int)            # an any-k student's budget at eval/predict (None: k)
+  # Early exit at eval/predict (fewframes_jax/early_exit.py): '' off, or '<rule>:<threshold>' with rule
+  # stable | confident | gate (the gate fitted by `python -m fewframes_jax.exit_curve`).
+  s.exit = ""
+  s.exits = ""                   # exit points, e.g. '6,10,15,20,30' ('': those of 6, 10, 15, 20, 30 in [k_min, k])
+  return s
+
+
 def get_config() -> ml_collections.ConfigDict:
   """Defaults: NeXtVLAD teacher, uniform k=10 student, serial-style loss, bundled data."""
   c = ml_collections.ConfigDict()
@@ -106,14 +133,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ---- models ----
   c.teacher = model_config("nextvlad")
-  c.student = model_config("nextvlad")
-  c.student.k = 10
-  # 0: ceil(k / 6) blocks of the FINAL k, derived when the config is resolved (k=30 -> 5 blocks x 6
-  # frames as [CODE]'s `num_inputs_L1=5`; `models.hrnn_student_blocks`); a positive value wins.
-  c.student.hrnn.num_blocks = 0
-  # uniform | stride_padded | random | first | middle | last | first_middle_last  (sampling.py)
-  c.student.sampling = "uniform"
-  # At eval the same method is used; 'random' then draws from a fixed eval seed, so eval is deterministic.
+  c.student = student_config("nextvlad", k=10)
 
   # ---- student loss: sum of w_i * term_i ----
   lo = c.loss = ml_collections.ConfigDict()
@@ -242,20 +262,20 @@ FAMILY_LOSS = {
 def experiment(family: str, *, k: int, arg=None, student_family: str = "") -> ml_collections.ConfigDict:
   """A full experiment config for a teacher `family` and a k-frame student.
 
-  `arg` (after the colon of --config): k=<int>, mode=<mode>, sampling=<method>, and the bare words
+  `arg` (after the colon of --config): k=<int>, mode=<mode>, sampling=<method>, k_min=<int> (an any-k
+  student for every budget in [k_min, k]; sampling then a nested order, e.g. coarse_to_fine), and the bare words
   `cpu` (the README's CPU run: smaller models, see `apply_size`), `tiny` (tests) and `long` (the bundled
   YouTube-8M-length videos instead of the short ones: 1,800 training and 400 eval videos of 120-300
   frames, about 0.6 GB, generated on first use; every network sees up to 300 frames).
   """
   a = parse_arg(arg, k=k, mode="parallel", sampling="uniform", cpu=False, tiny=False, long=False,
-                student=student_family or family, pred_distance="mse")
+                student=student_family or family, pred_distance="mse", k_min=0)
   c = get_config()
   c.mode = a.mode
   c.teacher = model_config(family)
-  c.student = model_config(a.student)
-  c.student.k = a.k
-  c.student.sampling = a.sampling
-  c.student.hrnn.num_blocks = 0  # ceil(k / 6) of the final k, derived by configs_lib.resolve
+  c.student = student_config(a.student, k=a.k, sampling=a.sampling)
+  if a.k_min:
+    c.student.k_min = a.k_min
   opt = dict(FAMILY_OPTIM[family])
   c.data.batch_size = opt.pop("batch_size")
   c.optim.update(opt)

@@ -142,11 +142,12 @@ class Restored:
   student_variables: Optional[Dict[str, Any]]
   metrics: Dict[str, Any]
 
-  def network(self, which: str = "student"):
+  def network(self, which: str = "student", *, budget: Optional[int] = None):
     """The teacher or the student as an `inference.Network`: ready to score uint8 frames (its frame
-    selection included). Raises ValueError when the run has no such network."""
+    selection included; an any-k student at `budget`, default its config's). Raises ValueError when the
+    run has no such network."""
     from fewframes_jax import inference  # pylint: disable=g-import-not-at-top
-    return inference.Network.from_restored(self, which)
+    return inference.Network.from_restored(self, which, budget=budget)
 
 
 def restore(workdir: str, step: Optional[int] = None, best: bool = False) -> Restored:

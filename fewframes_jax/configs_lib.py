@@ -17,7 +17,9 @@ from typing import Dict, Mapping, Optional
 
 import ml_collections
 
+from fewframes_jax import anyk
 from fewframes_jax import checkpoint as ckpt_lib
+from fewframes_jax import early_exit
 from fewframes_jax import losses
 from fewframes_jax import models
 from fewframes_jax import optim
@@ -119,6 +121,7 @@ def validate(config: ml_collections.ConfigDict, *, workdir: Optional[str] = None
     _require(s.sampling in selection.SELECTION_METHODS,
              f"student.sampling={s.sampling!r}: expected one of {selection.SELECTION_METHODS}")
     _validate_model(s, "student", s.k)
+    _validate_budgets(config)
   _validate_loss(config)
   _validate_loaded_runs(config)
   _validate_schedule(config)
@@ -127,6 +130,33 @@ def validate(config: ml_collections.ConfigDict, *, workdir: Optional[str] = None
              f"workdir={workdir!r} is a file, not a folder")
     if _has_checkpoint(workdir):
       check_resume_compatible(config, saved_run_config(workdir, "workdir"), workdir)
+
+
+def _validate_budgets(config: ml_collections.ConfigDict) -> None:
+  """An any-k student's budgets and exits (`anyk.py`, `early_exit.py`); a fixed-k student must not ask
+  for a budget or an exit."""
+  s = config.student
+  if s.get("k_min") is None:
+    _require(s.get("budget") is None, f"student.budget={s.get('budget')}: only an any-k student takes a "
+                                      "budget (set student.k_min)")
+    _require(not s.get("exit"), f"student.exit={s.get('exit')!r}: early exit needs an any-k student (set "
+                                "student.k_min)")
+    return
+  _require(1 <= s.k_min <= s.k, f"student.k_min={s.k_min}: need 1 <= k_min <= student.k={s.k}")
+  _require(s.sampling in selection.NESTED_ORDERS,
+           f"student.sampling={s.sampling!r}: an any-k student needs a nested order, one of "
+           f"{selection.NESTED_ORDERS}")
+  _require((s.budgets_per_step or anyk.DEFAULT_PER_STEP) >= 2,
+           f"student.budgets_per_step={s.budgets_per_step}: the sandwich rule needs >= 2")
+  _require(s.budget is None or 1 <= s.budget <= s.k, f"student.budget={s.budget}: need 1 <= budget <= k={s.k}")
+  _require(not (s.name == "netvlad" and s.netvlad.random_frames),
+           "student.netvlad.random_frames re-samples frames with replacement: not an any-k student's input")
+  try:
+    exits = early_exit.exits_of(config)
+    early_exit.ExitPolicy.parse(s.exit)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  _require(bool(exits), f"student.exits={s.exits!r}: no exit point in [k_min={s.k_min}, k={s.k}]")
 
 
 def _validate_data(d: ml_collections.ConfigDict) -> None:

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from fewframes_jax import anyk
 from fewframes_jax import selection
 from fewframes_jax.data.quantization import dequantize
 from fewframes_jax.models.common import ModelOutput
@@ -50,9 +51,15 @@ def model_rngs(rng: jax.Array) -> Dict[str, jax.Array]:
 @dataclasses.dataclass(frozen=True)
 class Selection:
   """Which frames a network sees: every frame (`k=None`), or `k` of them by `selection.select_frames`'s
-  `method` (uniform, random, ...)."""
+  `method` (uniform, random, ...), given to the model in `slots` frame slots (default k; an any-k H-RNN
+  student at a budget below a whole number of its blocks gets zero padding up to the block, `anyk.py`)."""
   k: Optional[int] = None
   method: str = "uniform"
+  slots: Optional[int] = None
+
+  def __post_init__(self):
+    if self.slots is not None and (self.k is None or self.slots < self.k):
+      raise ValueError(f"Selection: slots={self.slots} needs k <= slots (k={self.k})")
 
   @property
   def all_frames(self) -> bool:
@@ -65,8 +72,17 @@ class Selection:
     frame is seen."""
     if self.all_frames:
       return frames, num_frames
-    return selection.select_frames(frames, num_frames, self.k, self.method, rng=rng,
-                                   return_indices=return_indices)
+    out = selection.select_frames(frames, num_frames, self.k, self.method, rng=rng, return_indices=return_indices)
+    if return_indices:  # padding slots hold index 0, as every selection's padding does
+      return self.pad(out[0]), out[1], self.pad(out[2])
+    return self.pad(out[0]), out[1]
+
+  def pad(self, frames_k: jax.Array) -> jax.Array:
+    """[B, k, ...] -> [B, slots, ...] with zeros after the k frames (unchanged without extra slots)."""
+    extra = (self.slots or 0) - frames_k.shape[1]
+    if self.all_frames or extra <= 0:
+      return frames_k
+    return jnp.pad(frames_k, ((0, 0), (0, extra)) + ((0, 0),) * (frames_k.ndim - 2))
 
   def input_frames(self) -> Optional[Tuple[int, str]]:
     """(k, method) for the student-only input path (`yt8m.make_dataset(student_frames=...)`, which
@@ -104,7 +120,9 @@ class Scorer:
     rng = eval_key(0) if rng is None else rng
     num_frames = num_frames.astype(jnp.int32)
     frames = dequantize(frames_u8, num_frames)
-    if not preselected:
+    if preselected:
+      frames = self.selection.pad(frames)
+    else:
       frames, num_frames = self.selection.select(frames, num_frames, rng)
     return self.model.apply(variables, frames, num_frames, train=False, rngs=model_rngs(rng))
 
@@ -139,7 +157,31 @@ def network_variables(tree: Dict[str, Any], which: str) -> Dict[str, Any]:
 
 
 def student_selection(config: ml_collections.ConfigDict) -> Selection:
+  """The frames a fixed-k student is trained on (an any-k student's largest budget)."""
   return Selection(k=int(config.student.k), method=str(config.student.sampling))
+
+
+def eval_budget(config: ml_collections.ConfigDict, budget: Optional[int] = None) -> Optional[int]:
+  """The budget an any-k student is scored at: `budget`, else `config.student.budget`, else its largest
+  (student.k); None for a fixed-k student."""
+  if anyk.budgets_of(config) is None:
+    if budget:
+      raise ValueError(f"budget={budget}: the run's student is not an any-k student (student.k_min is unset)")
+    return None
+  return int(budget or config.student.get("budget", 0) or config.student.k)
+
+
+def student_scorer(config: ml_collections.ConfigDict, model, budget: Optional[int] = None) -> Scorer:
+  """The student of a run ready to score: its k frames by its selection rule; an any-k student at
+  `eval_budget(config, budget)` (its model and frame slots from `anyk.at_budget`)."""
+  k = eval_budget(config, budget)
+  if k is None:
+    return Scorer(model, student_selection(config))
+  budgets = anyk.budgets_of(config)
+  if not 1 <= k <= budgets.k_max:
+    raise ValueError(f"student.budget={k}: an any-k student takes budgets in [1, {budgets.k_max}]")
+  model, slots = anyk.at_budget(model, k, budgets.k_max)
+  return Scorer(model, Selection(k=k, method=budgets.order, slots=slots if slots > k else None))
 
 
 @dataclasses.dataclass
@@ -157,17 +199,17 @@ class Network:
   step: Optional[int] = None
 
   @classmethod
-  def from_restored(cls, restored, which: str, *, cast: bool = True) -> "Network":
+  def from_restored(cls, restored, which: str, *, cast: bool = True, budget: Optional[int] = None) -> "Network":
     """The teacher or the student of a `checkpoint.restore(...)` result. Raises ValueError when the run
-    has no such network. `cast`: store bfloat16-used kernels in bfloat16 (`cast_for_inference`)."""
+    has no such network. `cast`: store bfloat16-used kernels in bfloat16 (`cast_for_inference`);
+    `budget`: an any-k student's budget (default `config.student.budget`, else its largest)."""
     model = restored.model if which == "teacher" else restored.student_model
     variables = restored.variables if which == "teacher" else restored.student_variables
     if model is None or variables is None:
       raise ValueError(f"the checkpoint (step {restored.step}) has no {which}: its mode is "
                        f"{restored.config.mode!r}")
-    selection = Selection() if which == "teacher" else student_selection(restored.config)
-    network = cls(which=which, scorer=Scorer(model, selection), variables=variables, config=restored.config,
-                  step=restored.step)
+    scorer = Scorer(model) if which == "teacher" else student_scorer(restored.config, model, budget)
+    network = cls(which=which, scorer=scorer, variables=variables, config=restored.config, step=restored.step)
     if cast:
       network.variables = cast_for_inference(network.scorer, variables, max_frames=network.max_frames,
                                              feature_dim=network.feature_dim, dtype=restored.config.dtype)

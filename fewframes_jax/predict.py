@@ -36,7 +36,9 @@ def data_config(run_config: ml_collections.ConfigDict, cli_config=None) -> ml_co
   return d
 
 
-def _batches(data: ml_collections.ConfigDict, input_frames=None) -> Iterator[Dict[str, np.ndarray]]:
+def batches(data: ml_collections.ConfigDict, input_frames=None) -> Iterator[Dict[str, np.ndarray]]:
+  """Eval-mode batches of `data.eval_pattern` for this process alone (full frames, or only the
+  `input_frames=(k, method)` of each video), the last batch padded."""
   from fewframes_jax.data import reader, yt8m  # pylint: disable=g-import-not-at-top  (TensorFlow)
   counter = reader.SkipCounter()
   ds = yt8m.make_dataset(data.eval_pattern, data.eval_batch_size, training=False, process_index=0, process_count=1,
@@ -51,7 +53,7 @@ def predictions(workdir: str, cli_config=None, *, network: str = "student", best
   data = data_config(net.config, cli_config)
   input_frames = net.scorer.selection.input_frames()
   lengths = "num_frames" if input_frames is None else "num_frames_k"
-  for index, batch in enumerate(_batches(data, input_frames)):
+  for index, batch in enumerate(batches(data, input_frames)):
     probs = np.asarray(net.probabilities(batch["frames"], batch[lengths], batch_index=index,
                                          preselected=input_frames is not None))
     valid = np.asarray(batch["valid"], bool)

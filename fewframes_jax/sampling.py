@@ -37,7 +37,14 @@ Methods (for n >= k; j = 0..k-1):
                      remainder goes to the middle) as a window starting at floor((n - k_mid) / 2), clamped
                      to [k1, n - k1 - k_mid] so the three segments never overlap (they touch when n is
                      small). k = 1 or 2 therefore gives middle frames only.
+  coarse_to_fine     the first k frames of FrameExit's reading order (Ghodrati et al., CVPR'21), re-sorted
+                     by time: the frames nearest the relative positions 1/2, 0, 1, 1/4, 3/4, 1/8, 3/8, 5/8,
+                     7/8, 1/16, ... of the true length, each frame taken once (`coarse_to_fine_ranks`).
+                     Nested: the frames at k are a subset of those at k + 1, so one reading order serves
+                     every budget (the any-k student and early exit, `anyk.py`). At k = 2^m + 1 it is a
+                     uniform grid that includes the last frame.
 """
+import functools
 from typing import Any, Optional, Tuple
 
 import jax
@@ -45,10 +52,41 @@ import jax.numpy as jnp
 import numpy as np
 
 SAMPLING_METHODS = ("uniform", "stride_padded", "random", "first", "middle", "last",
-                    "first_middle_last")
+                    "first_middle_last", "coarse_to_fine")
 
 # Index written into padding slots (j >= num_frames_k).
 PAD_INDEX = 0
+
+
+@functools.lru_cache(maxsize=None)
+def coarse_to_fine_ranks(max_frames: int) -> np.ndarray:
+  """i32[max_frames + 1, max_frames]: row n holds each frame's rank in the coarse-to-fine reading order
+  of an n-frame video (rank 0 is read first; frames t >= n get max_frames).
+
+  The order visits the relative positions p = 1/2, 0, 1, then level by level the midpoints of the gaps
+  (1/4, 3/4; 1/8, 3/8, 5/8, 7/8; ...), each mapped to frame round(p * (n - 1)) (halves round up), and
+  keeps a frame's first visit. The levels go deep enough (2^L >= n) that every frame is visited, so
+  each row's real part is a permutation of 0..n-1. The table is built once per max_frames (read-only).
+  """
+  if max_frames < 1:
+    raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+  table = np.full([max_frames + 1, max_frames], max_frames, np.int32)
+  for n in range(1, max_frames + 1):
+    positions = [(1, 2), (0, 1), (1, 1)]  # p = a / b
+    level = 2
+    while (1 << (level - 1)) < n:
+      positions += [(2 * i + 1, 1 << level) for i in range(1 << (level - 1))]
+      level += 1
+    rank = 0
+    for a, b in positions:
+      t = (2 * a * (n - 1) + b) // (2 * b)  # round(a / b * (n - 1)), halves up, exact in integers
+      if table[n, t] == max_frames:
+        table[n, t] = rank
+        rank += 1
+    if rank != n:  # pragma: no cover - guaranteed by the depth of the levels
+      raise AssertionError(f"coarse-to-fine order of {n} frames visits only {rank}")
+  table.flags.writeable = False
+  return table
 
 
 def _check_static(k: Any, method: Any, max_frames: Any) -> None:
@@ -86,6 +124,11 @@ def _select(xp, n, k: int, method: str, max_frames: int, noise=None):
     cand = xp.argsort(-score, axis=-1, stable=True)[:, :k].astype(xp.int32)
     # n < k: the candidates are all n real frames plus padding; the sentinel sorts padding last.
     idx = xp.sort(xp.where(cand < n2, cand, max_frames), axis=-1)
+    nk = xp.minimum(n2, k)
+  elif method == "coarse_to_fine":
+    pos = xp.arange(max_frames, dtype=xp.int32)[None, :]
+    ranks = xp.asarray(coarse_to_fine_ranks(max_frames))[n]  # [B, T]; padding ranks max_frames >= k
+    idx = xp.argsort(xp.where(ranks < k, pos, max_frames + pos), axis=-1)[:, :k]
     nk = xp.minimum(n2, k)
   else:
     if method == "uniform":

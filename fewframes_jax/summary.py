@@ -16,14 +16,18 @@ def summary_table(config: ml_collections.ConfigDict, setup, step: int, results: 
   if setup.has_teacher:
     costs["teacher"] = flops_lib.model_cost(setup.teacher_model, frames=d.max_frames, feature_dim=feature_dim)[0]
   if setup.has_student:
-    costs["student"] = flops_lib.model_cost(setup.student_model, frames=setup.k, feature_dim=feature_dim)[0]
+    scorer = setup.student_scorer  # an any-k student at its eval budget
+    slots = scorer.selection.slots or scorer.selection.k
+    costs["student"] = flops_lib.model_cost(scorer.model, frames=slots, feature_dim=feature_dim)[0]
   lines = ["| network | frames | GAP | mAP | mAP (all classes) | Hit@1 | PERR | FLOPs/video |",
            "|---|---:|---:|---:|---:|---:|---:|---:|"]
   for net in ("teacher", "student"):
     if net not in results:
       continue
     r = results[net]
-    frames = d.max_frames if net == "teacher" else setup.selection.describe()
+    frames = d.max_frames if net == "teacher" else setup.student_scorer.selection.describe()
+    if net == "student" and setup.budgets is not None:
+      frames = f"{frames}, any-k {setup.budgets.k_min}-{setup.budgets.k_max}"
     lines.append(f"| {net} | {frames} | {r['gap']:.4f} | {r['map']:.4f} | {r['map_all_classes']:.4f} | "
                  f"{r['hit_at_one']:.4f} | {r['perr']:.4f} | {costs.get(net, float('nan')) / 1e6:.1f} M |")
   videos = next(iter(results.values()))["num_videos"] if results else 0

@@ -41,11 +41,13 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from fewframes_jax import anyk
 from fewframes_jax import inference
 from fewframes_jax import losses
 from fewframes_jax import parallel
 from fewframes_jax import sampling
 from fewframes_jax.data.quantization import dequantize
+from fewframes_jax.selection import nested
 from fewframes_jax.models import build_model
 from fewframes_jax.models.common import VideoModel
 from fewframes_jax.optim import learning_rate_schedule, make_optimizer
@@ -91,7 +93,9 @@ class TrainSetup:
   mode: str
   teacher_model: Optional[nn.Module]
   student_model: Optional[VideoModel]
-  selection: inference.Selection              # the student's frames
+  selection: inference.Selection              # the student's frames (an any-k student's largest budget)
+  student_scorer: Optional[inference.Scorer]  # the student as evaluated (an any-k student at its eval budget)
+  budgets: Optional[anyk.Budgets]             # an any-k student's budgets (None: a fixed-k student)
   teacher_tx: Optional[optax.GradientTransformation]
   student_tx: Optional[optax.GradientTransformation]
   schedule: Any
@@ -131,7 +135,7 @@ class TrainSetup:
     if self.has_teacher:
       out["teacher"] = inference.Scorer(self.teacher_model)
     if self.has_student:
-      out["student"] = inference.Scorer(self.student_model, self.selection)
+      out["student"] = self.student_scorer
     return out
 
 
@@ -175,6 +179,8 @@ def make_setup(config: ml_collections.ConfigDict, *, teacher_model: Optional[nn.
   return TrainSetup(
       mode=mode, teacher_model=teacher_model, student_model=student_model,
       selection=inference.student_selection(config),
+      student_scorer=inference.student_scorer(config, student_model) if student_model is not None else None,
+      budgets=anyk.budgets_of(config) if student_model is not None else None,
       teacher_tx=make_optimizer(config.optim, d.batch_size) if mode in TEACHER_TRAINED else None,
       student_tx=make_optimizer(config.optim, d.batch_size) if has_student(mode) else None,
       schedule=learning_rate_schedule(config.optim, d.batch_size), max_frames=d.max_frames,
@@ -349,6 +355,30 @@ def _student_loss_terms(setup: TrainSetup, params, student: NetState, teacher: O
   return total, (terms, bs)
 
 
+def _student_loss_over_budgets(setup: TrainSetup, params, student: NetState, teacher: Optional[NetState],
+                               teacher_out, selections, labels, weights, rng):
+  """An any-k student's loss: the mean over this step's budgets of `_student_loss_terms`, each budget
+  with its own selection (frames, counts, indices), the batch statistics carried from one to the next."""
+  totals, all_terms = [], []
+  for i, selected in enumerate(selections):
+    total, (terms, bs) = _student_loss_terms(setup, params, student, teacher, teacher_out, selected, labels,
+                                             weights, jax.random.fold_in(rng, i))
+    student = student.replace(batch_stats=bs)
+    totals.append(total)
+    all_terms.append(terms)
+  mean_terms = {name: sum(t[name] for t in all_terms) / len(all_terms) for name in all_terms[0]}
+  return sum(totals) / len(totals), (mean_terms, student.batch_stats)
+
+
+def _budget_selections(setup: TrainSetup, frames, num_frames, rng):
+  """An any-k step's selections: the budgets of the sandwich rule, each as (frames [B, k_max, D],
+  num_frames_k i32[B], indices i32[B, k_max]) of the nested order (one ranking for all budgets)."""
+  b = setup.budgets
+  ranks = nested.frame_ranks(frames, num_frames, b.order)
+  ks = b.sample(rng)
+  return [nested.select_budget(frames, num_frames, ks[i], b.order, b.k_max, ranks=ranks) for i in range(b.per_step)]
+
+
 def train_step(state: DistillState, batch: Dict[str, jax.Array], *, setup: TrainSetup
                ) -> Tuple[DistillState, Dict[str, jax.Array]]:
   """One optimisation step of every trained network on one global batch.
@@ -375,12 +405,16 @@ def train_step(state: DistillState, batch: Dict[str, jax.Array], *, setup: Train
                             rng=rng_teacher)
 
   if setup.train_student:
-    selected = setup.selection.select(frames, num_frames, rng_frames, return_indices=True)
     t = jax.lax.stop_gradient(teacher_out) if teacher_out is not None else None
     # The head the student shares is the teacher's *before* this step's teacher update.
-    loss_fn = functools.partial(_student_loss_terms, setup, student=student, teacher=state.teacher,
-                                teacher_out=t, selected=selected, labels=labels, weights=weights,
-                                rng=rng_student)
+    common = dict(student=student, teacher=state.teacher, teacher_out=t, labels=labels, weights=weights,
+                  rng=rng_student)
+    if setup.budgets is None:
+      selected = setup.selection.select(frames, num_frames, rng_frames, return_indices=True)
+      loss_fn = functools.partial(_student_loss_terms, setup, selected=selected, **common)
+    else:
+      selections = _budget_selections(setup, frames, num_frames, rng_frames)
+      loss_fn = functools.partial(_student_loss_over_budgets, setup, selections=selections, **common)
     (total, (terms, bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(student.params)
     metrics["student/loss"] = total
     metrics.update({f"student/{name}": value for name, value in terms.items()})

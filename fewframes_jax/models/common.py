@@ -185,6 +185,17 @@ class VideoModel(nn.Module):
 
   def __call__(self, frames: Array, num_frames: Array, *, train: bool) -> ModelOutput:
     representation, intermediates = self.encoder(frames, num_frames, train=train)
+    return self._output(representation, intermediates, train=train)
+
+  def accumulate(self, frames: Array, num_frames: Array, carry=None) -> ModelOutput:
+    """Inference forward of an encoder that sums over frames (NetVLAD, NeXtVLAD: `sums_over_frames`) on
+    NEW frames, added to `carry`, the 'vlad_sums' collection of the frames read before (None: none).
+    Apply with `mutable=['vlad_sums']` to get the sums of all frames read so far (early exit)."""
+    representation, intermediates = self.encoder(frames, num_frames, train=False,
+                                                 carry=None if carry is None else carry["encoder"])
+    return self._output(representation, intermediates, train=False)
+
+  def _output(self, representation: Array, intermediates: Optional[Array], *, train: bool) -> ModelOutput:
     probabilities = self.head(representation, train=train)
     return ModelOutput(representation=representation.astype(jnp.float32),
                        logits=probability_logits(probabilities),

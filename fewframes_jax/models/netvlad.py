@@ -18,7 +18,8 @@ Differences from [W], on purpose:
 * Batch norm over frames uses only real frames (flax `BatchNorm(mask=...)`); [W] never sees padding
   because of its re-sampling.
 
-The helpers `frame_batch_norm`, `l2_normalize` and `vlad_residuals` are shared with `nextvlad.py`.
+The helpers `frame_batch_norm`, `l2_normalize`, `vlad_sums`, `residuals_from_sums` and `carried_sums` are
+shared with `nextvlad.py`.
 """
 import math
 from typing import Any, Optional, Sequence, Tuple
@@ -53,15 +54,30 @@ def frame_batch_norm(x: Array, mask: Array, *, train: bool, name: str) -> Array:
   return batch_norm(train=train, name=name)(x, mask=bn_mask)
 
 
-def vlad_residuals(assignments: Array, descriptors: Array, centres: Array, *, dtype: Any) -> Array:
-  """Sum over descriptors n of `a[n, k] * (x[n] - c[:, k])`, as `a^T x - (sum_n a[n, k]) c[:, k]`.
+def vlad_sums(assignments: Array, descriptors: Array, *, dtype: Any) -> Tuple[Array, Array]:
+  """The two sums over descriptors a VLAD needs: (sum_n a[n, k] x[n] f32[B, D, K], sum_n a[n, k] f32[B, K]).
 
-  assignments: f32[B, N, K] (zero for padding); descriptors: [B, N, D]; centres: f32[D, K] -> f32[B, D, K].
-  The product runs in `dtype` with float32 accumulation; no [B, N, K, D] tensor is formed.
+  assignments: f32[B, N, K] (zero for padding); descriptors: [B, N, D]. Additive over descriptors, which
+  is what lets early exit add a few frames to the sums of the frames already read. The product runs in
+  `dtype` with float32 accumulation; no [B, N, K, D] tensor is formed.
   """
   weighted = einsum_f32("bnk,bnd->bdk", assignments.astype(dtype), descriptors.astype(dtype))
-  mass = jnp.sum(assignments.astype(jnp.float32), axis=1)  # [B, K]
+  return weighted, jnp.sum(assignments.astype(jnp.float32), axis=1)
+
+
+def residuals_from_sums(sums: Tuple[Array, Array], centres: Array) -> Array:
+  """`sum_n a[n, k] * (x[n] - c[:, k])` = `a^T x - (sum_n a[n, k]) c[:, k]` from `vlad_sums`. -> f32[B, D, K]."""
+  weighted, mass = sums
   return weighted - mass[:, None, :] * centres.astype(jnp.float32)[None]
+
+
+def carried_sums(module: nn.Module, sums: Tuple[Array, Array], carry) -> Tuple[Array, Array]:
+  """`sums` plus the carried sums of the frames read before (`carry`: this stream's entry of the
+  'vlad_sums' collection, or None), sown into 'vlad_sums' for the next call (early exit)."""
+  if carry is not None:
+    sums = (sums[0] + carry["sums"][0], sums[1] + carry["sums"][1])
+  module.sow("vlad_sums", "sums", sums, init_fn=lambda: None, reduce_fn=lambda _, new: new)
+  return sums
 
 
 def sample_random_frames(frames: Array, num_frames: Array, num_samples: int,
@@ -93,8 +109,9 @@ class NetVLAD(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: Array, mask: Array, *, train: bool) -> Array:
-    """x: [B, T, D] (already input-normalised); mask: bool[B, T] -> f32[B, D * K]."""
+  def __call__(self, x: Array, mask: Array, *, train: bool, carry=None) -> Array:
+    """x: [B, T, D] (already input-normalised); mask: bool[B, T] -> f32[B, D * K].
+    carry: the sums of frames read before (early exit, see `carried_sums`), or None."""
     d, k = self.feature_size, self.cluster_size
     if x.shape[-1] != d:
       raise ValueError(f"NetVLAD: frames have {x.shape[-1]} features, expected feature_size={d}")
@@ -103,7 +120,8 @@ class NetVLAD(nn.Module):
     logits = frame_batch_norm(logits, mask, train=train, name="cluster_bn")
     assignments = jax.nn.softmax(logits.astype(jnp.float32), axis=-1) * mask[..., None]
     centres = self.param("centres", init, (d, k), jnp.float32)
-    vlad = vlad_residuals(assignments, x, centres, dtype=self.dtype)  # [B, D, K]
+    sums = carried_sums(self, vlad_sums(assignments, x, dtype=self.dtype), carry)
+    vlad = residuals_from_sums(sums, centres)  # [B, D, K]
     vlad = l2_normalize(vlad, axis=1)
     vlad = vlad.reshape(vlad.shape[0], d * k)
     return l2_normalize(vlad, axis=-1)
@@ -119,7 +137,8 @@ class GatedNetVLAD(nn.Module):
     off by default (masking), see the module docstring.
   input_norm, whitening: per-frame input normalisation (`common.normalize_frames`).
 
-  Call: (frames f32[B, T, D], num_frames i32[B], *, train) -> (representation [B, hidden] in `dtype`, None).
+  Call: (frames f32[B, T, D], num_frames i32[B], *, train, carry=None) -> (representation [B, hidden] in
+  `dtype`, None). `carry`: the 'vlad_sums' of the frames read before (early exit; inference only).
   """
   feature_sizes: Sequence[int] = (1024, 128)
   cluster_size: int = 256
@@ -130,9 +149,17 @@ class GatedNetVLAD(nn.Module):
   whitening: Optional[Tuple[Any, Any]] = None
   dtype: Any = jnp.float32
 
+  @property
+  def sums_over_frames(self) -> bool:
+    """Whether the representation is a function of sums over frames (not with random re-sampling)."""
+    return not self.random_frames
+
   @nn.compact
-  def __call__(self, frames: Array, num_frames: Array, *, train: bool):
+  def __call__(self, frames: Array, num_frames: Array, *, train: bool, carry=None):
     sizes = stream_sizes(frames, self.feature_sizes, model="netvlad")
+    if carry is not None and not self.sums_over_frames:
+      raise ValueError("netvlad: random_frames re-samples every frame; its sums cannot be carried")
+    carry = carry or {}
     if self.cluster_size < 2 and len(sizes) == 2:
       raise ValueError(f"netvlad.cluster_size={self.cluster_size}: the audio branch needs K // 2 >= 1")
     scale, offset = self.whitening if self.whitening is not None else (None, None)
@@ -144,10 +171,10 @@ class GatedNetVLAD(nn.Module):
     x = frame_batch_norm(x, mask, train=train, name="input_bn")
 
     vlads = [NetVLAD(sizes[0], self.cluster_size, dtype=self.dtype, name="video_vlad")(
-        x[..., :sizes[0]], mask, train=train)]
+        x[..., :sizes[0]], mask, train=train, carry=carry.get("video_vlad"))]
     if len(sizes) == 2:
       vlads.append(NetVLAD(sizes[1], self.cluster_size // 2, dtype=self.dtype, name="audio_vlad")(
-          x[..., sizes[0]:], mask, train=train))
+          x[..., sizes[0]:], mask, train=train, carry=carry.get("audio_vlad")))
     vlad = jnp.concatenate(vlads, axis=-1)
 
     hidden = nn.Dense(self.hidden_size, dtype=self.dtype,

@@ -27,7 +27,8 @@ import jax.numpy as jnp
 
 from fewframes_jax.models.common import (SEContextGating, batch_norm, frame_mask, normalize_frames,
                                          stream_sizes)
-from fewframes_jax.models.netvlad import frame_batch_norm, l2_normalize, vlad_residuals
+from fewframes_jax.models.netvlad import (carried_sums, frame_batch_norm, l2_normalize, residuals_from_sums,
+                                          vlad_sums)
 
 Array = jax.Array
 
@@ -52,8 +53,9 @@ class NeXtVLAD(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: Array, mask: Array, *, train: bool) -> Array:
-    """x: [B, T, N]; mask: bool[B, T] -> f32[B, K * lambda*N / G]."""
+  def __call__(self, x: Array, mask: Array, *, train: bool, carry=None) -> Array:
+    """x: [B, T, N]; mask: bool[B, T] -> f32[B, K * lambda*N / G].
+    carry: the sums of frames read before (early exit, see `netvlad.carried_sums`), or None."""
     n, k, g = self.feature_size, self.cluster_size, self.groups
     if x.shape[-1] != n:
       raise ValueError(f"NeXtVLAD: frames have {x.shape[-1]} features, expected feature_size={n}")
@@ -70,8 +72,9 @@ class NeXtVLAD(nn.Module):
     logits = frame_batch_norm(logits, mask, train=train, name="cluster_bn")
     assignments = jax.nn.softmax(logits.reshape(batch, frames, g, k), axis=-1) * attention[..., None]
     centres = self.param("centres", _he_normal, (d, k), jnp.float32)
-    vlad = vlad_residuals(assignments.reshape(batch, frames * g, k),
-                          x_dot.reshape(batch, frames * g, d), centres, dtype=self.dtype)
+    sums = vlad_sums(assignments.reshape(batch, frames * g, k), x_dot.reshape(batch, frames * g, d),
+                     dtype=self.dtype)
+    vlad = residuals_from_sums(carried_sums(self, sums, carry), centres)
     vlad = l2_normalize(vlad, axis=1)
     vlad = vlad.reshape(batch, d * k)
     return batch_norm(train=train, name="vlad_bn")(vlad)
@@ -82,8 +85,10 @@ class NeXtVLADEncoder(nn.Module):
 
   feature_sizes: per-stream widths, rgb first; the audio branch uses K // 2 clusters and G // 2 groups.
   One stream -> only the video branch.
-  Call: (frames f32[B, T, D], num_frames i32[B], *, train) -> (representation [B, hidden] in `dtype`, None).
+  Call: (frames f32[B, T, D], num_frames i32[B], *, train, carry=None) -> (representation [B, hidden] in
+  `dtype`, None). `carry`: the 'vlad_sums' of the frames read before (early exit; inference only).
   """
+  sums_over_frames = True  # the representation is a function of sums over frames (early exit)
   feature_sizes: Sequence[int] = (1024, 128)
   cluster_size: int = 128
   hidden_size: int = 2048
@@ -96,8 +101,9 @@ class NeXtVLADEncoder(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, frames: Array, num_frames: Array, *, train: bool):
+  def __call__(self, frames: Array, num_frames: Array, *, train: bool, carry=None):
     sizes = stream_sizes(frames, self.feature_sizes, model="nextvlad")
+    carry = carry or {}
     if len(sizes) == 2 and (self.cluster_size < 2 or self.groups < 2):
       raise ValueError(f"nextvlad: cluster_size={self.cluster_size}, groups={self.groups}: the audio "
                        "branch needs cluster_size // 2 >= 1 and groups // 2 >= 1")
@@ -107,10 +113,11 @@ class NeXtVLADEncoder(nn.Module):
     mask = frame_mask(num_frames, x.shape[1])
 
     vlads = [NeXtVLAD(sizes[0], self.cluster_size, self.groups, self.expansion, dtype=self.dtype,
-                      name="video_vlad")(x[..., :sizes[0]], mask, train=train)]
+                      name="video_vlad")(x[..., :sizes[0]], mask, train=train, carry=carry.get("video_vlad"))]
     if len(sizes) == 2:
       vlads.append(NeXtVLAD(sizes[1], self.cluster_size // 2, self.groups // 2, self.expansion,
-                            dtype=self.dtype, name="audio_vlad")(x[..., sizes[0]:], mask, train=train))
+                            dtype=self.dtype, name="audio_vlad")(x[..., sizes[0]:], mask, train=train,
+                                                                 carry=carry.get("audio_vlad")))
     vlad = jnp.concatenate(vlads, axis=-1)
     vlad = nn.Dropout(self.dropout, deterministic=not train, name="dropout")(vlad)
 

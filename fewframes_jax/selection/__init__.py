@@ -4,6 +4,8 @@
                     they depend on a video's length only, so the host can decode just the chosen frames.
   content-aware     `content.py`: feature_change (MGSampler's idea), far_from_mean; training-free, they
                     look at every real frame, so every frame is decoded.
+  nested orders     `nested.py`: coarse_to_fine and far_from_mean as rankings whose first k frames are the
+                    selection at every budget k (the any-k student, early exit).
 
 `select_frames(frames, num_frames, k, method, rng)` applies any of them on the device (the trainer and
 `inference.Selection` call it); the methods share `sampling.py`'s conventions (k indices in temporal
@@ -15,6 +17,7 @@ import jax
 
 from fewframes_jax import sampling
 from fewframes_jax.selection import content
+from fewframes_jax.selection.nested import NESTED_ORDERS
 
 SELECTION_METHODS = sampling.SAMPLING_METHODS + content.CONTENT_METHODS
 
@@ -40,4 +43,4 @@ def select_frames(frames: jax.Array, num_frames: jax.Array, k: int, method: str 
   return frames_k, num_frames_k
 
 
-__all__ = ["SELECTION_METHODS", "needs_every_frame", "select_frames"]
+__all__ = ["NESTED_ORDERS", "SELECTION_METHODS", "needs_every_frame", "select_frames"]
