@@ -12,15 +12,19 @@ student-only input path: each record is parsed but only its k frames are decoded
 
 The data pattern is the command-line config's `data.eval_pattern` when given, else the trained run's.
 """
+import os
 from typing import Dict, Iterator, Optional, Tuple
 
 import ml_collections
 import numpy as np
 
+from fewframes_jax import anyk
 from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax import evaluate as eval_lib
 from fewframes_jax import inference
 from fewframes_jax import metrics as metrics_lib
+from fewframes_jax.data.quantization import dequantize
+from fewframes_jax.errors import UserError
 
 
 def data_config(run_config: ml_collections.ConfigDict, cli_config=None) -> ml_collections.ConfigDict:
@@ -46,18 +50,67 @@ def batches(data: ml_collections.ConfigDict, input_frames=None) -> Iterator[Dict
   return yt8m.as_numpy_batches(ds, skip_counter=counter)  # logs the record counts at the end of the pass
 
 
+def student_options(cli_config=None) -> Tuple[Optional[int], str]:
+  """(budget, exit spec) the command line gives an any-k student (`--config.student.budget=...`,
+  `--config.student.exit=...`); (None, '') when it gives none."""
+  s = cli_config.student if cli_config is not None and "student" in cli_config else {}
+  return s.get("budget") or None, s.get("exit") or ""
+
+
+def _exit_policy(net: inference.Network, spec: str, workdir: str):
+  """The early-exit policy (and the gate it needs, saved in `workdir`) of `spec` for the run's any-k student."""
+  from fewframes_jax import early_exit, exit_gate  # pylint: disable=g-import-not-at-top
+  policy = early_exit.ExitPolicy.parse(spec)
+  if policy is None:
+    return None, None
+  if anyk.budgets_of(net.config) is None:
+    raise UserError(f"student.exit={spec!r}: the run's student is not an any-k student")
+  return policy, exit_gate.load(workdir) if policy.rule == "gate" else None
+
+
+def _exit_predictions(net: inference.Network, data, policy, gate):
+  """(ids, probabilities, labels, frames read) per batch, each video stopped by `policy` (batched waves)."""
+  from fewframes_jax import early_exit, exit_curve  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  plan = exit_curve.plan_of(net)
+  view_fn = jax.jit(lambda f, n: early_exit.view_from_frames(dequantize(f, n), n, plan.k_max, plan.order))
+  cache = {}
+  for batch in batches(data):
+    valid = np.asarray(batch["valid"], bool)
+    view = [np.asarray(a)[valid] for a in jax.device_get(view_fn(batch["frames"], batch["num_frames"]))]
+    result = early_exit.run_waves(plan, policy, net.variables, *view, batch_size=data.eval_batch_size, gate=gate,
+                                  step_cache=cache)
+    yield batch["video_id"][valid], result.probabilities, batch["labels"][valid], result.frames_read
+
+
 def predictions(workdir: str, cli_config=None, *, network: str = "student", best: bool = False,
                 step: Optional[int] = None) -> Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
-  """Yields (video_ids bytes[b], probabilities f32[b, C], labels [b, C]) for the valid rows of each batch."""
-  net = ckpt_lib.restore(workdir, step=step, best=best).network(network)
+  """Yields (video_ids bytes[b], probabilities f32[b, C], labels [b, C]) for the valid rows of each batch
+  (`scored_videos` without the frames read)."""
+  for ids, probs, labels, _ in scored_videos(workdir, cli_config, network=network, best=best, step=step):
+    yield ids, probs, labels
+
+
+def scored_videos(workdir: str, cli_config=None, *, network: str = "student", best: bool = False,
+                  step: Optional[int] = None) -> Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+  """Yields (video_ids bytes[b], probabilities f32[b, C], labels [b, C], frames read i32[b]) for the valid
+  rows of each batch. An any-k student runs at the command line's `student.budget`, or with early exit
+  when it gives `student.exit`."""
+  budget, exit_spec = student_options(cli_config) if network == "student" else (None, "")
+  net = ckpt_lib.restore(workdir, step=step, best=best).network(network, budget=None if exit_spec else budget)
   data = data_config(net.config, cli_config)
+  policy, gate = _exit_policy(net, exit_spec, workdir)
+  if policy is not None:
+    yield from _exit_predictions(net, data, policy, gate)
+    return
   input_frames = net.scorer.selection.input_frames()
   lengths = "num_frames" if input_frames is None else "num_frames_k"
   for index, batch in enumerate(batches(data, input_frames)):
     probs = np.asarray(net.probabilities(batch["frames"], batch[lengths], batch_index=index,
                                          preselected=input_frames is not None))
     valid = np.asarray(batch["valid"], bool)
-    yield batch["video_id"][valid], probs[valid], batch["labels"][valid]
+    frames = np.minimum(batch["num_frames"], net.frames_seen)
+    yield batch["video_id"][valid], probs[valid], batch["labels"][valid], frames[valid]
 
 
 def format_row(video_id: bytes, probabilities: np.ndarray, top_k: int = metrics_lib.TOP_K) -> str:
@@ -68,15 +121,23 @@ def format_row(video_id: bytes, probabilities: np.ndarray, top_k: int = metrics_
   return vid + "," + " ".join(f"{c} {probabilities[c]:g}" for c in top)
 
 
+def frames_path(output: str) -> str:
+  """Where `write_predictions` puts the frames each video's prediction read: next to the CSV."""
+  return os.path.splitext(output)[0] + "_frames.csv"
+
+
 def write_predictions(workdir: str, cli_config, output: str, *, network: str = "student",
                       best: bool = False, step: Optional[int] = None) -> int:
-  """Writes the Kaggle CSV. Returns the number of videos written."""
+  """Writes the Kaggle CSV, and next to it (`frames_path`) `VideoId,FramesRead`: the frames each video's
+  prediction read (min(n, k); with early exit, where the video stopped). Returns the number of videos."""
   n = 0
-  with open(output, "w") as f:
+  with open(output, "w") as f, open(frames_path(output), "w") as frames_file:
     f.write("VideoId,LabelConfidencePairs\n")
-    for ids, probs, _ in predictions(workdir, cli_config, network=network, best=best, step=step):
-      for vid, p in zip(ids, probs):
+    frames_file.write("VideoId,FramesRead\n")
+    for ids, probs, _, frames in scored_videos(workdir, cli_config, network=network, best=best, step=step):
+      for vid, p, used in zip(ids, probs, frames):
         f.write(format_row(vid, p) + "\n")
+        frames_file.write(f"{vid.decode('utf-8') if isinstance(vid, bytes) else vid},{int(used)}\n")
         n += 1
   return n
 
@@ -84,19 +145,36 @@ def write_predictions(workdir: str, cli_config, output: str, *, network: str = "
 def evaluate_restored(workdir: str, cli_config=None, *, best: bool = False, step: Optional[int] = None
                       ) -> Dict[str, Dict[str, float]]:
   """The teacher and the student of a saved run (those it has) on the eval data: {network: metrics},
-  computed as the trainer's eval computes them (`evaluate.evaluate_dataset`)."""
+  computed as the trainer's eval computes them (`evaluate.evaluate_dataset`). An any-k student is scored
+  at the command line's `student.budget`; with `student.exit` it is scored with early exit (its metrics
+  then also hold `mean_frames_read`)."""
   restored = ckpt_lib.restore(workdir, step=step, best=best)
-  networks = {which: restored.network(which) for which in inference.NETWORKS
+  budget, exit_spec = student_options(cli_config)
+  networks = {which: restored.network(which, budget=budget if which == "student" else None)
+              for which in inference.NETWORKS
               if (restored.model if which == "teacher" else restored.student_model) is not None}
-  return eval_lib.evaluate_dataset({w: n.scorer for w, n in networks.items()},
-                                   {w: n.variables for w, n in networks.items()},
-                                   data_config(restored.config, cli_config))
+  if exit_spec and "student" in networks:
+    del networks["student"]
+  results = {}
+  if networks:
+    results = eval_lib.evaluate_dataset({w: n.scorer for w, n in networks.items()},
+                                        {w: n.variables for w, n in networks.items()},
+                                        data_config(restored.config, cli_config))
+  if exit_spec:
+    acc = metrics_lib.EvaluationMetrics(restored.config.data.num_classes)
+    frames = []
+    for _, probs, labels, used in scored_videos(workdir, cli_config, best=best, step=step):
+      acc.update(probs, labels)
+      frames.append(used)
+    results["student"] = dict(acc.result(), mean_frames_read=float(np.concatenate(frames).mean()), exit=exit_spec)
+  return results
 
 
 def evaluate_workdir(workdir: str, cli_config=None, *, best: bool = False, step: Optional[int] = None) -> str:
   """`evaluate_restored` as printable lines."""
   lines = [f"{workdir}:"]
   for network, r in evaluate_restored(workdir, cli_config, best=best, step=step).items():
+    extra = f", early exit {r['exit']}: {r['mean_frames_read']:.1f} frames read per video" if "exit" in r else ""
     lines.append(f"  {network}: GAP {r['gap']:.4f} mAP {r['map']:.4f} mAP(all) {r['map_all_classes']:.4f} "
-                 f"Hit@1 {r['hit_at_one']:.4f} PERR {r['perr']:.4f} ({r['num_videos']} videos)")
+                 f"Hit@1 {r['hit_at_one']:.4f} PERR {r['perr']:.4f} ({r['num_videos']} videos{extra})")
   return "\n".join(lines)

@@ -1,0 +1,128 @@
+"""Tests for fewframes_jax.exit_curve and fewframes_jax.exit_gate: the offline curve equals the eval of a
+saved any-k run at each budget and with early exit, the class-group GAP against a naive reference, the
+gate's features and pseudo-labels against naive references, its fit and its saved copy, and predict's
+frames-read file."""
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import runs_testlib as lib
+from fewframes_jax import exit_curve
+from fewframes_jax import exit_gate
+from fewframes_jax import metrics as metrics_lib
+from fewframes_jax import predict
+from fewframes_jax import train_loop
+
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+EXITS = (2, 4, 8)
+
+
+@pytest.fixture(scope="module")
+def anyk_run(tmp_path_factory, fast_compile):  # pylint: disable=unused-argument
+  root = tmp_path_factory.mktemp("anyk_run")
+  data = lib.write_dataset(str(root / "data"))
+  config = lib.tiny_config(data, steps=2, **{"mode": "parallel", "student.k": 8, "student.k_min": 2,
+                                             "student.sampling": "coarse_to_fine", "student.exits": "2,4,8",
+                                             "student.hrnn.num_blocks": 0})
+  workdir = str(root / "run")
+  train_loop.train_and_evaluate(config, workdir)
+  return workdir, config, exit_curve.run(workdir, gate_videos=16)
+
+
+def _row(curve, rule, threshold):
+  return next(r for r in curve["rows"] if r["rule"] == rule and r["threshold"] == threshold)
+
+
+def test_the_curve_equals_the_eval_of_the_saved_run_at_each_budget_and_with_early_exit(anyk_run):
+  workdir, config, curve = anyk_run
+  assert curve["exits"] == list(EXITS) and curve["num_videos"] == 20 and curve["gate_videos"] == 16
+  for k in EXITS[1:]:
+    cli = lib.tiny_config({"train": "", "eval": ""}, **{"student.budget": k})
+    got = predict.evaluate_restored(workdir, cli)["student"]
+    assert got["gap"] == pytest.approx(_row(curve, "budget", k)["gap"], abs=1e-6)
+  for rule, threshold in (("confident", 0.5), ("gate", 0.9)):
+    cli = lib.tiny_config({"train": "", "eval": ""}, **{"student.exit": f"{rule}:{threshold}"})
+    got = predict.evaluate_restored(workdir, cli)["student"]
+    row = _row(curve, rule, threshold)
+    assert got["gap"] == pytest.approx(row["gap"], abs=1e-6)
+    assert got["mean_frames_read"] == pytest.approx(row["mean_frames"])
+  # FLOPs: a NeXtVLAD exit adds only its new frames (2, 2, then 4) to the carried sums, then the head
+  per_exit = curve["flops"]["per_exit"]
+  assert per_exit[0] <= per_exit[1] < per_exit[2] and curve["flops"]["gate"] > 0
+  stable = _row(curve, "stable", 1.0)
+  assert stable["mean_flops"] == pytest.approx(np.dot(stable["exit_share"], np.cumsum(per_exit)) / 20, rel=1e-6)
+
+
+def test_predict_writes_the_frames_each_video_read(anyk_run, tmp_path):
+  workdir, _, _ = anyk_run
+  output = str(tmp_path / "p.csv")
+  cli = lib.tiny_config({"train": "", "eval": ""}, **{"student.exit": "confident:0.5"})
+  n = predict.write_predictions(workdir, cli, output)
+  with open(predict.frames_path(output)) as f:
+    lines = f.read().splitlines()
+  assert lines[0] == "VideoId,FramesRead" and len(lines) == n + 1 == 21
+  assert all(1 <= int(line.split(",")[1]) <= 8 for line in lines[1:])
+
+
+def test_the_gate_is_saved_with_the_run_and_loads_back(anyk_run):
+  workdir, _, _ = anyk_run
+  gate = exit_gate.load(workdir)
+  x = np.random.default_rng(0).random((5, min(20, lib.NUM_CLASSES) + 2 + len(EXITS))).astype(np.float32)
+  scores = np.asarray(gate.score(jnp.asarray(x)))
+  assert scores.shape == (5,) and ((scores >= 0) & (scores <= 1)).all()
+  with pytest.raises(FileNotFoundError, match="no exit gate"):
+    exit_gate.load(os.path.dirname(workdir))
+
+
+def test_gate_features_and_targets_against_naive_references():
+  rng = np.random.default_rng(1)
+  probs, previous, last = (rng.random((3, 30)).astype(np.float32) for _ in range(3))
+  f = np.asarray(exit_gate.features(jnp.asarray(probs), jnp.asarray(previous), 1, 4))
+  for b in range(3):
+    top = np.argsort(-probs[b], kind="stable")[:20]
+    np.testing.assert_allclose(f[b, :20], probs[b, top], rtol=1e-6)
+    overlap = len(set(top) & set(np.argsort(-previous[b], kind="stable")[:20])) / 20
+    assert f[b, 20] == pytest.approx(overlap)
+    assert f[b, 21] == pytest.approx(np.abs(probs[b, top] - previous[b, top]).max())
+    assert f[b, 22:].tolist() == [0, 1, 0, 0]
+    final = np.argsort(-last[b], kind="stable")[:20]
+    weights = 1.0 / (1.0 + np.arange(20))
+    want = sum(w for w, c in zip(weights, final) if c in set(top)) / weights.sum()
+    assert float(exit_gate.settled_targets(jnp.asarray(probs), jnp.asarray(last))[b]) == pytest.approx(want, rel=1e-6)
+  first = np.asarray(exit_gate.features(jnp.asarray(probs), None, 0, 4))
+  assert (first[:, 20:22] == 0).all() and first[0, 22] == 1
+
+
+def test_the_gate_learns_a_separable_target():
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=(400, 6)).astype(np.float32)
+  y = (x[:, 0] > 0).astype(np.float32)
+  gate = exit_gate.fit(x, y, (1, 2), steps=300)
+  predicted = np.asarray(gate.score(jnp.asarray(x))) >= 0.5
+  assert (predicted == (y > 0)).mean() > 0.95
+
+
+def test_the_gap_of_a_class_group_equals_the_gap_with_the_other_classes_removed():
+  rng = np.random.default_rng(3)
+  n, c = 12, 10  # C <= 20: each video's top-20 holds every class
+  probs = rng.random((n, 2, c)).astype(np.float32)
+  labels = (rng.random((n, c)) < 0.3).astype(np.float32)
+  top = [metrics_lib.top_k_hits(jnp.asarray(probs[:, e]), jnp.asarray(labels), 20) for e in range(2)]
+  group = np.arange(c) % 2 == 1
+  records = exit_curve.ExitRecords(
+      scores=np.stack([np.asarray(t.scores) for t in top], 1), class_ids=np.stack([np.asarray(t.class_ids) for t in top], 1),
+      hits=np.stack([np.asarray(t.hits) for t in top], 1), features=np.zeros((n, 2, 1)), rule_scores={},
+      targets=np.zeros((n, 2)), num_labels=labels.sum(1).astype(np.int32), num_frames=np.full(n, 9),
+      class_positives=labels.sum(0).astype(np.int64), group_labels={"odd": labels[:, group].sum(1).astype(np.int32)})
+  exit_index = np.arange(n) % 2
+  chosen = probs[np.arange(n), exit_index]
+  want = metrics_lib.global_average_precision(chosen[:, group], labels[:, group])
+  got = exit_curve.metrics_at(records, exit_index, c, ("odd", group))["gap"]
+  assert got == pytest.approx(want, abs=1e-6)
+  assert exit_curve.metrics_at(records, exit_index, c)["gap"] == pytest.approx(
+      metrics_lib.global_average_precision(chosen, labels), abs=1e-6)
+  np.testing.assert_array_equal(exit_curve.first_exit(np.array([[0.1, 0.9, 0.0], [0.95, 0.2, 0.0], [0.0, 0.0, 1.0]]),
+                                                      0.8), [1, 0, 2])
