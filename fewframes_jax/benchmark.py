@@ -8,6 +8,7 @@
   python -m fewframes_jax.benchmark export --config=configs/nextvlad_k10.py:cpu --ks=10 [--file_pattern=...]
   python -m fewframes_jax.benchmark all --config=configs/nextvlad_k10.py:tiny --json_out=all.json
   python -m fewframes_jax.benchmark restart [--file_pattern=... --batch_size=32 --fraction=0.9]
+  python -m fewframes_jax.benchmark exit --workdir=<any-k run> --fixed_workdir=<k=30 run> --exit=stable:0.9
 
 Subcommands (the first argument):
   infer  eval-forward throughput of the teacher (all frames) and of the student at each of --ks, on
@@ -33,6 +34,10 @@ Subcommands (the first argument):
          seeking the saved position, and that both give the same batch. With no --file_pattern,
          YouTube-8M-shaped records (--num_videos of them in --num_files files) are written to a
          temporary folder.
+  exit   batched early exit of a trained any-k student (--workdir, policy --exit) against a trained fixed-k
+         student (--fixed_workdir), end to end from the same TFRecords (default: the any-k run's eval
+         files), in alternating timed passes (`cost/exit_pipeline.py`): videos/s, mean frames read,
+         frames decoded per video, where the videos stopped, and the ratio.
 
 Every subcommand prints markdown tables and, with --json_out, writes every row and the machine (device,
 CPU model, load, date). A config takes an argument after a colon and `--config.<field>=<value>`
@@ -55,7 +60,7 @@ from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,w
 
 from fewframes_jax.errors import UserError  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-COMMANDS = ("infer", "train", "input", "eval", "export", "all", "restart")
+COMMANDS = ("infer", "train", "input", "eval", "export", "all", "restart", "exit")
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "infer/train/eval/export/all: the config file (configs/*.py[:arg]).",
@@ -87,6 +92,10 @@ flags.DEFINE_string("sampling", "uniform", "input: the student-only pipeline's s
 flags.DEFINE_float("fraction", 0.9, "restart: how far into the epoch the run stopped.")
 flags.DEFINE_integer("num_files", 64, "restart: files written when no --file_pattern is given (read 8 at a "
                      "time, so 8 rounds by default; the 2018 train set has 3,844).")
+flags.DEFINE_string("workdir", "", "exit: the trained any-k student's run.")
+flags.DEFINE_string("fixed_workdir", "", "exit: the trained fixed-k student's run to compare with.")
+flags.DEFINE_string("exit", "stable:0.9", "exit: the early-exit policy, <rule>:<threshold> (stable | confident | "
+                    "gate; the gate is read from --workdir, fitted by `python -m fewframes_jax.exit_curve`).")
 flags.DEFINE_string("json_out", "", "Also write the results as JSON here.")
 
 
@@ -227,6 +236,27 @@ def _run_restart() -> Dict[str, Any]:
   return result
 
 
+def _run_exit() -> Dict[str, Any]:
+  from fewframes_jax import checkpoint, early_exit, exit_gate  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.cost import exit_pipeline, timing  # pylint: disable=g-import-not-at-top
+  if not FLAGS.workdir or not FLAGS.fixed_workdir:
+    raise app.UsageError("exit needs --workdir (an any-k student's run) and --fixed_workdir (a fixed-k run)")
+  try:
+    policy = early_exit.ExitPolicy.parse(FLAGS.exit)
+  except ValueError as e:
+    raise UserError(f"--exit: {e}") from None
+  if policy is None:
+    raise UserError("--exit: give a policy, e.g. stable:0.9")
+  gate = exit_gate.load(FLAGS.workdir) if policy.rule == "gate" else None
+  result = exit_pipeline.benchmark_exit(checkpoint.restore(FLAGS.workdir).network("student"),
+                                        checkpoint.restore(FLAGS.fixed_workdir).network("student"), policy=policy,
+                                        gate=gate, file_pattern=FLAGS.file_pattern, batch_size=FLAGS.batch_size,
+                                        max_batches=FLAGS.max_batches, rounds=FLAGS.rounds)
+  result["machine"] = timing.machine_info()
+  print(exit_pipeline.format_exit(result, result["machine"]["cpu_model"]), flush=True)
+  return result
+
+
 def _options(config: ml_collections.ConfigDict) -> Options:
   from fewframes_jax.cost import compute  # pylint: disable=g-import-not-at-top
   unknown = set(FLAGS.train_which) - set(compute.TRAIN_BENCHMARKS)
@@ -243,17 +273,19 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f"expected one subcommand, {' | '.join(COMMANDS)}, got {argv[1:] or 'none'} "
                          "(--help describes each)")
   command, config = argv[1], FLAGS.config
-  if command not in ("input", "restart"):
+  if command not in ("input", "restart", "exit"):
     if config is None:
       raise app.UsageError(f"{command} needs --config=configs/<name>.py[:arg]")
     options = _options(config)
     check_config(config)
-  if FLAGS.file_pattern and command in ("input", "eval", "export", "all", "restart"):
+  if FLAGS.file_pattern and command in ("input", "eval", "export", "all", "restart", "exit"):
     check_file_pattern(FLAGS.file_pattern)
   if command == "input":
     result = _run_input()
   elif command == "restart":
     result = _run_restart()
+  elif command == "exit":
+    result = _run_exit()
   else:
     result = run(command, config, options)
   if FLAGS.json_out:

@@ -181,7 +181,8 @@ def curve_rows(records: ExitRecords, plan: early_exit.ExitPlan, flops: Dict[str,
                class_groups: Optional[Dict[str, np.ndarray]] = None) -> List[Dict[str, Any]]:
   """One row per fixed budget ('budget': every video to that exit, no decision, the any-k student's own
   forward at that k) and per (rule, threshold). `class_groups` {name: bool[C]} adds each group's GAP
-  (`metrics_at(group=...)`) as 'gap_<name>'."""
+  (`metrics_at(group=...)`) as 'gap_<name>' and the mean frames read by the videos with a label of the
+  group as 'frames_<name>'."""
   thresholds = thresholds or THRESHOLDS
   cum = np.cumsum(flops["per_exit"])
   num_exits, n = len(plan.exits), len(records.num_frames)
@@ -194,8 +195,11 @@ def curve_rows(records: ExitRecords, plan: early_exit.ExitPlan, flops: Dict[str,
            "mean_frames": float(plan.frames_read(records.num_frames, exit_index).mean()),
            "mean_flops": float(np.mean(flops_per_video)),
            "exit_share": np.bincount(exit_index, minlength=num_exits).tolist()}
+    frames = plan.frames_read(records.num_frames, exit_index)
     for name, classes in (class_groups or {}).items():
       row[f"gap_{name}"] = metrics_at(records, exit_index, num_classes, (name, classes))["gap"]
+      has = records.group_labels[name] > 0  # the videos with a label of the group: where do they stop?
+      row[f"frames_{name}"] = float(frames[has].mean()) if has.any() else float("nan")
     rows.append(row)
 
   for e, k in enumerate(plan.exits):

@@ -126,3 +126,18 @@ def test_the_gap_of_a_class_group_equals_the_gap_with_the_other_classes_removed(
       metrics_lib.global_average_precision(chosen, labels), abs=1e-6)
   np.testing.assert_array_equal(exit_curve.first_exit(np.array([[0.1, 0.9, 0.0], [0.95, 0.2, 0.0], [0.0, 0.0, 1.0]]),
                                                       0.8), [1, 0, 2])
+
+
+def test_the_exit_benchmark_counts_every_video_once_on_both_paths(anyk_run):
+  from fewframes_jax import checkpoint, early_exit  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.cost import exit_pipeline  # pylint: disable=g-import-not-at-top
+  workdir, _, _ = anyk_run
+  anyk_net = checkpoint.restore(workdir).network("student")
+  fixed_net = checkpoint.restore(workdir).network("student", budget=4)
+  result = exit_pipeline.benchmark_exit(anyk_net, fixed_net, policy=early_exit.ExitPolicy("confident", 0.5),
+                                        batch_size=8, group_batches=2, rounds=1)
+  exit_row, fixed_row = result["rows"]
+  assert exit_row["videos"] == fixed_row["videos"] == 20 and sum(exit_row["exit_counts"]) == 20
+  assert exit_row["decoded_frames_per_video"] == 8 and fixed_row["decoded_frames_per_video"] == 4
+  assert 1 <= exit_row["mean_frames_read"] <= 8 and result["ratio"] > 0
+  assert "early exit (confident:0.5" in exit_pipeline.format_exit(result)

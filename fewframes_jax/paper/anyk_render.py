@@ -44,15 +44,16 @@ def exit_table(curves: Mapping[int, Mapping], fixed_max: Sequence[float], groups
   """Every operating point: GAP, its difference to the fixed k_max student (per seed), frames, FLOPs."""
   points = _rows_by_point(curves)
   head = "| rule | threshold | GAP | − fixed k_max | mean frames read | FLOPs/video |" + "".join(
-      f" GAP {g} classes |" for g in groups)
-  lines = [head, "|:---|---:|---:|---:|---:|---:|" + "---:|" * len(groups)]
+      f" GAP {g} classes |" for g in groups) + "".join(f" frames, videos with {g} labels |" for g in groups)
+  lines = [head, "|:---|---:|---:|---:|---:|---:|" + "---:|" * 2 * len(groups)]
   for (rule, threshold), rows in points.items():
     gaps = [r["gap"] for r in rows]
     diffs = [g - f for g, f in zip(gaps, fixed_max)]
     frames = float(np.mean([r["mean_frames"] for r in rows]))
     flops = float(np.mean([r["mean_flops"] for r in rows]))
     mark = " ✓" if diffs and mean_std(diffs)[0] >= -TARGET_GAP_DROP and frames <= TARGET_FRAMES else ""
-    extra = "".join(f" {fmt([r.get(f'gap_{g}', float('nan')) for r in rows])} |" for g in groups)
+    extra = "".join(f" {fmt([r.get(f'gap_{g}', float('nan')) for r in rows])} |" for g in groups) + "".join(
+        f" {np.mean([r.get(f'frames_{g}', float('nan')) for r in rows]):.1f} |" for g in groups)
     lines.append(f"| {rule} | {threshold:g} | {fmt(gaps)} | {fmt(diffs)}{mark} | {frames:.1f} | "
                  f"{flops / 1e6:.2f} M |{extra}")
   return "\n".join(lines)
