@@ -31,7 +31,7 @@ from fewframes_jax import metrics as metrics_lib
 from fewframes_jax.data.quantization import dequantize
 
 THRESHOLDS = {"stable": (0.7, 0.8, 0.85, 0.9, 0.95, 1.0), "confident": (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99),
-              "gate": (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)}
+              "gate": (0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98)}
 
 
 @dataclasses.dataclass

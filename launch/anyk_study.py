@@ -22,7 +22,7 @@ from fewframes_jax import cli
 
 cli.quiet_start()
 
-from absl import app, flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from configs import paper as paper_configs  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fewframes_jax.paper import grid as grid_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -225,4 +225,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
