@@ -29,8 +29,7 @@ deployment runs: all videos to the first exit, only the ones that did not stop c
 full batches (the per-video results equal `outputs` at the chosen exit).
 """
 import dataclasses
-import functools
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +38,6 @@ import numpy as np
 from fewframes_jax import anyk
 from fewframes_jax import inference
 from fewframes_jax import sampling
-from fewframes_jax.data.quantization import dequantize
 from fewframes_jax.models.common import VideoModel
 from fewframes_jax.selection import nested
 

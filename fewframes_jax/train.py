@@ -24,6 +24,11 @@ Cross-family distillation: when the representation sizes differ, `L_rep` compare
 representation with a learned linear projection of the student's; the projection belongs to the
 student (`student.params['projection']`).
 
+Any-k student (`config.student.k_min` set, `anyk.py`): each step draws the sandwich rule's budgets
+(k_min, k and `budgets_per_step - 2` random ones), selects each budget's frames from one nested order of
+the batch (`selection/nested.py`) in static [B, k, D] tensors, and averages the student's loss (the same
+terms as a fixed-k student) over them; the batch statistics pass from one budget's forward to the next.
+
 Cross-entropy is summed over classes (the YouTube-8M starter's convention), which scales the gradient
 by about C relative to a mean: the paper's learning rates assume it.
 

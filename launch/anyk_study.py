@@ -36,6 +36,8 @@ flags.DEFINE_string("ks", "6,10,15,20,30", "Budgets: the fixed-k students and th
                     "(its smallest and largest) and exit points.")
 flags.DEFINE_string("phases", "train,curves,report", "Which phases to run.")
 flags.DEFINE_integer("gate_videos", 1000, "Training videos the exit gate is fitted on.")
+flags.DEFINE_integer("budgets_per_step", 0, "The any-k student's budgets per step (0: the default, 4); another value "
+                     "trains a variant any-k run (key suffix _p<n>) and writes tables_p<n>.md, reusing the fixed-k runs.")
 flags.DEFINE_bool("benchmark", True, "report: also time batched early exit against the fixed k_max student "
                   "from TFRecords (seed 0).")
 flags.mark_flags_as_required(["out"])
@@ -46,8 +48,12 @@ ORDER = "coarse_to_fine"
 PRESET = "long"
 
 
+def _variant() -> str:
+  return f"_p{FLAGS.budgets_per_step}" if FLAGS.budgets_per_step else ""
+
+
 def run_key(seed: int, k: int, k_min: int = 0) -> str:
-  name = f"anyk{k_min}-{k}" if k_min else f"k{k}"
+  name = f"anyk{k_min}-{k}{_variant()}" if k_min else f"k{k}"
   return f"{FAMILY}/seed{seed}/serial_{LOSS}_{ORDER}_{name}"
 
 
@@ -59,6 +65,8 @@ def study_config(seed: int, k: int, *, k_min: int, teacher_workdir: str):
   if k_min:
     config.student.k_min = k_min
     config.student.exits = ",".join(map(str, _ks()))
+    if FLAGS.budgets_per_step:
+      config.student.budgets_per_step = FLAGS.budgets_per_step
   return config
 
 
@@ -118,7 +126,7 @@ def curves(seeds: Sequence[int], records: Dict[str, Dict]) -> Dict[int, Dict]:
   out = {}
   for seed in seeds:
     key = run_key(seed, ks[-1], ks[0])
-    path = os.path.join(_layout().out, "curves", f"seed{seed}.json")
+    path = os.path.join(_layout().out, "curves", f"seed{seed}{_variant()}.json")
     cached = sweep.read_json(path)
     if cached is not None and cached.get("config_hash") == records[key]["config_hash"]:
       out[seed] = cached
@@ -176,11 +184,13 @@ def report(seeds: Sequence[int], records: Dict[str, Dict], curve_results: Dict[i
   teacher = [records[run_key(s, ks[-1])].get("teacher_gap") for s in seeds]
   best = anyk_render.best_points(curve_results, fixed[ks[-1]])
   groups = ("burst", "long")
+  per_step = FLAGS.budgets_per_step or 4
   parts = [f"# One student for every budget, and early exit: preset `{PRESET}`, {FAMILY}, seeds "
-           f"{', '.join(map(str, seeds))}", "",
+           f"{', '.join(map(str, seeds))}, {per_step} budgets per step", "",
            f"Serial L_pred + L_CE students of the frozen H-RNN teacher (GAP {anyk_render.fmt(teacher)}), frames of "
            f"the coarse-to-fine order. Command: `python -m launch.anyk_study --out={FLAGS.out} --teachers="
-           f"{FLAGS.teachers} --seeds={FLAGS.seeds}`.", "",
+           f"{FLAGS.teachers} --seeds={FLAGS.seeds}" + (f" --budgets_per_step={FLAGS.budgets_per_step}"
+                                                 if FLAGS.budgets_per_step else "") + "`.", "",
            "## The any-k student at each budget against fixed-k students", "",
            anyk_render.budget_table(ks, fixed, curve_results, uniform), "",
            "Mean±sd over seeds; 'any-k − fixed' is the per-seed difference. Uniform-k Serial: the long sweep's "
@@ -207,10 +217,10 @@ def report(seeds: Sequence[int], records: Dict[str, Dict], curve_results: Dict[i
     if result:
       parts += ["## Measured throughput from TFRecords (seed 0, one run)", "",
                 exit_pipeline.format_exit(result, result["machine"].get("cpu_model")), ""]
-  path = os.path.join(_layout().out, "tables.md")
+  path = os.path.join(_layout().out, f"tables{_variant()}.md")
   with open(path, "w") as f:
     f.write("\n".join(parts))
-  anyk_render.plot(os.path.join(_layout().out, "exit_curve.png"), ks, fixed, curve_results)
+  anyk_render.plot(os.path.join(_layout().out, f"exit_curve{_variant()}.png"), ks, fixed, curve_results)
   return path
 
 
