@@ -31,6 +31,7 @@ import ml_collections
 from fewframes_jax import anyk
 from fewframes_jax import selection
 from fewframes_jax.data.quantization import dequantize
+from fewframes_jax.errors import UserError
 from fewframes_jax.models.common import ModelOutput
 
 NETWORKS = ("teacher", "student")
@@ -166,7 +167,7 @@ def eval_budget(config: ml_collections.ConfigDict, budget: Optional[int] = None)
   (student.k); None for a fixed-k student."""
   if anyk.budgets_of(config) is None:
     if budget:
-      raise ValueError(f"budget={budget}: the run's student is not an any-k student (student.k_min is unset)")
+      raise UserError(f"student.budget={budget}: the run's student is not an any-k student (student.k_min is unset)")
     return None
   return int(budget or config.student.get("budget", 0) or config.student.k)
 
@@ -179,7 +180,7 @@ def student_scorer(config: ml_collections.ConfigDict, model, budget: Optional[in
     return Scorer(model, student_selection(config))
   budgets = anyk.budgets_of(config)
   if not 1 <= k <= budgets.k_max:
-    raise ValueError(f"student.budget={k}: an any-k student takes budgets in [1, {budgets.k_max}]")
+    raise UserError(f"student.budget={k}: this any-k student takes budgets in [1, {budgets.k_max}]")
   model, slots = anyk.at_budget(model, k, budgets.k_max)
   return Scorer(model, Selection(k=k, method=budgets.order, slots=slots if slots > k else None))
 

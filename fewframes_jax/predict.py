@@ -60,7 +60,10 @@ def student_options(cli_config=None) -> Tuple[Optional[int], str]:
 def _exit_policy(net: inference.Network, spec: str, workdir: str):
   """The early-exit policy (and the gate it needs, saved in `workdir`) of `spec` for the run's any-k student."""
   from fewframes_jax import early_exit, exit_gate  # pylint: disable=g-import-not-at-top
-  policy = early_exit.ExitPolicy.parse(spec)
+  try:
+    policy = early_exit.ExitPolicy.parse(spec)
+  except ValueError as e:
+    raise UserError(str(e)) from None
   if policy is None:
     return None, None
   if anyk.budgets_of(net.config) is None:
