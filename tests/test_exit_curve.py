@@ -141,3 +141,11 @@ def test_the_exit_benchmark_counts_every_video_once_on_both_paths(anyk_run):
   assert exit_row["decoded_frames_per_video"] == 8 and fixed_row["decoded_frames_per_video"] == 4
   assert 1 <= exit_row["mean_frames_read"] <= 8 and result["ratio"] > 0
   assert "early exit (confident:0.5" in exit_pipeline.format_exit(result)
+
+
+def test_a_budget_or_exit_the_run_cannot_take_is_a_user_error(anyk_run):
+  from fewframes_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  workdir, _, _ = anyk_run
+  for fields, message in (({"student.budget": 9}, "budgets in"), ({"student.exit": "often:1"}, "rule")):
+    with pytest.raises(UserError, match=message):
+      predict.evaluate_restored(workdir, lib.tiny_config({"train": "", "eval": ""}, **fields))
