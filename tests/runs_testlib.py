@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 
@@ -103,15 +103,13 @@ def flatten(tree) -> Dict[str, np.ndarray]:
   return out
 
 
-def worker_env(cache_dir: Optional[str] = None, **extra) -> Dict[str, str]:
-  """Environment of a worker: CPU, quiet TF, fast compiles; a shared persistent compile cache."""
+def worker_env(**extra) -> Dict[str, str]:
+  """Environment of a worker: CPU, quiet TF, fast compiles; the session's persistent compile cache
+  (tests/conftest.py) is inherited."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
              JAX_DISABLE_MOST_OPTIMIZATIONS="1", PYTHONPATH=ROOT)
   for key in ("FEWFRAMES_COORDINATOR", "FEWFRAMES_NUM_PROCESSES", "FEWFRAMES_PROCESS_ID", "XLA_FLAGS"):
     env.pop(key, None)
-  if cache_dir:
-    env.update(JAX_COMPILATION_CACHE_DIR=cache_dir, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
   env.update({k: str(v) for k, v in extra.items()})
   return env
 

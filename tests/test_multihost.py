@@ -37,8 +37,8 @@ def two_process_run(tmp_path_factory):
           "overrides": {"data.on_error": "skip"}}
   procs, logs = [], []
   for p in range(2):
-    env = lib.worker_env(str(tmp_path_factory.getbasetemp() / "jit_cache"), FEWFRAMES_COORDINATOR=f"127.0.0.1:{port}",
-                         FEWFRAMES_NUM_PROCESSES=2, FEWFRAMES_PROCESS_ID=p, FEWFRAMES_INIT_TIMEOUT=120)
+    env = lib.worker_env(FEWFRAMES_COORDINATOR=f"127.0.0.1:{port}", FEWFRAMES_NUM_PROCESSES=2, FEWFRAMES_PROCESS_ID=p,
+                         FEWFRAMES_INIT_TIMEOUT=120)
     logs.append(str(root / f"process{p}.log"))
     procs.append(lib.start_worker(spec, env, logs[-1]))
   codes = lib.wait_all(procs, logs, fail_fast=True)
@@ -89,7 +89,7 @@ def _reference_batches(config, steps):
   return batches
 
 
-def test_matches_single_process_on_same_global_batches(two_process_run):
+def test_matches_single_process_on_same_global_batches(two_process_run, fast_compile):
   assert jax.process_count() == 1 and jax.device_count() == 1
   config = lib.tiny_config(two_process_run["data"], steps=STEPS, **two_process_run["spec"]["overrides"])
   nets, state = train_loop.setup_run(config)

@@ -100,8 +100,7 @@ def _child(out_dir):
 @pytest.fixture(scope="module")
 def eight_devices(tmp_path_factory):
   out = tmp_path_factory.mktemp("parallel")
-  env = lib.worker_env(str(tmp_path_factory.getbasetemp() / "jit_cache"),
-                       XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}")
+  env = lib.worker_env(XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}")
   proc = subprocess.run([sys.executable, os.path.abspath(__file__), str(out)], env=env, cwd=lib.ROOT,
                         capture_output=True, text=True, timeout=lib.WORKER_TIMEOUT_S)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]

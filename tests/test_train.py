@@ -1,6 +1,5 @@
 """Train-step semantics: what each mode trains, what it freezes, and what it shares."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -103,11 +102,15 @@ def test_shared_head_is_the_teachers():
   nets, state = setup(tiny_config("parallel"))
   batch = make_batch()
   out = eval_fn(nets)(state, batch, jax.random.PRNGKey(0))
-  frames = dequantize(batch["frames"], batch["num_frames"])
-  fk, nk = sampling.sample_frames(frames, jnp.asarray(batch["num_frames"]), 4, "uniform")
-  rep, _ = nets.student_model.apply(state.student.variables, fk, nk, train=False,
-                                    method=nets.student_model.encode)
-  probs = nets.teacher_model.apply(state.teacher.variables, rep, train=False, method=nets.teacher_model.classify)
+
+  @jax.jit  # one compile instead of one per operation
+  def head_of_student(state, frames, num_frames):
+    fk, nk = sampling.sample_frames(dequantize(frames, num_frames), num_frames, 4, "uniform")
+    rep, _ = nets.student_model.apply(state.student.variables, fk, nk, train=False,
+                                      method=nets.student_model.encode)
+    return nets.teacher_model.apply(state.teacher.variables, rep, train=False, method=nets.teacher_model.classify)
+
+  probs = head_of_student(state, batch["frames"], batch["num_frames"])
   k = out["student"]["scores"].shape[1]
   expected = -np.sort(-np.asarray(probs), axis=-1)[:, :k]
   np.testing.assert_allclose(-np.sort(-np.asarray(out["student"]["scores"]), axis=-1), expected, rtol=1e-5)
@@ -200,12 +203,15 @@ def test_ensemble_of_teachers_from_two_families(tmp_path):
   # student NeXtVLAD (16) -> [NeXtVLAD 16, H-RNN 4 x 16]
   assert state.student.params["projection"]["kernel"].shape == (16, 16 + 64)
   batch = make_batch()
-  from fewframes_jax.data.quantization import dequantize as deq
-  frames = deq(batch["frames"], batch["num_frames"])
-  ens = nets.teacher_model.apply(state.teacher.variables, frames, batch["num_frames"], train=False)
-  members = [m.apply({"params": state.teacher.params[f"members_{i}"],
-                      "batch_stats": state.teacher.batch_stats[f"members_{i}"]}, frames, batch["num_frames"],
-                     train=False) for i, m in enumerate(nets.teacher_model.members)]
+
+  @jax.jit  # one compile instead of one per operation
+  def ensemble_and_members(teacher, frames, num_frames):
+    frames = dequantize(frames, num_frames)
+    members = [m.apply({"params": teacher.params[f"members_{i}"], "batch_stats": teacher.batch_stats[f"members_{i}"]},
+                       frames, num_frames, train=False) for i, m in enumerate(nets.teacher_model.members)]
+    return nets.teacher_model.apply(teacher.variables, frames, num_frames, train=False), members
+
+  ens, members = ensemble_and_members(state.teacher, batch["frames"], batch["num_frames"])
   np.testing.assert_allclose(ens.probabilities, (members[0].probabilities + members[1].probabilities) / 2,
                              rtol=1e-5)
   state, metrics = step_fn(nets)(state, batch)
@@ -225,16 +231,20 @@ def test_shared_head_runs_in_inference_mode_for_the_student_in_training():
   state = state.replace(teacher=state.teacher.replace(batch_stats=jax.tree.map(
       lambda x: x + 0.7, state.teacher.batch_stats)))
   batch = make_batch()
-  frames = dequantize(batch["frames"], batch["num_frames"])
-  fk, nk = sampling.sample_frames(frames, jnp.asarray(batch["num_frames"]), 4, "uniform")
-  rng = jax.random.PRNGKey(3)
-  rep, _, probs, _ = train_lib.student_forward(setup_, state.student.params, state.student.batch_stats,
-                                               state.teacher, fk, nk, train=True, rng=rng)
-  head_eval = setup_.teacher_model.apply(state.teacher.variables, rep, train=False,
-                                         method=setup_.teacher_model.classify)
+
+  @jax.jit  # one compile instead of one per operation
+  def student_and_heads(state, frames, num_frames):
+    fk, nk = sampling.sample_frames(dequantize(frames, num_frames), num_frames, 4, "uniform")
+    rep, _, probs, _ = train_lib.student_forward(setup_, state.student.params, state.student.batch_stats,
+                                                 state.teacher, fk, nk, train=True, rng=jax.random.PRNGKey(3))
+    head_eval = setup_.teacher_model.apply(state.teacher.variables, rep, train=False,
+                                           method=setup_.teacher_model.classify)
+    head_train, _ = setup_.teacher_model.apply(state.teacher.variables, rep, train=True, mutable=["batch_stats"],
+                                               method=setup_.teacher_model.classify)
+    return probs, head_eval, head_train
+
+  probs, head_eval, head_train = student_and_heads(state, batch["frames"], batch["num_frames"])
   np.testing.assert_allclose(probs, head_eval, rtol=1e-6, atol=1e-7)
-  head_train, _ = setup_.teacher_model.apply(state.teacher.variables, rep, train=True, mutable=["batch_stats"],
-                                             method=setup_.teacher_model.classify)
   assert not np.allclose(probs, head_train, atol=1e-4)  # the batch-statistics head would differ
 
 
@@ -250,9 +260,13 @@ def test_a_content_aware_selector_trains_and_evaluates_like_any_rule():
   state, metrics = step_fn(setup_)(state, batch)
   assert np.isfinite(float(metrics["student/ce"]))
   out = eval_fn(setup_)(state, batch, jax.random.PRNGKey(0))
-  frames = dequantize(batch["frames"], batch["num_frames"])
   from fewframes_jax import selection  # pylint: disable=g-import-not-at-top
-  fk, nk = selection.select_frames(frames, jnp.asarray(batch["num_frames"]), 4, "far_from_mean")
-  probs = setup_.student_model.apply(state.student.variables, fk, nk, train=False).probabilities
+
+  @jax.jit  # one compile instead of one per operation
+  def student_on_selected(variables, frames, num_frames):
+    fk, nk = selection.select_frames(dequantize(frames, num_frames), num_frames, 4, "far_from_mean")
+    return setup_.student_model.apply(variables, fk, nk, train=False).probabilities
+
+  probs = student_on_selected(state.student.variables, batch["frames"], batch["num_frames"])
   np.testing.assert_allclose(np.sort(np.asarray(out["student"]["scores"]), axis=-1),
                              np.sort(np.asarray(probs), axis=-1)[:, -out["student"]["scores"].shape[1]:], rtol=1e-5)
