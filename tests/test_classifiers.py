@@ -11,6 +11,10 @@ from numpy_reference import np_bn, np_sigmoid, perturb_variables as _perturb
 B, E, C, M = 5, 6, 10, 2
 
 
+# Compile-bound; XLA's optimisation passes do not change what these tests check.
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
 def _x(seed=0):
   return np.random.default_rng(seed).normal(size=(B, E)).astype(np.float32)
 

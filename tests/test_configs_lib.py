@@ -20,6 +20,10 @@ T = 20
 NUM_CLASSES = 8
 
 
+# Compile-bound; XLA's optimisation passes do not change what these tests check.
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
 def tiny(mode="parallel", family="nextvlad", k=4):
   return _as_test_data(base.experiment(family, k=k, arg=f"tiny,mode={mode}"))
 

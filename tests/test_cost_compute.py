@@ -21,6 +21,10 @@ from fewframes_jax.models import build_model
 T, D, C, B = 12, 16, 6, 4
 
 
+# Compile-bound; XLA's optimisation passes do not change what these tests check.
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
 def tiny_config(family="nextvlad", mode="parallel", k=4):
   c = base.experiment(family, k=k, arg=f"tiny,mode={mode}")
   c.data.max_frames, c.data.feature_sizes, c.data.num_classes = T, (12, 4), C
@@ -37,7 +41,7 @@ def _model_flops(scorer, frames):
                                            batch_size=B)
 
 
-def test_timed_forward_is_the_scorers_eval_forward(fast_compile):
+def test_timed_forward_is_the_scorers_eval_forward():
   config = tiny_config(k=5)
   common = dict(network="nextvlad", batch_size=B, feature_dim=D, num_classes=C, dtype="float32", seed=3)
   teacher, student = compute.teacher_scorer(config), compute.student_scorer(config, 5)
@@ -52,7 +56,7 @@ def test_timed_forward_is_the_scorers_eval_forward(fast_compile):
     assert f.meta["k"] == (None if scorer is teacher else 5) and f.meta["frames"] == frames
 
 
-def test_inference_rows_count_the_models_flops_with_every_scan_step(fast_compile):
+def test_inference_rows_count_the_models_flops_with_every_scan_step():
   """H-RNN rows (a scan per level; the teacher's unrolled by 2, counted on its unroll=1 twin) against
   `forward_flops_per_video` of the same networks plus the dequantization of their input: a scan counted
   once would lose most of a row's FLOPs; the rows add only the head's probabilities on top."""
@@ -83,7 +87,7 @@ def test_train_config_is_complete_for_each_benchmark():
     compute.run_train(config, ks=[4], which=("students",))
 
 
-def test_parallel_train_row(fast_compile):
+def test_parallel_train_row():
   config = tiny_config(k=4)
   (row,) = compute.run_train(config, ks=[4], warmup=0, steps=1, which=("parallel",))
   assert set(row) == set(timing.ROW_FIELDS)

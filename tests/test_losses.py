@@ -13,6 +13,10 @@ from fewframes_jax import losses
 B, C, E, S = 5, 7, 6, 4
 
 
+# Compile-bound; XLA's optimisation passes do not change what these tests check.
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
 def probs(seed, shape=(B, C)):
   return np.random.default_rng(seed).uniform(0.01, 0.99, shape).astype(np.float32)
 

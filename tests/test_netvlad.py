@@ -18,6 +18,10 @@ K, H, T = 4, 8, 12
 LENGTHS = np.array([12, 5, 0, 1], np.int32)
 
 
+# Compile-bound; XLA's optimisation passes do not change what these tests check.
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
 def _frames(seed, lengths=LENGTHS, steps=T, garbage=True):
   """f32[B, T, 24] of real frames, with garbage (or zeros) after each length."""
   return frames_with_garbage(seed, lengths, steps, sum(SIZES), garbage)

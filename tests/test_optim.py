@@ -10,6 +10,10 @@ from configs import base
 from fewframes_jax import optim
 
 
+# Compile-bound; XLA's optimisation passes do not change what these tests check.
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
 def optim_config(**kw):
   o = base.get_config().optim
   o.update(kw)

@@ -22,6 +22,11 @@ NUM_CLASSES = 5
 
 # ---------------------------------------------------------------- numpy references
 
+
+# Compile-bound; XLA's optimisation passes do not change what these tests check.
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
 def _sigmoid(x):
   return 1.0 / (1.0 + np.exp(-x))
 

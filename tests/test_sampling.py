@@ -12,6 +12,10 @@ from fewframes_jax.sampling import SAMPLING_METHODS, frame_indices, frame_indice
 DETERMINISTIC = tuple(m for m in SAMPLING_METHODS if m != "random")
 
 
+# Compile-bound; XLA's optimisation passes do not change what these tests check.
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
 def _idx(n, k, method, max_frames=300, rng=None):
   """Real indices (slots < num_frames_k) and num_frames_k of one video, via the device path."""
   idx, nk = frame_indices(jnp.array([n], jnp.int32), k, method, rng, max_frames=max_frames)

@@ -12,6 +12,10 @@ from fewframes_jax.selection import content
 T, D = 20, 4
 
 
+# Compile-bound; XLA's optimisation passes do not change what these tests check.
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
 def video(values, length=None):
   """f32[1, T, D]: frame t = values[t] * ones(D) for t < len(values); padding rows 0."""
   x = np.zeros([1, T, D], np.float32)

@@ -16,8 +16,11 @@ from fewframes_jax import train_loop
 NUM_EVAL = 11  # eval shards of 4, 4, 3 videos; the first record of shard 1 has a label out of range
 
 
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, fast_compile):  # pylint: disable=unused-argument  (set up under fast_compile)
   data = lib.write_dataset(str(tmp_path_factory.mktemp("data")), num_train=8, num_eval=NUM_EVAL,
                            bad_eval_shards=(1,))
   config = lib.tiny_config(data, steps=1, **{"data.on_error": "skip"})
@@ -26,7 +29,7 @@ def setup(tmp_path_factory):
   return config, setup_, state, eval_lib.make_eval_step(setup_.scorers(), mesh), mesh
 
 
-def test_eval_skips_are_counted_and_the_rest_evaluated(setup, fast_compile):
+def test_eval_skips_are_counted_and_the_rest_evaluated(setup):
   config, setup_, state, eval_step, mesh = setup
   results = train_loop.run_eval(config, setup_, state, eval_step, mesh)
   assert set(results) == {"teacher", "student"}
@@ -35,7 +38,7 @@ def test_eval_skips_are_counted_and_the_rest_evaluated(setup, fast_compile):
     assert metrics["num_videos"] == NUM_EVAL - 1  # every other video, the last partial batch included
 
 
-def test_eval_bad_record_raises_with_on_error_raise(setup, fast_compile):
+def test_eval_bad_record_raises_with_on_error_raise(setup):
   config, setup_, state, eval_step, mesh = setup
   config = config.copy_and_resolve_references()
   config.data.on_error = "raise"
@@ -47,7 +50,7 @@ def _train(config, workdir):
   return train_loop.train_and_evaluate(config, str(workdir))
 
 
-def test_every_mode_that_calls_the_model_with_willow_random_frames(setup, tmp_path, fast_compile):
+def test_every_mode_that_calls_the_model_with_willow_random_frames(setup, tmp_path):
   """`model.netvlad.random_frames=True` (WILLOW's re-sampling, which draws at eval too) through the
   trainer: parallel training with its eval, a re-evaluation that repeats the numbers, a serial student
   of that frozen teacher, predict, and the paper's stage 2 (`finetune`) of the parallel student: it is
