@@ -24,6 +24,7 @@ from fewframes_jax import losses
 from fewframes_jax import models
 from fewframes_jax import optim
 from fewframes_jax import selection
+from fewframes_jax.selection import learned
 from fewframes_jax import train
 from fewframes_jax.data import reader
 from fewframes_jax.errors import UserError
@@ -122,6 +123,7 @@ def validate(config: ml_collections.ConfigDict, *, workdir: Optional[str] = None
              f"student.sampling={s.sampling!r}: expected one of {selection.SELECTION_METHODS}")
     _validate_model(s, "student", s.k)
     _validate_budgets(config)
+    _validate_selector(config)
   _validate_loss(config)
   _validate_loaded_runs(config)
   _validate_schedule(config)
@@ -130,6 +132,27 @@ def validate(config: ml_collections.ConfigDict, *, workdir: Optional[str] = None
              f"workdir={workdir!r} is a file, not a folder")
     if _has_checkpoint(workdir):
       check_resume_compatible(config, saved_run_config(workdir, "workdir"), workdir)
+
+
+def _validate_selector(config: ml_collections.ConfigDict) -> None:
+  """A learned frame selector's settings (`selection/learned.py`); its 'rank' training needs a teacher."""
+  s = config.student
+  if s.sampling != learned.METHOD:
+    given = sorted(k for k, v in (s.get("selector") or {}).items() if v is not None and v != "")
+    _require(not given, f"student.selector.{', '.join(given)} set but student.sampling={s.sampling!r}: only "
+                        f"sampling='{learned.METHOD}' has a learned selector")
+    return
+  spec = learned.SelectorSpec.from_config(s)
+  try:
+    spec.validate()
+    learned.stream_slice(config.data.feature_sizes, spec.streams)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  _require(spec.train != "rank" or config.mode in ("parallel", "serial"),
+           f"student.selector.train='rank' learns from the teacher: mode={config.mode!r} has none (use "
+           "mode=serial or parallel, or selector.train=end_to_end)")
+  _require(not config.teacher_workdirs or spec.train != "rank",
+           "student.selector.train='rank' judges frames with one teacher, not an ensemble (teacher_workdirs)")
 
 
 def _validate_budgets(config: ml_collections.ConfigDict) -> None:

@@ -30,9 +30,11 @@ import ml_collections
 
 from fewframes_jax import anyk
 from fewframes_jax import selection
+from fewframes_jax.data import host_scorer  # no TensorFlow until the host path runs
 from fewframes_jax.data.quantization import dequantize
 from fewframes_jax.errors import UserError
 from fewframes_jax.models.common import ModelOutput
+from fewframes_jax.selection import learned
 
 NETWORKS = ("teacher", "student")
 EVAL_RNG_SEED = 1234  # the base key of every inference-time random draw (fold in the batch index)
@@ -57,23 +59,41 @@ class Selection:
   k: Optional[int] = None
   method: str = "uniform"
   slots: Optional[int] = None
+  scorer: Any = None  # method 'learned': its `selection.learned.FrameScorer` (parameters: the network's)
 
   def __post_init__(self):
     if self.slots is not None and (self.k is None or self.slots < self.k):
       raise ValueError(f"Selection: slots={self.slots} needs k <= slots (k={self.k})")
+    if (self.method == learned.METHOD) != (self.scorer is not None):
+      raise ValueError(f"Selection: method={self.method!r} with scorer={self.scorer!r}: the 'learned' "
+                       "method, and only it, takes a scorer")
 
   @property
   def all_frames(self) -> bool:
     return self.k is None
 
+  @property
+  def learned(self) -> bool:
+    return self.scorer is not None
+
   def select(self, frames: jax.Array, num_frames: jax.Array, rng: Optional[jax.Array], *,
-             return_indices: bool = False):
+             return_indices: bool = False, selector_params: Optional[Dict[str, Any]] = None,
+             differentiable: bool = False, sigma: float = 0.5, samples: int = 8):
     """frames [B, T, D] (dequantized), num_frames i32[B] -> (frames [B, k, D], num_frames_k i32[B]) by
     `selection.select_frames` (plus the indices i32[B, k] if `return_indices`); unchanged when every
-    frame is seen."""
+    frame is seen. A learned selection scores the frames with `selector_params` (its scorer's) and, if
+    `differentiable`, passes gradients to them (`learned.select_learned`, perturbed top-k from `rng`)."""
     if self.all_frames:
       return frames, num_frames
-    out = selection.select_frames(frames, num_frames, self.k, self.method, rng=rng, return_indices=return_indices)
+    if self.learned:
+      if selector_params is None:
+        raise ValueError("a learned selection needs its scorer's parameters (the student's 'selector')")
+      scores = self.scorer.apply({"params": selector_params}, frames, num_frames)
+      out = learned.select_learned(frames, num_frames, self.k, scores, differentiable=differentiable, rng=rng,
+                                   sigma=sigma, samples=samples, return_indices=return_indices)
+    else:
+      out = selection.select_frames(frames, num_frames, self.k, self.method, rng=rng,
+                                    return_indices=return_indices)
     if return_indices:  # padding slots hold index 0, as every selection's padding does
       return self.pad(out[0]), out[1], self.pad(out[2])
     return self.pad(out[0]), out[1]
@@ -85,12 +105,25 @@ class Selection:
       return frames_k
     return jnp.pad(frames_k, ((0, 0), (0, extra)) + ((0, 0),) * (frames_k.ndim - 2))
 
-  def input_frames(self) -> Optional[Tuple[int, str]]:
-    """(k, method) for the student-only input path (`yt8m.make_dataset(student_frames=...)`, which
-    decodes only these k frames on the host), or None when the host must ship every frame: all frames,
-    the 'random' rule (its host draws differ from the device's), or a content-aware rule (it looks at
-    every frame)."""
-    if self.all_frames or self.method == "random" or selection.needs_every_frame(self.method):
+  def input_frames(self, selector_params: Optional[Dict[str, Any]] = None) -> Optional[Tuple[Any, ...]]:
+    """What the student-only input path needs (`yt8m.make_dataset(student_frames=...)`, which decodes
+    only the k frames the network sees on the host), or None when the host must ship every frame:
+      (k, method)                     a fixed rule (it depends on a video's length only);
+      (k, 'learned', HostScorer)      a learned selector whose scorer reads one stream (audio or rgb),
+                                      given its parameters (`split_selector`): the host decodes that
+                                      stream of every frame, scores it (`data/host_scorer.py`) and
+                                      decodes the k chosen frames.
+    None: all frames, the 'random' rule (its host draws differ from the device's), a content-aware rule
+    or a learned scorer of every stream (they look at all of every frame), a learned selector without
+    `selector_params`."""
+    if self.all_frames or self.method == "random":
+      return None
+    if self.learned:
+      if selector_params is None or self.scorer.streams == "all":
+        return None
+      span = learned.stream_slice(self.scorer.feature_sizes, self.scorer.streams)
+      return self.k, self.method, host_scorer.HostScorer(span, jax.device_get(selector_params))
+    if selection.needs_every_frame(self.method):
       return None
     return self.k, self.method
 
@@ -121,15 +154,25 @@ class Scorer:
     rng = eval_key(0) if rng is None else rng
     num_frames = num_frames.astype(jnp.int32)
     frames = dequantize(frames_u8, num_frames)
+    variables, selector_params = split_selector(variables)
     if preselected:
       frames = self.selection.pad(frames)
     else:
-      frames, num_frames = self.selection.select(frames, num_frames, rng)
+      frames, num_frames = self.selection.select(frames, num_frames, rng, selector_params=selector_params)
     return self.model.apply(variables, frames, num_frames, train=False, rngs=model_rngs(rng))
 
   def frames_seen(self, max_frames: int) -> int:
     """The number of frame slots the model reads: k, or the padded length T."""
     return max_frames if self.selection.all_frames else self.selection.k
+
+
+def split_selector(variables: Dict[str, Any]) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+  """A student's variables -> (the model's variables, its learned selector's parameters or None)."""
+  params = variables.get("params") or {}
+  if learned.SELECTOR_KEY not in params:
+    return variables, None
+  model_params = {k: v for k, v in params.items() if k != learned.SELECTOR_KEY}
+  return dict(variables, params=model_params), params[learned.SELECTOR_KEY]
 
 
 def network_variables(tree: Dict[str, Any], which: str) -> Dict[str, Any]:
@@ -158,8 +201,13 @@ def network_variables(tree: Dict[str, Any], which: str) -> Dict[str, Any]:
 
 
 def student_selection(config: ml_collections.ConfigDict) -> Selection:
-  """The frames a fixed-k student is trained on (an any-k student's largest budget)."""
-  return Selection(k=int(config.student.k), method=str(config.student.sampling))
+  """The frames a fixed-k student is trained on (an any-k student's largest budget); a learned selector
+  gets its scorer module from `config.student.selector`."""
+  method = str(config.student.sampling)
+  scorer = None
+  if method == learned.METHOD:
+    scorer = learned.SelectorSpec.from_config(config.student).scorer(config.data.feature_sizes)
+  return Selection(k=int(config.student.k), method=method, scorer=scorer)
 
 
 def eval_budget(config: ml_collections.ConfigDict, budget: Optional[int] = None) -> Optional[int]:

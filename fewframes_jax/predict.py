@@ -6,9 +6,9 @@ saved run re-evaluated with the same XLA flags reproduces its logged metrics exa
 
 CSV format (the YouTube-8M starter's inference.py and Kaggle): header `VideoId,LabelConfidencePairs`,
 then one line per video: `<id>,<label> <score> <label> <score> ...` with the top 20 classes sorted by
-descending score (`%g`-style scores). The student (with a deterministic sampling method) is fed by the
-student-only input path: each record is parsed but only its k frames are decoded and shipped
-(`yt8m.make_dataset(student_frames=...)`).
+descending score (`%g`-style scores). The student (with a deterministic sampling method, or a learned
+selector that scores one stream) is fed by the student-only input path: each record is parsed but only
+its k frames are decoded and shipped (`yt8m.make_dataset(student_frames=...)`, `Selection.input_frames`).
 
 The data pattern is the command-line config's `data.eval_pattern` when given, else the trained run's.
 """
@@ -41,8 +41,8 @@ def data_config(run_config: ml_collections.ConfigDict, cli_config=None) -> ml_co
 
 
 def batches(data: ml_collections.ConfigDict, input_frames=None) -> Iterator[Dict[str, np.ndarray]]:
-  """Eval-mode batches of `data.eval_pattern` for this process alone (full frames, or only the
-  `input_frames=(k, method)` of each video), the last batch padded."""
+  """Eval-mode batches of `data.eval_pattern` for this process alone (full frames, or only the k frames
+  of each video that `input_frames`, a `Selection.input_frames` value, picks), the last batch padded."""
   from fewframes_jax.data import reader, yt8m  # pylint: disable=g-import-not-at-top  (TensorFlow)
   counter = reader.SkipCounter()
   ds = yt8m.make_dataset(data.eval_pattern, data.eval_batch_size, training=False, process_index=0, process_count=1,
@@ -106,7 +106,7 @@ def scored_videos(workdir: str, cli_config=None, *, network: str = "student", be
   if policy is not None:
     yield from _exit_predictions(net, data, policy, gate)
     return
-  input_frames = net.scorer.selection.input_frames()
+  input_frames = net.scorer.selection.input_frames(inference.split_selector(net.variables)[1])
   lengths = "num_frames" if input_frames is None else "num_frames_k"
   for index, batch in enumerate(batches(data, input_frames)):
     probs = np.asarray(net.probabilities(batch["frames"], batch[lengths], batch_index=index,

@@ -52,7 +52,9 @@ from fewframes_jax import losses
 from fewframes_jax import parallel
 from fewframes_jax import sampling
 from fewframes_jax.data.quantization import dequantize
+from fewframes_jax.selection import learned
 from fewframes_jax.selection import nested
+from fewframes_jax.selection import scorer_training
 from fewframes_jax.models import build_model
 from fewframes_jax.models.common import VideoModel
 from fewframes_jax.optim import learning_rate_schedule, make_optimizer
@@ -110,6 +112,7 @@ class TrainSetup:
   projection_dim: int          # >0: the student's representation is projected to this size for L_rep
   loss_weights: Tuple[Tuple[str, float], ...]
   pred_distance: str
+  selector: Optional[learned.SelectorSpec] = None  # a learned frame selector's settings (sampling='learned')
 
   @property
   def has_teacher(self) -> bool:
@@ -191,7 +194,9 @@ def make_setup(config: ml_collections.ConfigDict, *, teacher_model: Optional[nn.
       schedule=learning_rate_schedule(config.optim, d.batch_size), max_frames=d.max_frames,
       feature_dim=feature_dim, shared_head=bool(config.share_classifier) and mode in DISTILLING,
       projection_dim=projection_dim, loss_weights=tuple(sorted(weights.items())),
-      pred_distance=config.loss.pred_distance)
+      pred_distance=config.loss.pred_distance,
+      selector=(learned.SelectorSpec.from_config(config.student)
+                if has_student(mode) and config.student.sampling == learned.METHOD else None))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -231,6 +236,7 @@ def init_state(setup: TrainSetup, rng: jax.Array, *, teacher_variables: Optional
   (serial: the frozen teacher; finetune: the stage-1 student) starts from them; the others are
   initialised from `rng`."""
   rng_teacher, rng_student, rng_projection, rng_base = jax.random.split(rng, 4)
+  rng_selector = jax.random.fold_in(rng_projection, 1)
   teacher = student = None
   if setup.has_teacher:
     variables = teacher_variables or init_variables(setup.teacher_model, rng_teacher, frames=setup.max_frames,
@@ -245,6 +251,9 @@ def init_state(setup: TrainSetup, rng: jax.Array, *, teacher_variables: Optional
         rep_dim = representation_dim(setup.student_model, frames=setup.k, feature_dim=setup.feature_dim)
         variables["params"] = dict(variables["params"], projection=init_projection(
             rng_projection, rep_dim, setup.projection_dim))
+      if setup.selection.learned:  # the learned selector's scorer trains with the student (`selection/learned.py`)
+        variables["params"] = dict(variables["params"], **{learned.SELECTOR_KEY: learned.init_params(
+            setup.selection.scorer, rng_selector, frames=setup.max_frames)})
     student = new_net_state(variables, setup.student_tx)
   return DistillState(step=jnp.zeros([], jnp.int32), rng=rng_base, teacher=teacher, student=student)
 
@@ -339,9 +348,32 @@ def _teacher_step(setup: TrainSetup, teacher: NetState, frames, num_frames, labe
   return new, out, ce
 
 
+def _learned_selection(setup: TrainSetup, params, frames, num_frames, rank, weights, rng):
+  """A learned selector's step: the student's frames chosen by the scorer in `params` (through the
+  perturbed top-k when it trains end to end) and, when it learns from the teacher, its ranking loss on
+  the `rank` targets (`scorer_training.rank_targets`). -> (selected, {'selector': loss} or {})."""
+  spec, sel_params = setup.selector, params[learned.SELECTOR_KEY]
+  selected = setup.selection.select(frames, num_frames, rng, return_indices=True, selector_params=sel_params,
+                                    differentiable=spec.train == "end_to_end", sigma=spec.sigma,
+                                    samples=spec.samples)
+  if rank is None:
+    return selected, {}
+  positions, valid, targets = rank
+  scores = setup.selection.scorer.apply({"params": sel_params}, frames, num_frames)
+  drawn = jnp.take_along_axis(scores, positions, axis=1)
+  return selected, {"selector": scorer_training.ranking_loss(drawn, targets, valid, weights)}
+
+
 def _student_loss_terms(setup: TrainSetup, params, student: NetState, teacher: Optional[NetState],
-                        teacher_out, selected, labels, weights, rng):
-  """The student's weighted loss on its selected frames -> (total, ({term: value}, new batch_stats))."""
+                        teacher_out, selected, labels, weights, rng, learned_inputs=None):
+  """The student's weighted loss on its selected frames -> (total, ({term: value}, new batch_stats)).
+  `learned_inputs` (a learned selector): (frames, num_frames, rank targets or None); `selected` is then
+  chosen here, by the scorer in `params`, and its ranking loss joins the total (`selector.weight`)."""
+  selector_terms = {}
+  if learned_inputs is not None:
+    frames, num_frames, rank = learned_inputs
+    selected, selector_terms = _learned_selection(setup, params, frames, num_frames, rank, weights,
+                                                  jax.random.fold_in(rng, 7))
   frames_k, num_frames_k, indices = selected
   rep, inter, probs, bs = student_forward(setup, params, student.batch_stats, teacher, frames_k, num_frames_k,
                                           train=True, rng=rng)
@@ -357,6 +389,9 @@ def _student_loss_terms(setup: TrainSetup, params, student: NetState, teacher: O
   if setup.weight("pred") > 0:
     terms["pred"] = losses.prediction_loss(t.probabilities, probs, d=setup.pred_distance, weights=weights)
   total, _ = losses.combine_student_losses(terms, dict(setup.loss_weights))
+  if selector_terms:
+    total = total + setup.selector.weight * selector_terms["selector"]
+    terms.update(selector_terms)
   return total, (terms, bs)
 
 
@@ -414,7 +449,14 @@ def train_step(state: DistillState, batch: Dict[str, jax.Array], *, setup: Train
     # The head the student shares is the teacher's *before* this step's teacher update.
     common = dict(student=student, teacher=state.teacher, teacher_out=t, labels=labels, weights=weights,
                   rng=rng_student)
-    if setup.budgets is None:
+    if setup.selector is not None:
+      rank = None
+      if setup.selector.train == "rank":
+        rank = scorer_training.rank_targets(setup.teacher_model, state.teacher.variables, frames, num_frames,
+                                            labels, rng_frames, setup.selector.frames_per_video)
+      loss_fn = functools.partial(_student_loss_terms, setup, selected=None,
+                                  learned_inputs=(frames, num_frames, rank), **common)
+    elif setup.budgets is None:
       selected = setup.selection.select(frames, num_frames, rng_frames, return_indices=True)
       loss_fn = functools.partial(_student_loss_terms, setup, selected=selected, **common)
     else:

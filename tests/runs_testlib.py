@@ -57,6 +57,22 @@ def write_dataset(root: str, *, num_train: int = 48, train_shards: int = 4, num_
   return {"train": os.path.join(root, "train-*"), "eval": os.path.join(root, "eval-*")}
 
 
+def write_videos(root: str, lengths: Sequence[int], *, feature_sizes: Sequence[int], num_classes: int,
+                 split: int, seed: int = 0) -> str:
+  """Videos of random rgb and audio bytes of the given lengths (ids 'v<i>', label i % num_classes), the
+  first `split` in a.tfrecord and the rest in b.tfrecord under `root`; returns their glob."""
+  from fewframes_jax.data import records  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  videos = [records.encode_sequence_example(
+      video_id=f"v{i}".encode(), labels=[i % num_classes],
+      features={name: rng.integers(0, 256, (n, size), dtype=np.uint8)
+                for name, size in zip(("rgb", "audio"), feature_sizes)})
+            for i, n in enumerate(lengths)]
+  records.write_tfrecord(os.path.join(root, "a.tfrecord"), videos[:split])
+  records.write_tfrecord(os.path.join(root, "b.tfrecord"), videos[split:])
+  return os.path.join(root, "*.tfrecord")
+
+
 def tiny_config(data: Dict[str, str], *, steps: int = 6, **overrides):
   """A parallel-mode NeXtVLAD config, k=4 of T=20 frames, batch 8, checkpoints every 2 steps."""
   from configs import base  # pylint: disable=g-import-not-at-top
@@ -76,6 +92,18 @@ def tiny_config(data: Dict[str, str], *, steps: int = 6, **overrides):
   for key, value in overrides.items():
     set_field(c, key, value)
   return c
+
+
+def random_batch(seed: int, lengths, *, max_frames: int, feature_dim: int, num_classes: int):
+  """A train batch of uint8 frames (zero after each length) with one random label per video:
+  {'frames' u8[B, T, D], 'num_frames' i32[B], 'labels' u8[B, C], 'valid' bool[B]}."""
+  rng = np.random.default_rng(seed)
+  n = np.asarray(lengths, np.int32)
+  frames = rng.integers(0, 256, size=(len(n), max_frames, feature_dim), dtype=np.uint8)
+  frames[np.arange(max_frames)[None, :] >= n[:, None]] = 0
+  labels = np.zeros((len(n), num_classes), np.uint8)
+  labels[np.arange(len(n)), rng.integers(0, num_classes, len(n))] = 1
+  return {"frames": frames, "num_frames": n, "labels": labels, "valid": np.ones(len(n), bool)}
 
 
 def set_field(config, dotted: str, value) -> None:

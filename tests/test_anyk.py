@@ -34,13 +34,7 @@ def anyk_config(family="hrnn", mode="parallel", order="coarse_to_fine", **fields
 
 
 def batch(seed=0, lengths=(T, 10, 4, 0)):
-  rng = np.random.default_rng(seed)
-  n = np.asarray(lengths, np.int32)
-  frames = rng.integers(0, 256, size=(len(n), T, 16), dtype=np.uint8)
-  frames[np.arange(T)[None, :] >= n[:, None]] = 0
-  labels = np.zeros((len(n), C), np.uint8)
-  labels[np.arange(len(n)), rng.integers(0, C, len(n))] = 1
-  return {"frames": frames, "num_frames": n, "labels": labels, "valid": np.ones(len(n), bool)}
+  return lib.random_batch(seed, lengths, max_frames=T, feature_dim=16, num_classes=C)
 
 
 def test_the_sandwich_rule_draws_the_smallest_the_largest_and_random_budgets():

@@ -5,6 +5,7 @@ import os
 import shutil
 
 import matplotlib.image
+import ml_collections
 import pytest
 
 from configs import paper as paper_configs
@@ -39,7 +40,11 @@ def test_config_hash_keeps_cells_valid_when_an_unset_field_is_added():
   before = sweep.config_hash(config)
   config.student.new_feature = ""
   config.data.another = None
+  config.student.new_group = ml_collections.ConfigDict({"mode": "", "width": None})  # a group, all unset
   assert sweep.config_hash(config) == before
+  config.student.new_group.width = 3
+  assert sweep.config_hash(config) != before
+  config.student.new_group.width = None
   config.student.new_feature = "on"
   assert sweep.config_hash(config) != before
   config.student.new_feature = ""

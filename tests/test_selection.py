@@ -92,5 +92,9 @@ def test_select_frames_is_one_entry_point():
       np.testing.assert_array_equal(a, b)
   fk, nk, idx = selection.select_frames(frames, n, 4, "far_from_mean", return_indices=True)
   np.testing.assert_array_equal(fk, sampling.gather_frames(frames, idx, nk))
-  assert set(selection.SELECTION_METHODS) == set(sampling.SAMPLING_METHODS) | set(content.CONTENT_METHODS)
+  assert set(selection.SELECTION_METHODS) == set(sampling.SAMPLING_METHODS) | set(content.CONTENT_METHODS) | {
+      "learned"}
   assert selection.needs_every_frame("far_from_mean") and not selection.needs_every_frame("uniform")
+  assert selection.needs_every_frame("learned")
+  with pytest.raises(ValueError, match="scorer's parameters"):  # applied by inference.Selection, with them
+    selection.select_frames(frames, n, 4, "learned")

@@ -1,13 +1,12 @@
 """The student-only input path (`yt8m.make_dataset(..., student_frames=(k, method))`) decodes exactly the
 frames that on-device sampling picks from the full batch."""
-import os
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import runs_testlib as lib
 from fewframes_jax import sampling
-from fewframes_jax.data import records, yt8m
+from fewframes_jax.data import yt8m
 
 T = 40                      # max_frames
 SIZES = (8, 4)              # rgb, audio bytes per frame
@@ -19,16 +18,8 @@ DETERMINISTIC = tuple(m for m in sampling.SAMPLING_METHODS if m != "random")
 
 @pytest.fixture(scope="module")
 def pattern(tmp_path_factory):
-  out = str(tmp_path_factory.mktemp("student_input"))
-  rng = np.random.default_rng(0)
-  videos = [records.encode_sequence_example(
-      video_id=f"v{i}".encode(), labels=[i % C],
-      features={"rgb": rng.integers(0, 256, (n, SIZES[0]), dtype=np.uint8),
-                "audio": rng.integers(0, 256, (n, SIZES[1]), dtype=np.uint8)})
-            for i, n in enumerate(LENGTHS)]
-  records.write_tfrecord(os.path.join(out, "a.tfrecord"), videos[:7])
-  records.write_tfrecord(os.path.join(out, "b.tfrecord"), videos[7:])
-  return os.path.join(out, "*.tfrecord")
+  return lib.write_videos(str(tmp_path_factory.mktemp("student_input")), LENGTHS, feature_sizes=SIZES,
+                          num_classes=C, split=7)
 
 
 def read_all(pattern, student_frames=None, seed=0):

@@ -17,6 +17,7 @@ configs): the benchmarks read no data, so the config is not resolved against the
 FLOPs are counted with 'unsafe_rbg' keys, whose random bits compile without a loop (see `flops.py`);
 they do not depend on the generator.
 """
+import dataclasses
 import functools
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -30,6 +31,7 @@ from fewframes_jax import train as train_lib
 from fewframes_jax.cost import flops as flops_lib
 from fewframes_jax.cost import timing
 from fewframes_jax.models import build_model, model_config_at_k
+from fewframes_jax.selection import learned
 
 TRAIN_BENCHMARKS = ("teacher", "student", "parallel")
 
@@ -117,7 +119,8 @@ def student_scorer(config: ml_collections.ConfigDict, k: int, *, unroll: int = 0
   d = config.data
   model = build_model(model_config_at_k(config.student, k), num_classes=d.num_classes,
                       feature_sizes=tuple(d.feature_sizes), dtype=config.dtype, unroll=unroll)
-  return inference.Scorer(model, inference.Selection(k=k, method=config.student.sampling))
+  selection = dataclasses.replace(inference.student_selection(config), k=k)
+  return inference.Scorer(model, selection)
 
 
 def served_variables(config: ml_collections.ConfigDict, scorer: inference.Scorer, *, seed: int = 0,
@@ -128,6 +131,9 @@ def served_variables(config: ml_collections.ConfigDict, scorer: inference.Scorer
   feature_dim = sum(d.feature_sizes)
   variables = train_lib.init_variables(scorer.model, _rbg_key(seed), frames=scorer.frames_seen(d.max_frames),
                                        feature_dim=feature_dim)
+  if scorer.selection.learned:  # a learned selector's scorer, in the student's tree as a trained run has it
+    variables["params"] = dict(variables["params"], **{learned.SELECTOR_KEY: learned.init_params(
+        scorer.selection.scorer, _rbg_key(seed + 1), frames=d.max_frames)})
   if not precast:
     return variables
   return inference.cast_for_inference(scorer, variables, max_frames=d.max_frames, feature_dim=feature_dim,

@@ -86,7 +86,7 @@ def benchmark_input(file_pattern: str = "", batch_size: int = 64, num_batches: i
       "frame_bytes": int(sum(feature_sizes)),
       "file_pattern": file_pattern,
       "training": training,
-      "student_frames": list(student_frames) if student_frames else None,
+      "student_frames": list(student_frames[:2]) if student_frames else None,
       "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
       "cpus": os.cpu_count(),
   }
@@ -175,7 +175,8 @@ def _eval_networks(config: ml_collections.ConfigDict, ks: Sequence[int], *, samp
     scorer = compute.student_scorer(config, k)
     student = inference.Network(which="student", scorer=scorer, config=config,
                                 variables=compute.served_variables(config, scorer, seed=seed))
-    student_frames = scorer.selection.input_frames()  # None: a rule the host cannot apply
+    # None: a rule the host cannot apply; a learned selector of one stream is scored on the host
+    student_frames = scorer.selection.input_frames(inference.split_selector(student.variables)[1])
     out.append((f"student_k{k}", student, student_frames))
     if sampled and student_frames is not None:
       out.append((f"student_k{k}_sampled", student, None))
@@ -187,8 +188,9 @@ def benchmark_eval(config: ml_collections.ConfigDict, *, file_pattern: str, ks: 
                    seed: int = 0) -> Dict[str, Any]:
   """End-to-end eval throughput from TFRecords: pipeline + forward pass, per network.
 
-  Rows: `teacher` (full pipeline), `student_k{k}` (student-only pipeline, k frames decoded; the full
-  pipeline for a rule the host cannot apply: 'random', content-aware selection),
+  Rows: `teacher` (full pipeline), `student_k{k}` (student-only pipeline, k frames decoded, and for a
+  learned selector of one stream that stream of every frame too; the full pipeline for a rule the host
+  cannot apply: 'random', content-aware selection, a learned selector of every stream),
   `student_k{k}_sampled` (full pipeline, k frames picked on the device; unless `sampled=False` or the
   student row already is that).
   Networks are randomly initialised (the time does not depend on the weights). Each network is
@@ -214,6 +216,9 @@ def benchmark_eval(config: ml_collections.ConfigDict, *, file_pattern: str, ks: 
   for name, network, student_frames, _ in prepared:
     per_round = [videos / seconds for _, videos, seconds, *_ in passes[name]]
     batches, videos, _, mean_frames, decoded = passes[name][0]
+    # A host-scored learned selector also decodes its stream of every frame (`data/host_scorer.py`).
+    scored_bytes = student_frames[2].width if student_frames and len(student_frames) > 2 else 0
+    decoded_bytes = decoded * sum(config.data.feature_sizes) + mean_frames * scored_bytes
     k = network.scorer.selection.k
     rows.append(dict(name=name, network=config.teacher.name if k is None else config.student.name, k=k,
                      method=None if k is None else network.scorer.selection.method,
@@ -221,7 +226,7 @@ def benchmark_eval(config: ml_collections.ConfigDict, *, file_pattern: str, ks: 
                      batches=batches, videos=videos, videos_per_sec=statistics.median(per_round),
                      videos_per_sec_rounds=per_round, mean_num_frames=mean_frames,
                      decoded_frames_per_video=decoded,
-                     decoded_bytes_per_video=decoded * sum(config.data.feature_sizes), dtype=config.dtype))
+                     decoded_bytes_per_video=decoded_bytes, dtype=config.dtype))
   teacher_vps = rows[0]["videos_per_sec"]
   ratios = [dict(student=r["name"], k=r["k"], throughput_ratio=r["videos_per_sec"] / teacher_vps)
             for r in rows[1:]]

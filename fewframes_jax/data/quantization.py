@@ -36,13 +36,19 @@ def dequantize(frames_u8, num_frames=None, *, dtype=np.float32):
     A jax array dtype[..., T, D].
   """
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  u = jnp.asarray(frames_u8).astype(jnp.float32)
-  x = (u * jnp.float32(_SCALE_HI) + jnp.float32(BIAS)) + u * jnp.float32(_SCALE_LO)
+  x = affine(jnp.asarray(frames_u8).astype(jnp.float32))
   if num_frames is not None:
     t = jnp.arange(x.shape[-2])
     mask = t < jnp.asarray(num_frames)[..., None]
     x = jnp.where(mask[..., None], x, jnp.float32(0))
   return x.astype(dtype)
+
+
+def affine(u):
+  """The dequantization formula on bytes already cast to float32, for any array type with * and + (JAX,
+  TensorFlow, numpy): `dequantize` on the device and `host_scorer` in TensorFlow apply the same float32
+  operations in the same order, so they give the same values."""
+  return (u * np.float32(_SCALE_HI) + np.float32(BIAS)) + u * np.float32(_SCALE_LO)
 
 
 def quantize(x: np.ndarray) -> np.ndarray:

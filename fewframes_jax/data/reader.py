@@ -153,14 +153,21 @@ class RecordReader:
     self._sizes = tf.constant([tf.io.gfile.stat(f).length for f in self.files], tf.int64)
     self._reasons = tf.constant(REASONS)
     self.student_frames = None
+    self.host_scorer = None  # (k, 'learned', scorer): a learned selector scored here (`host_scorer.py`)
     if student_frames is not None:
-      k, method = student_frames
-      sampling.frame_indices_np(np.zeros([1], np.int32), k, method, seed_or_rng=0, max_frames=max_frames)
+      k, method = student_frames[:2]
       self.student_frames = (int(k), method)
-      if method != "random":  # the rule for every length 0..T, looked up per record
-        table, table_k = sampling.frame_indices_np(np.arange(max_frames + 1), k, method,
-                                                   max_frames=max_frames)
-        self._index_table, self._num_k_table = tf.constant(table), tf.constant(table_k)
+      if len(student_frames) > 2:
+        if not 1 <= int(k) <= max_frames:
+          raise ValueError(f"k={k} frames per student video must lie in [1, max_frames={max_frames}]")
+        self.host_scorer = student_frames[2]
+        self._scored_feature = self.host_scorer.feature_index(self.feature_sizes)
+      else:
+        sampling.frame_indices_np(np.zeros([1], np.int32), k, method, seed_or_rng=0, max_frames=max_frames)
+        if method != "random":  # the rule for every length 0..T, looked up per record
+          table, table_k = sampling.frame_indices_np(np.arange(max_frames + 1), k, method,
+                                                     max_frames=max_frames)
+          self._index_table, self._num_k_table = tf.constant(table), tf.constant(table_k)
 
   # ---- one file: chunks of (file_index, record_index, serialized), truncation/CRC detection ----
 
@@ -349,7 +356,7 @@ class RecordReader:
       example["frames"] = tf.cond(tf.reduce_any(mismatch), lambda: _zero_rows_from(frames, num_frames),
                                   lambda: frames)
     else:  # only the student's frames are decoded; they are all below num_frames
-      indices, num_k = self._student_indices(num_frames, file_index, record_index)
+      indices, num_k = self._student_indices(chunk, num_frames, file_index, record_index)
       example["frames"] = records.decode_picked_frames(chunk.lists, self.feature_sizes, indices, num_k)
       example["num_frames_k"] = num_k
     labels = chunk.labels
@@ -380,10 +387,15 @@ class RecordReader:
     present = tf.tensor_scatter_nd_update(tf.ones_like(zero_counts), rows[:, None], found)
     return zero_counts & tf.logical_not(present)
 
-  def _student_indices(self, num_frames, file_index, record_index):
+  def _student_indices(self, chunk: _Chunk, num_frames, file_index, record_index):
     """The student's frame indices per video, i32[n, k], and num_frames_k i32[n]."""
     tf = self.tf
     k, method = self.student_frames
+    if self.host_scorer is not None:  # the scored stream of the real frames only, zero rows after
+      f = self._scored_feature
+      every = tf.broadcast_to(tf.range(self.max_frames)[None, :], [tf.shape(num_frames)[0], self.max_frames])
+      stream = records.decode_picked_frames([chunk.lists[f]], [self.feature_sizes[f]], every, num_frames)
+      return self.host_scorer.indices(stream, num_frames, k)
     if method != "random":
       return tf.gather(self._index_table, num_frames), tf.gather(self._num_k_table, num_frames)
 

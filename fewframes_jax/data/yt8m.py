@@ -20,6 +20,10 @@ The indices come from `sampling.frame_indices_np`, the host twin of the on-devic
 deterministic method gives exactly the frames `sampling.sample_frames` picks from the full batch. For
 deterministic methods the rule is tabulated once for every length 0..T; 'random' draws per record from
 numpy seeded by (seed, file index, record index) (same rule, not the device's draws).
+A learned selector whose scorer reads one stream (`student_frames=(k, 'learned', host_scorer.HostScorer)`,
+from `inference.Selection.input_frames(selector_params)`) decodes that stream of every real frame, scores
+it in TensorFlow and picks the top k in time exactly as the device would (`host_scorer.py`); then only
+those k frames are decoded whole.
 
 Bad records (`on_error`), frame-count mismatches and the release check: see `reader.py`. Errors surface
 from `as_numpy_batches` as `reader.BadRecordError` / `reader.ReleaseMismatchError`, at the latest in
@@ -140,7 +144,7 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
                  process_index: Optional[int] = None, process_count: Optional[int] = None,
                  repeat: bool = True, file_fraction: float = 1.0,
                  skip_counter: Optional[reader_lib.SkipCounter] = None, pad_to_batches: Optional[int] = None,
-                 cycle_length: int = 8, student_frames: Optional[Tuple[int, str]] = None,
+                 cycle_length: int = 8, student_frames: Optional[Tuple[Any, ...]] = None,
                  chunk_size: int = 64, start: stream_lib.Position = stream_lib.Position()):
   """Builds the input pipeline of one process.
 
@@ -171,8 +175,9 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
     pad_to_batches: eval only: append all-padding batches so this process yields exactly this many
       batches (see `num_eval_batches`); the pipeline fails if the shard has more.
     cycle_length: files read concurrently in training (the files of one round).
-    student_frames: (k, sampling method): decode and emit only the student's k frames per video
-      (see the module docstring); `seed` seeds the 'random' method.
+    student_frames: (k, sampling method), or (k, 'learned', a `host_scorer.HostScorer`): decode and
+      emit only the student's k frames per video (see the module docstring); `seed` seeds the 'random'
+      method.
     chunk_size: records parsed, validated and decoded together (one set of TF ops per chunk). Output
       is the same for every chunk size.
     start: training only: the stream position to start at (a resumed run's saved position).

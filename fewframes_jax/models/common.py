@@ -94,7 +94,10 @@ def normalize_frames(frames: Array, num_frames: Array, *, mode: str,
     raise ValueError(f"model.input_norm={mode!r}: expected one of {INPUT_NORMS}")
   x = frames.astype(jnp.float32)
   if mode == "l2":
-    norm = jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True))
+    squares = jnp.sum(x * x, axis=-1, keepdims=True)
+    # sqrt's gradient at 0 is infinite: an all-zero row (padding) would send NaN to whatever produced
+    # it (a learned selector trained end to end). The same values, a finite gradient.
+    norm = jnp.where(squares > 0, jnp.sqrt(jnp.where(squares > 0, squares, 1.0)), 0.0)
     x = x / jnp.maximum(norm, 1e-6)
   elif mode == "reverse_whitening":
     if whitening_scale is None or whitening_offset is None:

@@ -46,9 +46,11 @@ DEPENDENCY_FIELDS = ("teacher_workdir", "teacher_workdirs", "init_workdir")
 
 
 def _without_unset(tree: Any) -> Any:
-  """A config dict without the fields that are unset (None or ''), at any depth."""
+  """A config dict without the fields that are unset (None or ''), at any depth, nor the sub-dicts left
+  empty by that (a group of new fields, all unset)."""
   if isinstance(tree, dict):
-    return {k: _without_unset(v) for k, v in tree.items() if v is not None and v != ""}
+    kept = {k: _without_unset(v) for k, v in tree.items() if v is not None and v != ""}
+    return {k: v for k, v in kept.items() if not (isinstance(v, dict) and not v)}
   return tree
 
 

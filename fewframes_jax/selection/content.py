@@ -56,17 +56,25 @@ def feature_change_indices(frames: jax.Array, num_frames: jax.Array, k: int):
   return _finish(jnp.minimum(spread, n - k + j), num_frames, k)
 
 
+def top_k_in_time(score: jax.Array, num_frames: jax.Array, k: int):
+  """The k real frames of highest `score` f32[B, T], re-sorted by time (ties: the earlier frame; padding
+  frames never, whatever their score). -> (indices i32[B, k], num_frames_k i32[B]) as `_finish`."""
+  real = jnp.arange(score.shape[1])[None, :] < num_frames[:, None]
+  # Padding ranks after every real frame: a rank key of (is padding, -score), by two stable sorts.
+  order = jnp.argsort(-score, axis=1, stable=True)
+  order = jnp.take_along_axis(order, jnp.argsort(~jnp.take_along_axis(real, order, axis=1), axis=1,
+                                                 stable=True), axis=1)
+  return _finish(jnp.sort(order[:, :k], axis=1), num_frames, k)
+
+
 def far_from_mean_indices(frames: jax.Array, num_frames: jax.Array, k: int):
   """The k real frames farthest from the video's mean frame, in time order. frames: f32[B, T, D]."""
-  b, t, _ = frames.shape
   n = num_frames[:, None]
-  real = jnp.arange(t)[None, :] < n
+  real = jnp.arange(frames.shape[1])[None, :] < n
   x = frames.astype(jnp.float32)
   mean = jnp.sum(jnp.where(real[..., None], x, 0.0), axis=1) / jnp.maximum(n, 1).astype(jnp.float32)
   distance = jnp.sqrt(jnp.sum(jnp.square(x - mean[:, None, :]), axis=-1))
-  score = jnp.where(real, distance, -1.0)  # padding ranks last
-  chosen = jnp.argsort(-score, axis=1, stable=True)[:, :k]  # ties: the earlier frame
-  return _finish(jnp.sort(chosen, axis=1), num_frames, k)
+  return top_k_in_time(distance, num_frames, k)
 
 
 def content_indices(frames: jax.Array, num_frames: jax.Array, k: int, method: str):
