@@ -71,6 +71,8 @@ flags.DEFINE_integer("batch_size", 0, "Videos per batch; 0: data.eval_batch_size
                      "data.batch_size (train), 64 (input).")
 flags.DEFINE_integer("warmup", 1, "infer, train: untimed calls before timing.")
 flags.DEFINE_integer("steps", 3, "infer, train: timed calls (infer: interleaved rounds).")
+flags.DEFINE_list("selectors", [], "eval: one student per frame selector and k, timed in the same rounds "
+                  "(e.g. uniform,far_from_mean,learned:all,learned:audio); default: the config's student.sampling.")
 flags.DEFINE_bool("no_sampled", False, "infer, eval: skip the students fed all frames that pick theirs on "
                   "the device.")
 flags.DEFINE_list("train_which", ["teacher", "student", "parallel"], "train: which steps to time.")
@@ -112,6 +114,7 @@ class Options:
   num_videos: int = 1024
   max_batches: int = 0
   rounds: int = 2
+  selectors: Sequence[str] = ()
 
 
 def parse_ks(values: Sequence[str], config: ml_collections.ConfigDict) -> List[int]:
@@ -187,7 +190,8 @@ def run(command: str, config: ml_collections.ConfigDict, options: Options) -> Di
         print(pipeline.format_export(out["export"]), flush=True)
       else:
         out["eval"] = pipeline.benchmark_eval(config, file_pattern=pattern, ks=o.ks, batch_size=o.batch_size,
-                                              max_batches=o.max_batches, sampled=o.sampled, rounds=o.rounds)
+                                              max_batches=o.max_batches, sampled=o.sampled, rounds=o.rounds,
+                                              selectors=o.selectors)
         print(pipeline.format_eval(out["eval"]), flush=True)
       if command == "all":
         out["input"] = pipeline.benchmark_input_variants(config, file_pattern=pattern, ks=o.ks,
@@ -265,7 +269,19 @@ def _options(config: ml_collections.ConfigDict) -> Options:
   return Options(ks=parse_ks(FLAGS.ks, config), batch_size=FLAGS.batch_size, warmup=FLAGS.warmup,
                  steps=FLAGS.steps, sampled=not FLAGS.no_sampled, train_which=tuple(FLAGS.train_which),
                  file_pattern=FLAGS.file_pattern, num_videos=FLAGS.num_videos, max_batches=FLAGS.max_batches,
-                 rounds=FLAGS.rounds)
+                 rounds=FLAGS.rounds, selectors=tuple(_selectors(FLAGS.selectors)))
+
+
+def _selectors(values: Sequence[str]) -> List[str]:
+  """--selectors, checked: sampling rules or learned:<streams>."""
+  from fewframes_jax import selection  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.selection import learned  # pylint: disable=g-import-not-at-top
+  for value in values:
+    method, _, streams = value.partition(":")
+    if method not in selection.SELECTION_METHODS or (streams and (method != "learned" or streams not in learned.STREAMS)):
+      raise UserError(f"--selectors: {value!r} is not a sampling rule of {selection.SELECTION_METHODS} or "
+                      f"learned:<{'|'.join(learned.STREAMS)}>")
+  return list(values)
 
 
 def main(argv: Sequence[str]) -> None:

@@ -87,6 +87,7 @@ def test_input_prints_and_writes_json(tmp_path):
     (["export", *TINY, "--ks=4", "--file_pattern=/nonexistent/eval*.tfrecord"], "--file_pattern"),
     (["input", "--student_k=4", "--sampling=bogus"], "--sampling='bogus'"),
     (["restart", "--fraction=1.5"], "--fraction=1.5"),
+    (["eval", *TINY, "--ks=4", "--selectors=uniform,learned:video"], "--selectors"),
 ])
 def test_user_mistakes_print_one_line_and_exit_2(args, field):
   proc = benchmark(*args)

@@ -100,6 +100,22 @@ def test_a_content_aware_student_is_fed_every_frame_and_counted_so(fast_compile,
   assert "| 4 (far_from_mean) |" in pipeline.format_eval({"rows": rows})
 
 
+def test_one_run_times_every_selector_and_counts_what_each_reads(fast_compile, tiny_records):
+  rows = pipeline.benchmark_eval(tiny_config(), file_pattern=tiny_records, ks=[4], rounds=1, sampled=False,
+                                 selectors=("uniform", "far_from_mean", "learned:audio", "learned:all"))["rows"]
+  assert [(r["name"], r["pipeline"], r["method"]) for r in rows] == [
+      ("teacher", "full", None), ("student_k4_uniform", "student", "uniform"),
+      ("student_k4_far_from_mean", "full", "far_from_mean"), ("student_k4_learned_audio", "student", "learned:audio"),
+      ("student_k4_learned_all", "full", "learned:all")]
+  every, chosen = (sum(min(n, T, m) for n in LENGTHS) / 6 for m in (T, 4))
+  want = {"uniform": chosen * 16, "far_from_mean": every * 16, "learned:audio": chosen * 16 + every * 4,
+          "learned:all": every * 16}
+  for r in rows[1:]:
+    assert r["decoded_bytes_per_video"] == pytest.approx(want[r["method"]]) and r["videos"] == 6
+  with pytest.raises(ValueError, match="only 'learned'"):
+    pipeline.selector_config(tiny_config(), "uniform:audio")
+
+
 def test_input_variants_of_a_config(tiny_records):
   results = pipeline.benchmark_input_variants(tiny_config(), file_pattern=tiny_records, ks=[4, 2], rounds=1)
   assert [r["student_frames"] for r in results] == [None, [4, "uniform"], [2, "uniform"]]

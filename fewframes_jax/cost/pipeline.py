@@ -163,30 +163,50 @@ def _eval_dataset(config: ml_collections.ConfigDict, file_pattern: str, batch_si
                            process_count=1, student_frames=student_frames, **yt8m.config_options(config.data))
 
 
-def _eval_networks(config: ml_collections.ConfigDict, ks: Sequence[int], *, sampled: bool, seed: int):
+def selector_config(config: ml_collections.ConfigDict, selector: str) -> ml_collections.ConfigDict:
+  """A copy of `config` whose student selects by `selector`: a sampling rule (uniform, far_from_mean, ...)
+  or 'learned:<streams>' (a learned scorer reading all | audio | rgb)."""
+  method, _, streams = selector.partition(":")
+  c = ml_collections.ConfigDict(config.to_dict())
+  c.student.sampling = method
+  if method == "learned":
+    c.student.selector.streams = streams or "all"
+  elif streams:
+    raise ValueError(f"selector {selector!r}: only 'learned' takes ':<streams>'")
+  return c
+
+
+def _eval_networks(config: ml_collections.ConfigDict, ks: Sequence[int], *, sampled: bool, seed: int,
+                   selectors: Sequence[str] = ()):
   """(name, network, student_frames of its pipeline or None) for the teacher and each student (a
-  student fed by both pipelines is one network)."""
+  student fed by both pipelines is one network); with `selectors`, one student per selector and k."""
   from fewframes_jax import inference  # pylint: disable=g-import-not-at-top
   from fewframes_jax.cost import compute  # pylint: disable=g-import-not-at-top
   teacher = compute.teacher_scorer(config)
   out = [("teacher", inference.Network(which="teacher", scorer=teacher, config=config,
                                        variables=compute.served_variables(config, teacher, seed=seed)), None)]
   for k in ks:
-    scorer = compute.student_scorer(config, k)
-    student = inference.Network(which="student", scorer=scorer, config=config,
-                                variables=compute.served_variables(config, scorer, seed=seed))
-    # None: a rule the host cannot apply; a learned selector of one stream is scored on the host
-    student_frames = scorer.selection.input_frames(inference.split_selector(student.variables)[1])
-    out.append((f"student_k{k}", student, student_frames))
-    if sampled and student_frames is not None:
-      out.append((f"student_k{k}_sampled", student, None))
+    for selector in selectors or ("",):
+      c = selector_config(config, selector) if selector else config
+      scorer = compute.student_scorer(c, k)
+      student = inference.Network(which="student", scorer=scorer, config=c,
+                                  variables=compute.served_variables(c, scorer, seed=seed))
+      # None: a rule the host cannot apply; a learned selector of one stream is scored on the host
+      student_frames = scorer.selection.input_frames(inference.split_selector(student.variables)[1])
+      name = f"student_k{k}" + (f"_{selector.replace(':', '_')}" if selector else "")
+      out.append((name, student, student_frames))
+      if sampled and student_frames is not None:
+        out.append((f"{name}_sampled", student, None))
   return out
 
 
 def benchmark_eval(config: ml_collections.ConfigDict, *, file_pattern: str, ks: Sequence[int],
                    batch_size: int = 0, max_batches: int = 0, sampled: bool = True, rounds: int = 2,
-                   seed: int = 0) -> Dict[str, Any]:
+                   seed: int = 0, selectors: Sequence[str] = ()) -> Dict[str, Any]:
   """End-to-end eval throughput from TFRecords: pipeline + forward pass, per network.
+
+  `selectors` (e.g. uniform, far_from_mean, learned:all, learned:audio; `selector_config`): one student
+  per selector and k, rows `student_k{k}_{selector}`, timed in the same rounds; default the config's own.
 
   Rows: `teacher` (full pipeline), `student_k{k}` (student-only pipeline, k frames decoded, and for a
   learned selector of one stream that stream of every frame too; the full pipeline for a rule the host
@@ -203,7 +223,7 @@ def benchmark_eval(config: ml_collections.ConfigDict, *, file_pattern: str, ks: 
   """
   batch_size = batch_size or config.data.eval_batch_size
   prepared = []
-  for name, network, student_frames in _eval_networks(config, ks, sampled=sampled, seed=seed):
+  for name, network, student_frames in _eval_networks(config, ks, sampled=sampled, seed=seed, selectors=selectors):
     dataset = _eval_dataset(config, file_pattern, batch_size, student_frames)
     _eval_pass(network, dataset(), preselected=student_frames is not None, max_batches=1)  # compiles
     prepared.append((name, network, student_frames, dataset))
@@ -220,8 +240,10 @@ def benchmark_eval(config: ml_collections.ConfigDict, *, file_pattern: str, ks: 
     scored_bytes = student_frames[2].width if student_frames and len(student_frames) > 2 else 0
     decoded_bytes = decoded * sum(config.data.feature_sizes) + mean_frames * scored_bytes
     k = network.scorer.selection.k
+    selection = network.scorer.selection
+    method = None if k is None else selection.method + (f":{selection.scorer.streams}" if selection.learned else "")
     rows.append(dict(name=name, network=config.teacher.name if k is None else config.student.name, k=k,
-                     method=None if k is None else network.scorer.selection.method,
+                     method=method,
                      pipeline="student" if student_frames else "full", batch_size=batch_size,
                      batches=batches, videos=videos, videos_per_sec=statistics.median(per_round),
                      videos_per_sec_rounds=per_round, mean_num_frames=mean_frames,
