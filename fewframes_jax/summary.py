@@ -1,5 +1,6 @@
 """The end-of-training summary: GAP, both mAPs, Hit@1, PERR and FLOPs per video of each network, and the
-teacher/student FLOP ratio (printed by `main` and saved in `summary.json`)."""
+teacher/student FLOP ratio (printed by `main` and saved in `summary.json`). A student's FLOPs are its
+model's on its k frames, plus a learned selector's scorer on every frame slot."""
 from typing import Dict, Optional
 
 import ml_collections
@@ -19,6 +20,9 @@ def summary_table(config: ml_collections.ConfigDict, setup, step: int, results: 
     scorer = setup.student_scorer  # an any-k student at its eval budget
     slots = scorer.selection.slots or scorer.selection.k
     costs["student"] = flops_lib.model_cost(scorer.model, frames=slots, feature_dim=feature_dim)[0]
+    if scorer.selection.learned:  # its frame scorer runs on every frame slot: part of the student's cost
+      from fewframes_jax.cost import selection_cost  # pylint: disable=g-import-not-at-top
+      costs["student"] += selection_cost.scorer_flops(config)
   lines = ["| network | frames | GAP | mAP | mAP (all classes) | Hit@1 | PERR | FLOPs/video |",
            "|---|---:|---:|---:|---:|---:|---:|---:|"]
   for net in ("teacher", "student"):

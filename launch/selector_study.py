@@ -37,7 +37,8 @@ flags.DEFINE_string("family", "hrnn", "Teacher and student family.")
 flags.DEFINE_string("seeds", "0,1,2", "Comma-separated seeds.")
 flags.DEFINE_string("ks", "6,10,30", "Comma-separated k.")
 flags.DEFINE_string("rows", "", "Comma-separated new rows to train (default: all of SELECTOR_ROWS).")
-flags.DEFINE_string("phases", "train,report", "Which phases to run.")
+flags.DEFINE_string("phases", "train,report", "Which phases to run: train, report, recall (with report: the "
+                    "seed-0 runs' recall of the generator's evidence frames, bundled data only).")
 flags.mark_flags_as_required(["out"])
 
 LOSS = "pred_ce"  # the distilled rows' loss: the long sweep's best Serial row
@@ -167,11 +168,43 @@ def main(argv):
     rows = list(SWEEP_ROWS) + [r for r in SELECTOR_ROWS if r in _rows()]
     path = selector_render.write_report(
         _layout().out, records, family=FLAGS.family, seeds=seeds, ks=ks, rows=rows, key=run_key,
-        costs=costs(rows, ks),
+        costs=costs(rows, ks), recall=recalls(rows, ks) if "recall" in phases else None,
         command=(f"python -m launch.selector_study --out={FLAGS.out} --baselines={FLAGS.baselines} "
                  f"--preset={FLAGS.preset} --seeds={FLAGS.seeds} --ks={FLAGS.ks}"
                  + (f" --rows={FLAGS.rows}" if FLAGS.rows else "")))
     print(f"wrote {path}")
+
+
+def run_dir(row: str, seed: int, k: int) -> str:
+  """The run folder of a row: this study's, or the preset's sweep's."""
+  if row in SWEEP_ROWS:
+    name = SWEEP_ROWS[row]
+    return os.path.join(os.path.abspath(FLAGS.baselines), "runs", FLAGS.family, f"seed{seed}", f"{name}_k{k}")
+  return _layout().run(run_key(FLAGS.family, seed, row, k))
+
+
+def recalls(rows: Sequence[str], ks: Sequence[int], seed: int = 0) -> Dict[str, Dict[int, Dict[str, float]]]:
+  """{row: {k: evidence recall}} of one seed's runs (`paper/evidence_recall.py`; the bundled data only),
+  cached in <out>/recall.json by the runs' config hashes; rows without a run folder are left out."""
+  from fewframes_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.paper import evidence_recall  # pylint: disable=g-import-not-at-top
+  path = os.path.join(_layout().out, "recall.json")
+  cached = sweep.read_json(path) or {}
+  out = {}
+  for row in rows:
+    for k in ks:
+      folder = run_dir(row, seed, k)
+      if not os.path.isdir(folder):
+        continue
+      restored = checkpoint.restore(folder)
+      digest = sweep.config_hash(restored.config)
+      entry = cached.get(f"{row}|{k}|{seed}")
+      if entry is None or entry.get("config_hash") != digest:
+        entry = dict(evidence_recall.evidence_recall(restored.network("student"), restored.config), config_hash=digest)
+        cached[f"{row}|{k}|{seed}"] = entry
+        sweep.write_json(path, cached)
+      out.setdefault(row, {})[k] = entry
+  return out
 
 
 def costs(rows: Sequence[str], ks: Sequence[int]) -> Dict[str, Dict[int, Dict[str, float]]]:

@@ -31,9 +31,11 @@ def test_targets_and_tables(tmp_path):
   lines = sr.targets(records(), key, "h", SEEDS, KS, rows)
   assert "passes the teacher" in lines[0] and "met" in lines[0] and sr.name("far_from_mean+distill") in lines[0]
   assert "-0.130±0.010" in lines[1] and "below it by more than the seed spread" in lines[1]
+  recall = {"far_from_mean": {6: {"burst": 0.987, "long": 0.5}, 10: {"burst": 0.99, "long": 0.75}}}
   path = sr.write_report(str(tmp_path), records(), family="h", seeds=SEEDS, ks=KS, rows=rows, key=key,
-                         costs=costs, command="cmd")
+                         costs=costs, command="cmd", recall=recall)
   text = open(path).read()
+  assert "| Far-from-mean-k | 0.99 | 0.50 | 0.99 | 0.75 |" in text
   assert "| Far-from-mean-k | 0.710±0.010 | 0.610±0.010 |" in text
   assert sr.name("rank_audio+distill") not in text  # a row without any run is left out
   assert os.path.getsize(os.path.join(tmp_path, "pareto_flops.png")) > 0

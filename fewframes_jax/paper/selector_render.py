@@ -125,6 +125,20 @@ def targets(records, key, family, seeds, ks, rows, *, anchor_k: int = 10) -> Lis
   return out
 
 
+def recall_table(recall: Mapping[str, Mapping[int, Mapping[str, float]]], rows, ks) -> str:
+  lines = ["| Row | " + " | ".join(f"k={k} burst | k={k} long" for k in ks) + " |",
+           "|:---|" + "---:|" * (2 * len(ks))]
+  for row in rows:
+    if row not in recall:
+      continue
+    cells = []
+    for k in ks:
+      r = recall[row].get(k)
+      cells += [f"{r['burst']:.2f}", f"{r['long']:.2f}"] if r else ["", ""]
+    lines.append(f"| {name(row)} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
 def pareto_points(records, key, family, seeds, ks, rows, costs, cost: str) -> List[Dict[str, Any]]:
   points = []
   for row in rows:
@@ -168,7 +182,8 @@ def plot_pareto(points: Sequence[Mapping], *, path: str, xlabel: str, title: str
 
 def write_report(out: str, records: Mapping[str, Mapping], *, family: str, seeds: Sequence[int], ks: Sequence[int],
                  rows: Sequence[str], key: Callable, costs: Mapping[str, Mapping[int, Mapping[str, float]]],
-                 command: str, preamble: Sequence[str] = ()) -> str:
+                 command: str, preamble: Sequence[str] = (),
+                 recall: Mapping[str, Mapping[int, Mapping[str, float]]] = None) -> str:
   """Writes <out>/tables.md and the two Pareto plots; returns the tables' path."""
   rows = [r for r in rows if any(values(records, key, family, seeds, r, k) for k in ks)]
   parts = [f"# Which k frames: selectors on preset data, {family}, seeds {', '.join(map(str, seeds))}", "",
@@ -179,6 +194,12 @@ def write_report(out: str, records: Mapping[str, Mapping], *, family: str, seeds
            "Frames/bytes read: a fixed rule reads its k frames; a rule that looks at the frames reads every "
            "real frame (an audio-only scorer: the audio of every frame and the rest of the k chosen).", "",
            "## Targets", "", *targets(records, key, family, seeds, ks, rows), ""]
+  if recall:
+    parts += ["## Why: the chosen frames' recall of the evidence (seed 0, the bundled generator's plans)", "",
+              recall_table(recall, rows, ks), "",
+              "The share of (video, label) pairs whose label's evidence frames include at least one of the k "
+              "frames the student sees: burst classes (one burst of 2-6 frames) and long classes (30-70% of the "
+              "video). A diagnostic of this generator only (`paper/evidence_recall.py`).", ""]
   path = os.path.join(out, "tables.md")
   os.makedirs(out, exist_ok=True)
   with open(path, "w") as f:
