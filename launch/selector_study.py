@@ -204,6 +204,14 @@ def recalls(rows: Sequence[str], ks: Sequence[int], seed: int = 0) -> Dict[str, 
         cached[f"{row}|{k}|{seed}"] = entry
         sweep.write_json(path, cached)
       out.setdefault(row, {})[k] = entry
+  teacher_dir = os.path.join(os.path.abspath(FLAGS.baselines), "runs", FLAGS.family, f"seed{seed}", "teacher")
+  entry = cached.get(f"judgement|{seed}")
+  if entry is None and os.path.isdir(teacher_dir):
+    restored = checkpoint.restore(teacher_dir)
+    entry = cached[f"judgement|{seed}"] = evidence_recall.judgement_auc(restored.network("teacher"), restored.config)
+    sweep.write_json(path, cached)
+  if entry is not None:
+    out["judgement"] = entry
   return out
 
 

@@ -54,3 +54,22 @@ def test_other_data_is_refused(tmp_path):
   config.data.eval_pattern = "/data/yt8m/validate*.tfrecord"
   with pytest.raises(UserError, match="bundled synthetic"):
     evidence_recall.evidence_recall(net, config)
+
+
+def test_auc_counts_pairs_and_ties():
+  pos, neg = np.array([3.0, 1.0, 2.0]), np.array([1.0, 0.0])
+  naive = np.mean([(p > q) + 0.5 * (p == q) for p in pos for q in neg])
+  assert evidence_recall._auc(pos, neg) == pytest.approx(naive)  # pylint: disable=protected-access
+  assert np.isnan(evidence_recall._auc(pos, np.array([])))  # pylint: disable=protected-access
+
+
+def test_judgement_auc_of_a_teacher_on_the_long_split(tmp_path):
+  c = base.experiment("hrnn", k=6, arg="tiny,mode=teacher")
+  c.data.bundled.update(cache_dir=str(tmp_path), num_train=4, num_eval=6, spec="long")
+  c = configs_lib.resolve(c)
+  model = train_lib.make_setup(c).teacher_model
+  variables = train_lib.init_variables(model, jax.random.PRNGKey(0), frames=c.data.max_frames, feature_dim=1152)
+  teacher = inference.Network("teacher", inference.Scorer(model), variables, c)
+  got = evidence_recall.judgement_auc(teacher, c, max_videos=3)
+  assert 1 <= got["videos"] <= 3
+  assert 0.0 <= got["teacher"] <= 1.0 and got["far_from_mean"] > 0.9  # bursts are far from the mean here

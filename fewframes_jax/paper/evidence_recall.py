@@ -62,3 +62,68 @@ def evidence_recall(network, config, *, max_videos: int = 0) -> Dict[str, float]
       break
   return {"burst": hits["burst"][0] / max(hits["burst"][1], 1), "long": hits["long"][0] / max(hits["long"][1], 1),
           "burst_labels": hits["burst"][1], "long_labels": hits["long"][1], "videos": seen}
+
+
+def _auc(positive: np.ndarray, negative: np.ndarray) -> float:
+  """P(a positive scores above a negative) + P(tie) / 2."""
+  if positive.size == 0 or negative.size == 0:
+    return float("nan")
+  both = np.concatenate([positive, negative])
+  ranks = np.argsort(np.argsort(both, kind="stable"), kind="stable").astype(np.float64) + 1
+  for value in np.unique(both):  # average ranks of ties
+    tied = both == value
+    if tied.sum() > 1:
+      ranks[tied] = ranks[tied].mean()
+  return float((ranks[:positive.size].sum() - positive.size * (positive.size + 1) / 2) / (positive.size * negative.size))
+
+
+def judgement_auc(teacher, config, *, max_videos: int = 100) -> Dict[str, float]:
+  """How well two frame judgements tell a burst label's evidence frames from the video's frames without
+  evidence: the AUC over (evidence frame, other frame) pairs within a video, averaged over videos:
+    'teacher': the `rank` scorer's target, the frozen teacher's single-frame agreement with the labels
+               (`scorer_training.label_agreement` of `single_frame_probabilities`);
+    'far_from_mean': the frame's distance to the video's mean frame.
+  0.5 is chance. teacher: the teacher `inference.Network`; bundled synthetic data only."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.data import synthetic, yt8m  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.data.quantization import dequantize  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.selection import scorer_training  # pylint: disable=g-import-not-at-top
+  d = config.data
+  if "synthetic-v" not in d.eval_pattern:
+    raise UserError("judgement_auc needs the bundled synthetic data (its generator knows the evidence)")
+  spec = synthetic.named_spec(d.bundled.spec or "short", d.bundled.num_classes)
+  burst_class = synthetic.is_burst_class(spec)
+  model, variables = teacher.scorer.model, teacher.variables
+  judge = jax.jit(lambda x, labels: scorer_training.label_agreement(
+      scorer_training.single_frame_probabilities(model, variables, x, jax.random.PRNGKey(0)), labels))
+  scores = {"teacher": ([], []), "far_from_mean": ([], [])}
+  seen = 0
+  dataset = yt8m.make_dataset(d.eval_pattern, 1, training=False, process_index=0, process_count=1,
+                              **yt8m.config_options(d))
+  for batch in yt8m.as_numpy_batches(dataset):
+    if not batch["valid"][0]:
+      continue
+    plan = synthetic.plan_video(spec, seed=d.bundled.seed, split="eval", index=_index(batch["video_id"][0]))
+    n = int(batch["num_frames"][0])
+    evidence = np.zeros(n, bool)
+    for label, frames in zip(plan.labels, plan.evidence):
+      if burst_class[label]:
+        evidence |= frames[:n]
+    if not evidence.any() or evidence.all():
+      continue
+    x = dequantize(jnp.asarray(batch["frames"][:, :n]), jnp.asarray([n], jnp.int32))  # [1, n, D]
+    labels = jnp.asarray(batch["labels"], jnp.float32)
+    y = np.asarray(judge(x, labels))[0]
+    frames = np.asarray(x)[0]
+    distance = np.linalg.norm(frames - frames.mean(0), axis=-1)
+    for name, value in (("teacher", y), ("far_from_mean", distance)):
+      scores[name][0].append(value[evidence])
+      scores[name][1].append(value[~evidence])
+    seen += 1
+    if seen >= max_videos:
+      break
+  out = {"videos": seen}
+  for name, (pos, neg) in scores.items():  # per video, then the mean: frames are compared within a video
+    out[name] = float(np.mean([_auc(p, q) for p, q in zip(pos, neg)])) if pos else float("nan")
+  return out

@@ -200,6 +200,13 @@ def write_report(out: str, records: Mapping[str, Mapping], *, family: str, seeds
               "The share of (video, label) pairs whose label's evidence frames include at least one of the k "
               "frames the student sees: burst classes (one burst of 2-6 frames) and long classes (30-70% of the "
               "video). A diagnostic of this generator only (`paper/evidence_recall.py`).", ""]
+    judged = recall.get("judgement")
+    if judged:
+      parts += [f"How well a frame judgement tells a burst's evidence frames from the other frames of its video "
+                f"(AUC within a video, mean over {judged['videos']} eval videos with a burst label; 0.5 is chance): "
+                f"the frozen teacher's single-frame agreement with the labels (the `rank` scorer's target) "
+                f"{judged['teacher']:.3f}; the distance to the video's mean frame (`far_from_mean`) "
+                f"{judged['far_from_mean']:.3f}.", ""]
   path = os.path.join(out, "tables.md")
   os.makedirs(out, exist_ok=True)
   with open(path, "w") as f:
