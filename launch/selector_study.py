@@ -39,6 +39,7 @@ flags.DEFINE_string("ks", "6,10,30", "Comma-separated k.")
 flags.DEFINE_string("rows", "", "Comma-separated new rows to train (default: all of SELECTOR_ROWS).")
 flags.DEFINE_string("phases", "train,report", "Which phases to run: train, report, recall (with report: the "
                     "seed-0 runs' recall of the generator's evidence frames, bundled data only).")
+flags.DEFINE_string("report", "", "Name of this report: <out>/<report>_tables.md and its plots (default tables.md).")
 flags.mark_flags_as_required(["out"])
 
 LOSS = "pred_ce"  # the distilled rows' loss: the long sweep's best Serial row
@@ -168,10 +169,11 @@ def main(argv):
     rows = list(SWEEP_ROWS) + [r for r in SELECTOR_ROWS if r in _rows()]
     path = selector_render.write_report(
         _layout().out, records, family=FLAGS.family, seeds=seeds, ks=ks, rows=rows, key=run_key,
-        costs=costs(rows, ks), recall=recalls(rows, ks) if "recall" in phases else None,
+        costs=costs(rows, ks), recall=recalls(rows, ks) if "recall" in phases else None, report=FLAGS.report,
         command=(f"python -m launch.selector_study --out={FLAGS.out} --baselines={FLAGS.baselines} "
                  f"--preset={FLAGS.preset} --seeds={FLAGS.seeds} --ks={FLAGS.ks}"
-                 + (f" --rows={FLAGS.rows}" if FLAGS.rows else "")))
+                 + (f" --rows={FLAGS.rows}" if FLAGS.rows else "")
+                 + (f" --report={FLAGS.report}" if FLAGS.report else "")))
     print(f"wrote {path}")
 
 

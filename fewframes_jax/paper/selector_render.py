@@ -183,8 +183,9 @@ def plot_pareto(points: Sequence[Mapping], *, path: str, xlabel: str, title: str
 def write_report(out: str, records: Mapping[str, Mapping], *, family: str, seeds: Sequence[int], ks: Sequence[int],
                  rows: Sequence[str], key: Callable, costs: Mapping[str, Mapping[int, Mapping[str, float]]],
                  command: str, preamble: Sequence[str] = (),
-                 recall: Mapping[str, Mapping[int, Mapping[str, float]]] = None) -> str:
-  """Writes <out>/tables.md and the two Pareto plots; returns the tables' path."""
+                 recall: Mapping[str, Mapping[int, Mapping[str, float]]] = None, report: str = "") -> str:
+  """Writes <out>/[<report>_]tables.md and the two Pareto plots (same prefix); returns the tables' path."""
+  prefix = f"{report}_" if report else ""
   rows = [r for r in rows if any(values(records, key, family, seeds, r, k) for k in ks)]
   parts = [f"# Which k frames: selectors on preset data, {family}, seeds {', '.join(map(str, seeds))}", "",
            f"Command: `{command}`.", *preamble, "",
@@ -207,7 +208,7 @@ def write_report(out: str, records: Mapping[str, Mapping], *, family: str, seeds
                 f"the frozen teacher's single-frame agreement with the labels (the `rank` scorer's target) "
                 f"{judged['teacher']:.3f}; the distance to the video's mean frame (`far_from_mean`) "
                 f"{judged['far_from_mean']:.3f}.", ""]
-  path = os.path.join(out, "tables.md")
+  path = os.path.join(out, f"{prefix}tables.md")
   os.makedirs(out, exist_ok=True)
   with open(path, "w") as f:
     f.write("\n".join(parts))
@@ -215,5 +216,5 @@ def write_report(out: str, records: Mapping[str, Mapping], *, family: str, seeds
                             ("bytes_read", "bytes read per video", "pareto_bytes.png")):
     points = pareto_points(records, key, family, seeds, ks, rows, costs, cost)
     if points:
-      plot_pareto(points, path=os.path.join(out, file), xlabel=label, title=f"GAP vs {label}")
+      plot_pareto(points, path=os.path.join(out, prefix + file), xlabel=label, title=f"GAP vs {label}")
   return path
