@@ -122,7 +122,7 @@ class Selection:
       if selector_params is None or self.scorer.streams == "all":
         return None
       span = learned.stream_slice(self.scorer.feature_sizes, self.scorer.streams)
-      return self.k, self.method, host_scorer.HostScorer(span, jax.device_get(selector_params))
+      return self.k, self.method, host_scorer.HostScorer(span, jax.device_get(selector_params), self.scorer.prior)
     if selection.needs_every_frame(self.method):
       return None
     return self.k, self.method

@@ -42,9 +42,9 @@ def full(pattern):
   return read_all(pattern)
 
 
-def scorer_and_params(streams, seed, *, zero=False):
+def scorer_and_params(streams, seed, *, zero=False, prior="none"):
   """A small scorer and random parameters (biases too: their initialiser gives zeros), or all zeros."""
-  scorer = learned.FrameScorer(feature_sizes=SIZES, streams=streams, hidden=3, mlp=5)
+  scorer = learned.FrameScorer(feature_sizes=SIZES, streams=streams, hidden=3, mlp=5, prior=prior)
   params = learned.init_params(scorer, jax.random.PRNGKey(seed), frames=T)
   leaves, treedef = jax.tree.flatten(params)
   rng = np.random.default_rng(seed)
@@ -95,11 +95,11 @@ def check_host_path(pattern, full, scorer, params):
   return host, indices, num_k
 
 
-@pytest.mark.parametrize("streams", ["audio", "rgb"])
-def test_the_host_path_picks_and_decodes_the_devices_frames(pattern, full, streams):
+@pytest.mark.parametrize("streams,prior", [("audio", "none"), ("rgb", "none"), ("audio", "far_from_mean")])
+def test_the_host_path_picks_and_decodes_the_devices_frames(pattern, full, streams, prior):
   assert full["num_frames"][:len(LENGTHS)].tolist() == [min(n, T) for n in LENGTHS]
   for seed in (0, 1):
-    _, indices, num_k = check_host_path(pattern, full, *scorer_and_params(streams, seed))
+    _, indices, num_k = check_host_path(pattern, full, *scorer_and_params(streams, seed, prior=prior))
     assert num_k[:len(LENGTHS)].tolist() == [min(n, T, K) for n in LENGTHS]
     assert indices[1].tolist() == [0, 1, 2, 0, 0] and indices[2].tolist() == [0, 1, 2, 3, 4]  # n <= k
 
@@ -182,7 +182,7 @@ def test_benchmark_eval_counts_the_scored_stream_of_every_frame(pattern):
   rows = pipeline.benchmark_eval(learned_config("audio"), file_pattern=pattern, ks=[K], rounds=1,
                                  sampled=False)["rows"]
   assert [(r["name"], r["pipeline"], r["method"]) for r in rows] == [
-      ("teacher", "full", None), ("student_k5", "student", learned.METHOD)]
+      ("teacher", "full", None), ("student_k5", "student", "learned:audio")]
   frames = sum(min(n, T) for n in LENGTHS) / len(LENGTHS)
   frames_k = sum(min(n, T, K) for n in LENGTHS) / len(LENGTHS)
   assert rows[1]["decoded_frames_per_video"] == pytest.approx(frames_k)

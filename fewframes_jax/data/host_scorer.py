@@ -6,7 +6,8 @@ decodes that stream of every real frame, and here it is
   dequantized    as `quantization.dequantize` does it (`quantization.affine`: the same float32 values);
   scored         as `FrameScorer.__call__` scores it, from the scorer's parameters: per frame
                  z_t = x_t W_project + b, then relu([z_t, z_t - mean of z over the real frames] W_hidden + b)
-                 W_score + b; `PAD_SCORE` at padding;
+                 W_score + b (with the far_from_mean prior, the frame's normalised distance to the video's
+                 mean frame is one more hidden input and is added to the score); `PAD_SCORE` at padding;
   ranked         as `learned.learned_indices` ranks it (`content.top_k_in_time`): the k real frames of
                  highest score re-sorted by time, ties to the earlier frame, NaN after every number, slots
                  >= min(n, k) holding `PAD_INDEX`, a video of n <= k frames taking its frames 0..n-1;
@@ -34,6 +35,7 @@ from fewframes_jax.sampling import PAD_INDEX
 
 LAYERS = ("project", "hidden", "score")  # the scorer's Dense layers, in order (`FrameScorer`)
 PAD_SCORE = -1e9                          # = `selection.learned.PAD_SCORE` (this module needs no Flax)
+PRIORS = ("none", "far_from_mean")       # = `selection.learned.PRIORS`
 # Integer sort keys (`_sort_keys`): a float32's bits ordered as numbers, then NaN, then padding.
 _MAGNITUDE = 0x7FFFFFFF
 _INF_BITS = 0x7F800000
@@ -53,7 +55,10 @@ class HostScorer:
   Raises ValueError naming the layer when a parameter is missing or of the wrong shape.
   """
 
-  def __init__(self, span: Tuple[int, int], params: Mapping[str, Mapping[str, Any]]):
+  def __init__(self, span: Tuple[int, int], params: Mapping[str, Mapping[str, Any]], prior: str = "none"):
+    if prior not in PRIORS:
+      raise ValueError(f"HostScorer: prior={prior!r}: expected one of {PRIORS}")
+    self.prior = prior
     start, stop = (int(s) for s in span)
     if not 0 <= start < stop:
       raise ValueError(f"HostScorer: span [{start}, {stop}) is empty")
@@ -70,7 +75,8 @@ class HostScorer:
       if kernel.shape != (inputs, units) or bias.shape != (units,):
         raise ValueError(f"HostScorer: layer {name!r} has kernel {kernel.shape} and bias {bias.shape}; "
                          f"expected ({inputs}, {units}) and ({units},)")
-      inputs = 2 * units if name == "project" else units  # the hidden layer reads [z, z - mean]
+      # the hidden layer reads [z, z - mean] (and the prior's distance)
+      inputs = 2 * units + (prior == "far_from_mean") if name == "project" else units
 
   @property
   def width(self) -> int:
@@ -101,9 +107,22 @@ class HostScorer:
     (project, hidden, score) = self.layers
     z = _dense(x, project)                                                          # [n, T, h]
     count = tf.cast(tf.maximum(num_frames, 1), tf.float32)[:, None, None]
-    mean = tf.reduce_sum(tf.where(real[..., None], z, 0.0), axis=1, keepdims=True) / count
-    h = tf.nn.relu(_dense(tf.concat([z, z - mean], axis=-1), hidden))
-    return tf.where(real, _dense(h, score)[..., 0], PAD_SCORE)
+
+
+    def video_mean(v):
+      return tf.reduce_sum(tf.where(real[..., None], v, 0.0), axis=1, keepdims=True) / count
+
+    features = [z, z - video_mean(z)]
+    if self.prior == "far_from_mean":  # `learned.far_from_mean_prior`
+      squares = tf.reduce_sum(tf.square(x - video_mean(x)), axis=-1)
+      distance = tf.where(real, tf.sqrt(tf.maximum(squares, 1e-12)), 0.0)
+      distance = distance / (tf.reduce_sum(distance, axis=1, keepdims=True) / count[:, :, 0] + 1e-6)
+      features.append(distance[..., None])
+    h = tf.nn.relu(_dense(tf.concat(features, axis=-1), hidden))
+    score = _dense(h, score)[..., 0]
+    if self.prior == "far_from_mean":
+      score = distance + score
+    return tf.where(real, score, PAD_SCORE)
 
   def indices(self, frames_u8, num_frames, k: int):
     """The k frames of highest score in time order, as `learned.learned_indices` picks them.
