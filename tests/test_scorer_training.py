@@ -56,13 +56,12 @@ def test_single_frame_probabilities_are_the_teachers_on_a_one_frame_video(family
   setup = train_lib.make_setup(config)
   teacher = train_lib.init_state(setup, jax.random.PRNGKey(0)).teacher
   x = dequantize(jnp.asarray(batch()["frames"][:2, :3]), jnp.asarray([3, 3], jnp.int32))  # [2, 3, D]
-  got = scorer_training.single_frame_probabilities(setup.teacher_model, teacher.variables, x, jax.random.PRNGKey(1))
-  for b in range(2):
-    for i in range(3):
-      video = jnp.zeros([1, T, 16]).at[0, 0].set(x[b, i])  # one real frame in the teacher's full input
-      want = setup.teacher_model.apply(teacher.variables, video, jnp.ones([1], jnp.int32), train=False,
-                                       rngs={"frames": jax.random.PRNGKey(1)}).probabilities
-      np.testing.assert_allclose(np.asarray(got[b, i]), np.asarray(want[0]), rtol=1e-5, atol=1e-6)
+  got = jax.jit(lambda x: scorer_training.single_frame_probabilities(setup.teacher_model, teacher.variables, x,
+                                                                    jax.random.PRNGKey(1)))(x)
+  videos = jnp.zeros([6, T, 16]).at[:, 0].set(x.reshape(6, 16))  # each frame alone in the teacher's full input
+  want = jax.jit(lambda v: setup.teacher_model.apply(teacher.variables, v, jnp.ones([6], jnp.int32), train=False,
+                                                     rngs={"frames": jax.random.PRNGKey(1)}).probabilities)(videos)
+  np.testing.assert_allclose(np.asarray(got).reshape(6, -1), np.asarray(want), rtol=1e-5, atol=1e-6)
 
 
 def test_label_agreement_and_ranking_loss_against_loops():
