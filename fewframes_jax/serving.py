@@ -3,7 +3,8 @@
   serving_default(serialized string[B]) -> {video_id string[B], class_ids int32[B, K], scores f32[B, K]}
       The records are parsed, validated and decoded in the graph by `reader.RequestReader`, the training
       reader's own code, with the run's data settings (feature names and sizes, T, id key, release
-      check); a student with a deterministic rule decodes only its k frames (`Selection.input_frames`).
+      check); a student with a deterministic rule decodes only its k frames (`Selection.input_frames`), one
+      with a learned selector of one stream decodes that stream of every frame and its k chosen frames.
       A bad record fails with `tf.errors.InvalidArgumentError` naming the request record and the reason
       (`fewframes_jax bad record: request record 3: bad_frame_size: ...`; a record that is not a
       SequenceExample: TF's parser error, `... example id: file <request>, record 3`). Labels are not
@@ -55,7 +56,8 @@ def build_module(network: inference.Network):
   # wrap a dict attribute into a type that JAX's tree functions do not know).
   module._variables = tf.nest.flatten(variables)  # pylint: disable=protected-access
   dense = tf_ranking_fn(network, variables, preselected=False)
-  input_frames = network.scorer.selection.input_frames()
+  # a learned selector of one stream is scored in the request reader from its parameters (constants)
+  input_frames = network.scorer.selection.input_frames(inference.split_selector(network.variables)[1])
   served = dense if input_frames is None else tf_ranking_fn(network, variables, preselected=True)
   reader = reader_lib.RequestReader(
       num_classes=d.num_classes, max_frames=d.max_frames, feature_names=tuple(d.feature_names),

@@ -34,6 +34,7 @@ from fewframes_jax import serving
 from fewframes_jax import train_loop
 from fewframes_jax.cost import flops as flops_lib
 from fewframes_jax.data import reader, records, yt8m
+from fewframes_jax.selection import learned
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = "--config=configs/nextvlad_k10.py:tiny"
@@ -343,7 +344,41 @@ def tiny_network(family, which, method, *, init=True, dtype="float32"):
     variables = jax.jit(functools.partial(model.init, train=False))(
         {"params": key, "dropout": key, "frames": key}, np.zeros((1, frames, 16), np.float32), np.ones(1, np.int32))
     variables = inference.cast_for_inference(scorer, variables, max_frames=12, feature_dim=16, dtype=c.dtype)
+    if selection.learned:
+      variables = with_random_selector(variables, selection.scorer)
   return inference.Network(which=which, scorer=scorer, variables=variables, config=c)
+
+
+def with_random_selector(variables, scorer, seed=2):
+  """`variables` with random weights for a learned selector's `scorer`, in the student's tree as a trained
+  run has them."""
+  params = learned.init_params(scorer, jax.random.PRNGKey(seed), frames=12)
+  params = jax.tree.map(lambda x: np.random.default_rng(seed).normal(size=x.shape).astype(np.float32), params)
+  return dict(variables, params=dict(variables["params"], **{learned.SELECTOR_KEY: params}))
+
+
+def test_a_learned_audio_student_serves_from_records_as_the_project_scores():
+  """The served SavedModel function of a student whose learned selector reads the audio stream: the
+  request reader scores the audio of every frame and decodes the k chosen frames (`data/host_scorer.py`)
+  and ranks as the project does on every frame."""
+  network = tiny_network("nextvlad", "student", "learned", init=True)
+  network.config.student.selector.streams = "audio"
+  selection = inference.student_selection(network.config)
+  network = inference.Network(which="student", scorer=inference.Scorer(network.scorer.model, selection),
+                              variables=with_random_selector(network.variables, selection.scorer, 3),
+                              config=network.config)
+  assert network.scorer.selection.input_frames(inference.split_selector(network.variables)[1]) is not None
+  lengths = (12, 7, 3, 1, 15)
+  serialized = [record(f"v{i}".encode(), n, rgb=12, audio=4, seed=i) for i, n in enumerate(lengths)]
+  _, signatures = serving.build_module(network)
+  got = signatures["serving_default"](records.tensorflow().constant(serialized))
+  frames = np.zeros((len(lengths), 12, 16), np.uint8)
+  for i, n in enumerate(lengths):
+    rng = np.random.default_rng(i)
+    rgb, audio = rng.integers(0, 256, (n, 12), dtype=np.uint8), rng.integers(0, 256, (n, 4), dtype=np.uint8)
+    frames[i, :min(n, 12)] = np.concatenate([rgb, audio], axis=1)[:12]
+  want = project_ranking(network, frames, np.minimum(np.asarray(lengths, np.int32), 12))
+  assert_same_ranking(got["class_ids"].numpy(), got["scores"].numpy(), *want)
 
 
 @pytest.mark.parametrize("family", models.MODEL_NAMES)
