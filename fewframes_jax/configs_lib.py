@@ -148,7 +148,8 @@ def _validate_selector(config: ml_collections.ConfigDict) -> None:
     learned.stream_slice(config.data.feature_sizes, spec.streams)
   except ValueError as e:
     raise ConfigError(str(e)) from None
-  _require(spec.train != "rank" or config.mode in ("parallel", "serial"),
+  # finetune (stage 2, no teacher) keeps a rank-trained scorer as it is: the hard top-k passes it no gradient
+  _require(spec.train != "rank" or config.mode in ("parallel", "serial", "finetune"),
            f"student.selector.train='rank' learns from the teacher: mode={config.mode!r} has none (use "
            "mode=serial or parallel, or selector.train=end_to_end)")
   _require(not config.teacher_workdirs or spec.train != "rank",

@@ -451,7 +451,7 @@ def train_step(state: DistillState, batch: Dict[str, jax.Array], *, setup: Train
                   rng=rng_student)
     if setup.selector is not None:
       rank = None
-      if setup.selector.train == "rank":
+      if setup.selector.train == "rank" and setup.has_teacher:  # finetune: the scorer stays as it is
         rank = scorer_training.rank_targets(setup.teacher_model, state.teacher.variables, frames, num_frames,
                                             labels, rng_frames, setup.selector.frames_per_video)
       loss_fn = functools.partial(_student_loss_terms, setup, selected=None,

@@ -113,6 +113,19 @@ def test_a_step_trains_the_scorer_and_never_the_frozen_teacher(family, train):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_a_finetuned_rank_scorer_stays_as_it_is():
+  """Stage 2 (finetune: no teacher) trains the student on the frames its rank-trained scorer picks; the
+  scorer gets no gradient and stays."""
+  config = selector_config("nextvlad", mode="finetune", train="rank")
+  setup = train_lib.make_setup(config)
+  state = train_lib.init_state(setup, jax.random.PRNGKey(0))
+  new, metrics = jax.jit(lambda s, b: train_lib.train_step(s, b, setup=setup))(state, batch())
+  assert "student/selector" not in metrics and "student/ce" in metrics
+  for a, b in zip(jax.tree.leaves(state.student.params[learned.SELECTOR_KEY]),
+                  jax.tree.leaves(new.student.params[learned.SELECTOR_KEY])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_the_ranking_loss_alone_moves_only_the_scorer():
   """With every student loss weight but the selector's at 0 the student's own parameters get no gradient
   from the scorer's loss (the hard top-k passes none), and the scorer gets one."""
@@ -147,6 +160,8 @@ def test_config_checks():
     configs_lib.validate(configs_lib.resolve(bad))
   bad.student.selector.train = "end_to_end"
   configs_lib.validate(configs_lib.resolve(bad))
+  stage2 = base.experiment("hrnn", k=10, arg="tiny,mode=finetune,sampling=learned")
+  configs_lib._validate_selector(configs_lib.resolve(stage2))  # pylint: disable=protected-access  (rank kept fixed)
   bad.student.selector.streams = "video"
   with pytest.raises(configs_lib.ConfigError, match="streams"):
     configs_lib.validate(configs_lib.resolve(bad))
