@@ -273,14 +273,13 @@ def _options(config: ml_collections.ConfigDict) -> Options:
 
 
 def _selectors(values: Sequence[str]) -> List[str]:
-  """--selectors, checked: sampling rules or learned:<streams>."""
-  from fewframes_jax import selection  # pylint: disable=g-import-not-at-top
-  from fewframes_jax.selection import learned  # pylint: disable=g-import-not-at-top
+  """--selectors, checked (`pipeline.parse_selector`): sampling rules or learned:<streams>."""
+  from fewframes_jax.cost import pipeline  # pylint: disable=g-import-not-at-top
   for value in values:
-    method, _, streams = value.partition(":")
-    if method not in selection.SELECTION_METHODS or (streams and (method != "learned" or streams not in learned.STREAMS)):
-      raise UserError(f"--selectors: {value!r} is not a sampling rule of {selection.SELECTION_METHODS} or "
-                      f"learned:<{'|'.join(learned.STREAMS)}>")
+    try:
+      pipeline.parse_selector(value)
+    except ValueError as e:
+      raise UserError(f"--selectors: {e}") from None
   return list(values)
 
 

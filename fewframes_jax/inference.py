@@ -78,17 +78,20 @@ class Selection:
 
   def select(self, frames: jax.Array, num_frames: jax.Array, rng: Optional[jax.Array], *,
              return_indices: bool = False, selector_params: Optional[Dict[str, Any]] = None,
-             differentiable: bool = False, sigma: float = 0.5, samples: int = 8):
+             scores: Optional[jax.Array] = None, differentiable: bool = False, sigma: float = 0.5,
+             samples: int = 8):
     """frames [B, T, D] (dequantized), num_frames i32[B] -> (frames [B, k, D], num_frames_k i32[B]) by
     `selection.select_frames` (plus the indices i32[B, k] if `return_indices`); unchanged when every
-    frame is seen. A learned selection scores the frames with `selector_params` (its scorer's) and, if
-    `differentiable`, passes gradients to them (`learned.select_learned`, perturbed top-k from `rng`)."""
+    frame is seen. A learned selection scores the frames with `selector_params` (its scorer's), or takes
+    the `scores` f32[B, T] its scorer already gave, and, if `differentiable`, passes gradients to them
+    (`learned.select_learned`, perturbed top-k from `rng`)."""
     if self.all_frames:
       return frames, num_frames
     if self.learned:
-      if selector_params is None:
-        raise ValueError("a learned selection needs its scorer's parameters (the student's 'selector')")
-      scores = self.scorer.apply({"params": selector_params}, frames, num_frames)
+      if scores is None:
+        if selector_params is None:
+          raise ValueError("a learned selection needs its scorer's parameters (the student's 'selector')")
+        scores = self.scorer.apply({"params": selector_params}, frames, num_frames)
       out = learned.select_learned(frames, num_frames, self.k, scores, differentiable=differentiable, rng=rng,
                                    sigma=sigma, samples=samples, return_indices=return_indices)
     else:

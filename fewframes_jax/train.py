@@ -352,14 +352,14 @@ def _learned_selection(setup: TrainSetup, params, frames, num_frames, rank, weig
   """A learned selector's step: the student's frames chosen by the scorer in `params` (through the
   perturbed top-k when it trains end to end) and, when it learns from the teacher, its ranking loss on
   the `rank` targets (`scorer_training.rank_targets`). -> (selected, {'selector': loss} or {})."""
-  spec, sel_params = setup.selector, params[learned.SELECTOR_KEY]
-  selected = setup.selection.select(frames, num_frames, rng, return_indices=True, selector_params=sel_params,
+  spec = setup.selector
+  scores = setup.selection.scorer.apply({"params": params[learned.SELECTOR_KEY]}, frames, num_frames)  # once
+  selected = setup.selection.select(frames, num_frames, rng, return_indices=True, scores=scores,
                                     differentiable=spec.train == "end_to_end", sigma=spec.sigma,
                                     samples=spec.samples)
   if rank is None:
     return selected, {}
   positions, valid, targets = rank
-  scores = setup.selection.scorer.apply({"params": sel_params}, frames, num_frames)
   drawn = jnp.take_along_axis(scores, positions, axis=1)
   return selected, {"selector": scorer_training.ranking_loss(drawn, targets, valid, weights)}
 

@@ -163,16 +163,31 @@ def _eval_dataset(config: ml_collections.ConfigDict, file_pattern: str, batch_si
                            process_count=1, student_frames=student_frames, **yt8m.config_options(config.data))
 
 
-def selector_config(config: ml_collections.ConfigDict, selector: str) -> ml_collections.ConfigDict:
-  """A copy of `config` whose student selects by `selector`: a sampling rule (uniform, far_from_mean, ...)
-  or 'learned:<streams>' (a learned scorer reading all | audio | rgb)."""
+def parse_selector(selector: str) -> Tuple[str, str]:
+  """'<sampling rule>' or 'learned[:<streams>]' -> (method, streams: '' for a rule, all | audio | rgb for a
+  learned scorer). Raises ValueError naming what is wrong."""
+  from fewframes_jax import selection  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.selection import learned  # pylint: disable=g-import-not-at-top
   method, _, streams = selector.partition(":")
+  if method not in selection.SELECTION_METHODS:
+    raise ValueError(f"selector {selector!r}: expected a sampling rule of {selection.SELECTION_METHODS} or "
+                     f"learned:<{'|'.join(learned.STREAMS)}>")
+  if method != learned.METHOD:
+    if streams:
+      raise ValueError(f"selector {selector!r}: only 'learned' takes ':<streams>'")
+    return method, ""
+  if (streams or "all") not in learned.STREAMS:
+    raise ValueError(f"selector {selector!r}: a learned scorer reads one of {learned.STREAMS}")
+  return method, streams or "all"
+
+
+def selector_config(config: ml_collections.ConfigDict, selector: str) -> ml_collections.ConfigDict:
+  """A copy of `config` whose student selects by `selector` (`parse_selector`)."""
+  method, streams = parse_selector(selector)
   c = ml_collections.ConfigDict(config.to_dict())
   c.student.sampling = method
-  if method == "learned":
-    c.student.selector.streams = streams or "all"
-  elif streams:
-    raise ValueError(f"selector {selector!r}: only 'learned' takes ':<streams>'")
+  if streams:
+    c.student.selector.streams = streams
   return c
 
 
@@ -239,8 +254,8 @@ def benchmark_eval(config: ml_collections.ConfigDict, *, file_pattern: str, ks: 
     # A host-scored learned selector also decodes its stream of every frame (`data/host_scorer.py`).
     scored_bytes = student_frames[2].width if student_frames and len(student_frames) > 2 else 0
     decoded_bytes = decoded * sum(config.data.feature_sizes) + mean_frames * scored_bytes
-    k = network.scorer.selection.k
     selection = network.scorer.selection
+    k = selection.k
     method = None if k is None else selection.method + (f":{selection.scorer.streams}" if selection.learned else "")
     rows.append(dict(name=name, network=config.teacher.name if k is None else config.student.name, k=k,
                      method=method,
