@@ -155,7 +155,7 @@ def test_a_scorer_of_every_stream_or_without_parameters_stays_on_the_device():
 
 def test_host_scorer_checks_its_parameters_and_its_stream():
   _, params = scorer_and_params("audio", 0)
-  assert host_scorer.PAD_SCORE == learned.PAD_SCORE
+  assert host_scorer.PAD_SCORE == learned.PAD_SCORE and host_scorer.PRIORS == learned.PRIORS
   scorer = host_scorer.HostScorer((12, 16), params)
   assert scorer.width == 4 and scorer.feature_index(SIZES) == 1
   assert host_scorer.HostScorer((0, 12), scorer_and_params("rgb", 0)[1]).feature_index(SIZES) == 0
