@@ -29,6 +29,7 @@ from fewframes_jax import exit_gate
 from fewframes_jax import inference
 from fewframes_jax import metrics as metrics_lib
 from fewframes_jax.data.quantization import dequantize
+from fewframes_jax.selection import nested
 
 THRESHOLDS = {"stable": (0.7, 0.8, 0.85, 0.9, 0.95, 1.0), "confident": (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99),
               "gate": (0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98)}
@@ -150,9 +151,11 @@ def metrics_at(records: ExitRecords, exit_index: np.ndarray, num_classes: int,
   return result
 
 
-def exit_flops(plan: early_exit.ExitPlan, variables, *, feature_dim: int, gate: Optional[exit_gate.Gate] = None
-               ) -> Dict[str, Any]:
-  """XLA's FLOPs per video of each exit (a full-length video; batch 1), and of one gate decision."""
+def exit_flops(plan: early_exit.ExitPlan, variables, *, feature_dim: int, gate: Optional[exit_gate.Gate] = None,
+               max_frames: int = 0) -> Dict[str, Any]:
+  """XLA's FLOPs per video of each exit (a full-length video; batch 1), of one gate decision, and of the
+  nested order's ranking of a `max_frames`-frame video ('order': 0 for coarse-to-fine, a lookup by
+  length; far_from_mean's distances to the mean of every frame otherwise)."""
   from fewframes_jax.cost import flops as flops_lib  # pylint: disable=g-import-not-at-top
   view = early_exit.NestedView(jnp.zeros([1, plan.k_max, feature_dim], jnp.float32),
                                jnp.arange(plan.k_max, dtype=jnp.int32)[None, :],
@@ -166,7 +169,12 @@ def exit_flops(plan: early_exit.ExitPlan, variables, *, feature_dim: int, gate: 
   if gate is not None:
     f = len(plan.exits) + 2 + min(metrics_lib.TOP_K, _num_classes(plan, variables, feature_dim))
     gate_flops = flops_lib.compiled_flops(gate.score, jnp.zeros([1, f], jnp.float32))
-  return {"per_exit": per_exit, "gate": gate_flops}
+  order_flops = 0.0
+  if plan.order != "coarse_to_fine" and max_frames:
+    order_flops = flops_lib.compiled_flops(lambda f, n: nested.frame_ranks(f, n, plan.order),
+                                           jnp.zeros([1, max_frames, feature_dim], jnp.float32),
+                                           jnp.full([1], max_frames, jnp.int32))
+  return {"per_exit": per_exit, "gate": gate_flops, "order": order_flops}
 
 
 def _num_classes(plan, variables, feature_dim) -> int:
@@ -184,7 +192,7 @@ def curve_rows(records: ExitRecords, plan: early_exit.ExitPlan, flops: Dict[str,
   (`metrics_at(group=...)`) as 'gap_<name>' and the mean frames read by the videos with a label of the
   group as 'frames_<name>'."""
   thresholds = thresholds or THRESHOLDS
-  cum = np.cumsum(flops["per_exit"])
+  cum = np.cumsum(flops["per_exit"]) + flops.get("order", 0.0)  # every video's frames are ranked once
   num_exits, n = len(plan.exits), len(records.num_frames)
   rows = []
 
@@ -203,7 +211,7 @@ def curve_rows(records: ExitRecords, plan: early_exit.ExitPlan, flops: Dict[str,
     rows.append(row)
 
   for e, k in enumerate(plan.exits):
-    add("budget", k, np.full([n], e, np.int32), flops["budget"][e])
+    add("budget", k, np.full([n], e, np.int32), flops["budget"][e] + flops.get("order", 0.0))
   for rule, values in thresholds.items():
     if rule == "gate":
       if gate is None:
@@ -257,7 +265,8 @@ def run(workdir: str, *, gate_videos: int = 1000, eval_pattern: str = "", seed: 
   if eval_pattern:
     eval_data.eval_pattern = eval_pattern
   records = exit_records(network, predict.batches(eval_data), class_groups=class_groups)
-  flops = exit_flops(plan, network.variables, feature_dim=network.feature_dim, gate=gate)
+  flops = exit_flops(plan, network.variables, feature_dim=network.feature_dim, gate=gate,
+                     max_frames=network.max_frames)
   flops["budget"] = budget_flops(network, plan.exits)
   rows = curve_rows(records, plan, flops, num_classes=data.num_classes, gate=gate, class_groups=class_groups)
   return {"rows": rows, "flops": flops, "exits": list(plan.exits), "num_videos": int(len(records.num_frames)),

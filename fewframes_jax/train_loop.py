@@ -133,6 +133,14 @@ def resume_position(meta: Dict[str, Any]) -> stream.Position:
   return stream.Position(*positions[jax.process_index()])
 
 
+def _check_data_files(config) -> None:
+  """Fails now, before any network is built, restored or compiled, when the train or eval pattern
+  matches no file (FileNotFoundError naming the pattern: a one-line user error in `main`)."""
+  from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  for pattern in (config.data.train_pattern, config.data.eval_pattern):
+    yt8m.list_files(pattern)
+
+
 def _train_batches(config, start: stream.Position, counter=None, process_index=None, process_count=None):
   """This process's training batches from stream position `start` (each row has its `position`)."""
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top  (TensorFlow)
@@ -211,6 +219,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   from fewframes_jax.data import reader  # pylint: disable=g-import-not-at-top  (TensorFlow)
   config = configs_lib.resolve(config)
   configs_lib.validate(config, workdir=workdir)
+  _check_data_files(config)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.data.batch_size, mesh)
   parallel.check_batch_size(config.data.eval_batch_size, mesh, what="data.eval_batch_size")

@@ -3,7 +3,8 @@
   python -m launch.anyk_study --out=results/long_anyk --teachers=results/long/runs --seeds=0,1,2
 
 On the `long` preset (YouTube-8M-length videos, H-RNN, `configs/paper.py`), per seed:
-  * five fixed-k students, k = 6, 10, 15, 20, 30, each trained on its k frames of the coarse-to-fine order;
+  * five fixed-k students, k = 6, 10, 15, 20, 30, each trained on its k frames of the nested order
+    (`--order`: coarse_to_fine, FrameExit's, or far_from_mean, the content rule of `selection/content.py`);
   * one any-k student for every k in [6, 30] (`fewframes_jax/anyk.py`, 4 budgets per step), same order;
 both Serial L_pred + L_CE from the preset's frozen H-RNN teacher of that seed (`--teachers`: the
 `launch.paper_tables --preset=long` sweep's runs, <teachers>/hrnn/seed<s>/teacher; a missing one is an
@@ -38,30 +39,35 @@ flags.DEFINE_string("phases", "train,curves,report", "Which phases to run.")
 flags.DEFINE_integer("gate_videos", 1000, "Training videos the exit gate is fitted on.")
 flags.DEFINE_integer("budgets_per_step", 0, "The any-k student's budgets per step (0: the default, 4); another value "
                      "trains a variant any-k run (key suffix _p<n>) and writes tables_p<n>.md, reusing the fixed-k runs.")
+flags.DEFINE_enum("order", "coarse_to_fine", ["coarse_to_fine", "far_from_mean"],
+                  "The nested frame order of every run (fixed-k and any-k); far_from_mean runs are keyed and "
+                  "reported apart (suffix _far_from_mean).")
 flags.DEFINE_bool("benchmark", True, "report: also time batched early exit against the fixed k_max student "
                   "from TFRecords (seed 0).")
 flags.mark_flags_as_required(["out"])
 
 FAMILY = "hrnn"
 LOSS = "pred_ce"
-ORDER = "coarse_to_fine"
 PRESET = "long"
 
 
 def _variant() -> str:
-  return f"_p{FLAGS.budgets_per_step}" if FLAGS.budgets_per_step else ""
+  """The output suffix of a variant study: `_p<n>` (budgets per step), `_far_from_mean` (the order)."""
+  order = "" if FLAGS.order == "coarse_to_fine" else f"_{FLAGS.order}"
+  return (f"_p{FLAGS.budgets_per_step}" if FLAGS.budgets_per_step else "") + order
 
 
 def run_key(seed: int, k: int, k_min: int = 0) -> str:
-  name = f"anyk{k_min}-{k}{_variant()}" if k_min else f"k{k}"
-  return f"{FAMILY}/seed{seed}/serial_{LOSS}_{ORDER}_{name}"
+  per_step = f"_p{FLAGS.budgets_per_step}" if FLAGS.budgets_per_step else ""
+  name = f"anyk{k_min}-{k}{per_step}" if k_min else f"k{k}"
+  return f"{FAMILY}/seed{seed}/serial_{LOSS}_{FLAGS.order}_{name}"
 
 
 def study_config(seed: int, k: int, *, k_min: int, teacher_workdir: str):
-  """A serial L_pred + L_CE student of the long preset on the coarse-to-fine order (any-k if k_min)."""
+  """A serial L_pred + L_CE student of the long preset on the study's nested order (any-k if k_min)."""
   cell = grid_lib.distill_cell(FAMILY, seed, "serial", LOSS, k)
   config = paper_configs.cell_config(cell, paper_configs.PRESETS[PRESET], workdir_of=lambda key: teacher_workdir)
-  config.student.sampling = ORDER
+  config.student.sampling = FLAGS.order
   if k_min:
     config.student.k_min = k_min
     config.student.exits = ",".join(map(str, _ks()))
@@ -188,9 +194,10 @@ def report(seeds: Sequence[int], records: Dict[str, Dict], curve_results: Dict[i
   parts = [f"# One student for every budget, and early exit: preset `{PRESET}`, {FAMILY}, seeds "
            f"{', '.join(map(str, seeds))}, {per_step} budgets per step", "",
            f"Serial L_pred + L_CE students of the frozen H-RNN teacher (GAP {anyk_render.fmt(teacher)}), frames of "
-           f"the coarse-to-fine order. Command: `python -m launch.anyk_study --out={FLAGS.out} --teachers="
+           f"the {FLAGS.order} order. Command: `python -m launch.anyk_study --out={FLAGS.out} --teachers="
            f"{FLAGS.teachers} --seeds={FLAGS.seeds}" + (f" --budgets_per_step={FLAGS.budgets_per_step}"
-                                                 if FLAGS.budgets_per_step else "") + "`.", "",
+                                                 if FLAGS.budgets_per_step else "")
+           + (f" --order={FLAGS.order}" if FLAGS.order != "coarse_to_fine" else "") + "`.", "",
            "## The any-k student at each budget against fixed-k students", "",
            anyk_render.budget_table(ks, fixed, curve_results, uniform), "",
            "Mean±sd over seeds; 'any-k − fixed' is the per-seed difference. Uniform-k Serial: the long sweep's "

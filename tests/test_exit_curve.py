@@ -138,9 +138,40 @@ def test_the_exit_benchmark_counts_every_video_once_on_both_paths(anyk_run):
                                         batch_size=8, group_batches=2, rounds=1)
   exit_row, fixed_row = result["rows"]
   assert exit_row["videos"] == fixed_row["videos"] == 20 and sum(exit_row["exit_counts"]) == 20
-  assert exit_row["decoded_frames_per_video"] == 8 and fixed_row["decoded_frames_per_video"] == 4
+  lengths = _eval_lengths(anyk_net)
+  assert exit_row["decoded_frames_per_video"] == pytest.approx(np.minimum(lengths, 8).mean())
+  assert fixed_row["decoded_frames_per_video"] == pytest.approx(np.minimum(lengths, 4).mean())
   assert 1 <= exit_row["mean_frames_read"] <= 8 and result["ratio"] > 0
   assert "early exit (confident:0.5" in exit_pipeline.format_exit(result)
+
+
+def _eval_lengths(network) -> np.ndarray:
+  """The eval split's true lengths (at most max_frames), read back from its TFRecords."""
+  from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top
+  data = network.config.data
+  ds = yt8m.make_dataset(data.eval_pattern, 8, training=False, process_index=0, process_count=1,
+                         **yt8m.config_options(data))
+  return np.concatenate([np.asarray(b["num_frames"])[np.asarray(b["valid"]).astype(bool)]
+                         for b in yt8m.as_numpy_batches(ds)])
+
+
+def test_the_exit_benchmark_of_a_content_order_decodes_every_frame(anyk_run, monkeypatch):
+  """A far-from-mean order ranks every frame, so its exit path decodes all of them (and reads only its exits')."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from fewframes_jax import checkpoint, early_exit  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.cost import exit_pipeline  # pylint: disable=g-import-not-at-top
+  workdir, _, _ = anyk_run
+  anyk_net = checkpoint.restore(workdir).network("student")
+  plan = dataclasses.replace(exit_curve.plan_of(anyk_net), order="far_from_mean")
+  monkeypatch.setattr(exit_curve, "plan_of", lambda network: plan)
+  result = exit_pipeline.benchmark_exit(anyk_net, checkpoint.restore(workdir).network("student", budget=4),
+                                        policy=early_exit.ExitPolicy("confident", 0.5), batch_size=8,
+                                        group_batches=2, rounds=1)
+  exit_row = result["rows"][0]
+  lengths = _eval_lengths(anyk_net)
+  assert exit_row["videos"] == 20 and sum(exit_row["exit_counts"]) == 20
+  assert exit_row["decoded_frames_per_video"] == pytest.approx(np.minimum(lengths, anyk_net.max_frames).mean())
+  assert exit_row["mean_frames_read"] <= np.minimum(lengths, 8).mean()
 
 
 def test_a_budget_or_exit_the_run_cannot_take_is_a_user_error(anyk_run):

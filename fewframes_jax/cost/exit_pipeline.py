@@ -4,7 +4,9 @@ Both read the same files through the student-only input path (`yt8m.make_dataset
 each record is parsed and only the frames the model may read are decoded. For early exit that is the
 first k_max frames of the coarse-to-fine order (the host cannot know in advance where a video will
 stop, so every video's k_max frames are decoded; the model then reads only up to its exit); for the
-fixed-k student its k frames. Early exit runs in waves (`early_exit.run_waves`) over groups of
+fixed-k student its k frames. A content order or rule (far_from_mean) ranks every frame, so its path
+decodes all of them and takes the view on the device; the rows count the frames each path decoded
+(`decoded_frames_per_video`) apart from the frames its model read. Early exit runs in waves (`early_exit.run_waves`) over groups of
 `group_batches` input batches: every video of the group to the first exit, the survivors compacted into
 full batches for the next. Each path is compiled on a first group, then timed over `rounds` alternating
 passes (the median pass is reported), so a shared machine's load hits both alike.
@@ -28,10 +30,29 @@ def _dataset(network: inference.Network, file_pattern: str, batch_size: int, stu
   return yt8m.as_numpy_batches(ds)
 
 
+def _frames_decoded(batch, preselected: bool) -> int:
+  """Frames the input path decoded for the batch's real videos: its k chosen frames (`num_frames_k`) or
+  every frame (the true length, at most the T slots shipped)."""
+  valid = np.asarray(batch["valid"]).astype(bool)
+  n = np.asarray(batch["num_frames_k"]) if preselected else np.minimum(np.asarray(batch["num_frames"]),
+                                                                       np.asarray(batch["frames"]).shape[1])
+  return int(n[valid].sum())
+
+
+def _exit_view(network, plan):
+  """(what the input path decodes, a jitted batch -> `NestedView`): the first k_max frames of the
+  coarse-to-fine order (it depends on the length only), or every frame for a content order (its ranking
+  looks at all of them; the view is then taken on the device)."""
+  if plan.order == "coarse_to_fine":
+    return (plan.k_max, "coarse_to_fine"), jax.jit(lambda b: early_exit.view_from_preselected(
+        dequantize(b["frames"], b["num_frames_k"]), b["num_frames"], network.max_frames))
+  return None, jax.jit(lambda b: early_exit.view_from_frames(
+      dequantize(b["frames"], b["num_frames"]), b["num_frames"], plan.k_max, plan.order))
+
+
 def _exit_pass(network, plan, policy, gate, *, file_pattern, batch_size, group_batches, max_batches, cache):
-  view_fn = cache.setdefault("view", jax.jit(
-      lambda frames_k, nk, n: early_exit.view_from_preselected(dequantize(frames_k, nk), n, network.max_frames)))
-  videos = frames_read = batches = 0
+  student_frames, view_fn = cache.setdefault("view", _exit_view(network, plan))
+  videos = frames_read = frames_decoded = batches = 0
   exits = np.zeros(len(plan.exits), np.int64)
   group = []
 
@@ -46,9 +67,11 @@ def _exit_pass(network, plan, policy, gate, *, file_pattern, batch_size, group_b
     group.clear()
 
   start = time.perf_counter()
-  for batch in _dataset(network, file_pattern, batch_size, (plan.k_max, "coarse_to_fine")):
+  for batch in _dataset(network, file_pattern, batch_size, student_frames):
     valid = batch["valid"].astype(bool)
-    view = jax.device_get(view_fn(batch["frames"], batch["num_frames_k"], batch["num_frames"]))
+    frames_decoded += _frames_decoded(batch, student_frames is not None)
+    view = jax.device_get(view_fn({key: batch[key] for key in ("frames", "num_frames", "num_frames_k")
+                                   if key in batch}))
     group.append(tuple(np.asarray(a)[valid] for a in view))
     batches += 1
     if len(group) == group_batches:
@@ -59,26 +82,29 @@ def _exit_pass(network, plan, policy, gate, *, file_pattern, batch_size, group_b
     flush()
   seconds = time.perf_counter() - start
   return {"videos": videos, "seconds": seconds, "mean_frames_read": frames_read / max(videos, 1),
+          "frames_decoded": frames_decoded,
           "exit_counts": exits.tolist()}
 
 
 def _fixed_pass(network, *, file_pattern, batch_size, max_batches):
-  videos = batches = 0
+  videos = batches = frames_decoded = 0
   pending = None
   start = time.perf_counter()
   frames = network.scorer.selection.input_frames()
   for batch in _dataset(network, file_pattern, batch_size, frames):
-    probs = network.probabilities(batch["frames"], batch["num_frames_k"], batch_index=batches, preselected=True)
+    probs = network.probabilities(batch["frames"], batch["num_frames_k" if frames else "num_frames"],
+                                  batch_index=batches, preselected=frames is not None)
     if pending is not None:
       np.asarray(pending)
     pending = probs
     videos += int(batch["valid"].sum())
+    frames_decoded += _frames_decoded(batch, frames is not None)
     batches += 1
     if max_batches and batches >= max_batches:
       break
   np.asarray(jax.block_until_ready(pending))
   return {"videos": videos, "seconds": time.perf_counter() - start,
-          "mean_frames_read": float(network.scorer.selection.k)}
+          "mean_frames_read": float(network.scorer.selection.k), "frames_decoded": frames_decoded}
 
 
 def benchmark_exit(anyk_network: inference.Network, fixed_network: inference.Network, *, policy: early_exit.ExitPolicy,
@@ -111,7 +137,7 @@ def benchmark_exit(anyk_network: inference.Network, fixed_network: inference.Net
     per_round = [r["videos"] / r["seconds"] for r in runs]
     row = dict(runs[0], name=name, videos_per_sec=statistics.median(per_round), videos_per_sec_rounds=per_round,
                batch_size=batch_size)
-    row["decoded_frames_per_video"] = plan.k_max if name == "early_exit" else fixed_network.scorer.selection.k
+    row["decoded_frames_per_video"] = row.pop("frames_decoded") / max(row["videos"], 1)
     row["decoded_bytes_per_video"] = row["decoded_frames_per_video"] * sum(data.feature_sizes)
     rows.append(row)
   return {"rows": rows, "ratio": rows[0]["videos_per_sec"] / rows[1]["videos_per_sec"], "file_pattern": file_pattern,
@@ -123,7 +149,7 @@ def format_exit(result: Dict[str, Any], machine: Optional[str] = None) -> str:
            "|:---|---:|---:|---:|---:|:---|"]
   for r in result["rows"]:
     lines.append(f"| {r['name']} | {r['videos_per_sec']:.1f} | {r['mean_frames_read']:.1f} | "
-                 f"{r['decoded_frames_per_video']} | {r['videos']} | {r.get('exit_counts', '')} |")
+                 f"{r['decoded_frames_per_video']:.1f} | {r['videos']} | {r.get('exit_counts', '')} |")
   lines.append("")
   lines.append(f"early exit ({result['policy']}, exits {result['exits']}) / fixed: {result['ratio']:.2f}x videos/s"
                + (f" on {machine}" if machine else ""))
