@@ -2,12 +2,15 @@
 
   python -m launch.anyk_study --out=results/long_anyk --teachers=results/long/runs --seeds=0,1,2
 
-On the `long` preset (YouTube-8M-length videos, H-RNN, `configs/paper.py`), per seed:
+On the `long` preset (YouTube-8M-length videos, `configs/paper.py`), one family (`--family`, H-RNN by
+default), per seed:
   * five fixed-k students, k = 6, 10, 15, 20, 30, each trained on its k frames of the nested order
     (`--order`: coarse_to_fine, FrameExit's, or far_from_mean, the content rule of `selection/content.py`);
   * one any-k student for every k in [6, 30] (`fewframes_jax/anyk.py`, 4 budgets per step), same order;
-both Serial L_pred + L_CE from the preset's frozen H-RNN teacher of that seed (`--teachers`: the
-`launch.paper_tables --preset=long` sweep's runs, <teachers>/hrnn/seed<s>/teacher; a missing one is an
+both Serial L_pred + L_CE from the preset's frozen teacher of that family and seed (`--teachers`: the
+`launch.paper_tables --preset=long` sweep's runs, <teachers>/<family>/seed<s>/teacher; with
+`--train_teachers` a missing one is trained there as the sweep would, its result cached in the sweep's
+cells folder next to <teachers>; otherwise a missing one is an
 error), with the preset's schedule (300 steps of 32 videos) and learning rate: the same loss and schedule
 per budget for both. Then, per any-k run, the exit gate is fitted on training videos and the exit curve
 measured on the eval split (`fewframes_jax/exit_curve.py`).
@@ -31,7 +34,11 @@ from fewframes_jax.paper import sweep  # pylint: disable=g-import-not-at-top,wro
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Output folder (cells, runs, curves, tables.md).")
-flags.DEFINE_string("teachers", "results/long/runs", "The long preset sweep's runs folder (its H-RNN teachers).")
+flags.DEFINE_string("teachers", "results/long/runs", "The long preset sweep's runs folder (its teachers).")
+flags.DEFINE_enum("family", "hrnn", ["hrnn", "lstm", "gru", "netvlad", "nextvlad"],
+                  "The teacher's and students' family; another than hrnn is keyed and reported apart (suffix _<family>).")
+flags.DEFINE_bool("train_teachers", False, "Train a missing teacher as the long sweep's teacher cell (and cache it "
+                  "in that sweep's cells).")
 flags.DEFINE_string("seeds", "0,1,2", "Comma-separated seeds.")
 flags.DEFINE_string("ks", "6,10,15,20,30", "Budgets: the fixed-k students and the any-k student's range "
                     "(its smallest and largest) and exit points.")
@@ -46,7 +53,6 @@ flags.DEFINE_bool("benchmark", True, "report: also time batched early exit again
                   "from TFRecords (seed 0).")
 flags.mark_flags_as_required(["out"])
 
-FAMILY = "hrnn"
 LOSS = "pred_ce"
 PRESET = "long"
 
@@ -54,18 +60,19 @@ PRESET = "long"
 def _variant() -> str:
   """The output suffix of a variant study: `_p<n>` (budgets per step), `_far_from_mean` (the order)."""
   order = "" if FLAGS.order == "coarse_to_fine" else f"_{FLAGS.order}"
-  return (f"_p{FLAGS.budgets_per_step}" if FLAGS.budgets_per_step else "") + order
+  family = "" if FLAGS.family == "hrnn" else f"_{FLAGS.family}"
+  return (f"_p{FLAGS.budgets_per_step}" if FLAGS.budgets_per_step else "") + order + family
 
 
 def run_key(seed: int, k: int, k_min: int = 0) -> str:
   per_step = f"_p{FLAGS.budgets_per_step}" if FLAGS.budgets_per_step else ""
   name = f"anyk{k_min}-{k}{per_step}" if k_min else f"k{k}"
-  return f"{FAMILY}/seed{seed}/serial_{LOSS}_{FLAGS.order}_{name}"
+  return f"{FLAGS.family}/seed{seed}/serial_{LOSS}_{FLAGS.order}_{name}"
 
 
 def study_config(seed: int, k: int, *, k_min: int, teacher_workdir: str):
   """A serial L_pred + L_CE student of the long preset on the study's nested order (any-k if k_min)."""
-  cell = grid_lib.distill_cell(FAMILY, seed, "serial", LOSS, k)
+  cell = grid_lib.distill_cell(FLAGS.family, seed, "serial", LOSS, k)
   config = paper_configs.cell_config(cell, paper_configs.PRESETS[PRESET], workdir_of=lambda key: teacher_workdir)
   config.student.sampling = FLAGS.order
   if k_min:
@@ -83,10 +90,26 @@ def _ks() -> List[int]:
 def _runs(seeds: Sequence[int]):
   ks = _ks()
   for seed in seeds:
-    teacher = os.path.join(FLAGS.teachers, FAMILY, f"seed{seed}", "teacher")
+    teacher = _teacher(seed)
     yield run_key(seed, ks[-1], ks[0]), study_config(seed, ks[-1], k_min=ks[0], teacher_workdir=teacher)
     for k in ks:
       yield run_key(seed, k), study_config(seed, k, k_min=0, teacher_workdir=teacher)
+
+
+def _teacher(seed: int) -> str:
+  """The workdir of the family's long-preset teacher of `seed` (trained first with --train_teachers)."""
+  from fewframes_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  workdir = os.path.join(FLAGS.teachers, FLAGS.family, f"seed{seed}", "teacher")
+  if checkpoint.complete_steps(workdir) or not FLAGS.train_teachers:
+    return workdir
+  cell = grid_lib.teacher_cell(FLAGS.family, seed)
+  config = paper_configs.cell_config(cell, paper_configs.PRESETS[PRESET], workdir_of=lambda key: "")
+  layout = sweep.Layout(os.path.dirname(os.path.abspath(FLAGS.teachers)))
+  assert layout.run(cell.key) == os.path.abspath(workdir), (layout.run(cell.key), workdir)
+  record = sweep.run_cell(cell, config, workdir)
+  sweep.CellCache(layout).store(cell, sweep.config_hash(config), record)
+  print(f"{cell.key}: teacher GAP {record['gap']:.4f} ({record['seconds']:.0f} s)", flush=True)
+  return workdir
 
 
 def train(seeds: Sequence[int]) -> Dict[str, Dict]:
@@ -184,18 +207,19 @@ def report(seeds: Sequence[int], records: Dict[str, Dict], curve_results: Dict[i
   cells = os.path.join(os.path.dirname(os.path.abspath(FLAGS.teachers)), "cells")
   uniform = {}
   for k in ks:
-    found = [sweep.read_json(os.path.join(cells, FAMILY, f"seed{s}", f"serial_{LOSS}_k{k}.json")) for s in seeds]
+    found = [sweep.read_json(os.path.join(cells, FLAGS.family, f"seed{s}", f"serial_{LOSS}_k{k}.json"))
+             for s in seeds]
     if all(found):
       uniform[k] = [r["gap"] for r in found]
   teacher = [records[run_key(s, ks[-1])].get("teacher_gap") for s in seeds]
   best = anyk_render.best_points(curve_results, fixed[ks[-1]])
   groups = ("burst", "long")
   per_step = FLAGS.budgets_per_step or 4
-  parts = [f"# One student for every budget, and early exit: preset `{PRESET}`, {FAMILY}, seeds "
+  parts = [f"# One student for every budget, and early exit: preset `{PRESET}`, {FLAGS.family}, seeds "
            f"{', '.join(map(str, seeds))}, {per_step} budgets per step", "",
-           f"Serial L_pred + L_CE students of the frozen H-RNN teacher (GAP {anyk_render.fmt(teacher)}), frames of "
+           f"Serial L_pred + L_CE students of the frozen {FLAGS.family} teacher (GAP {anyk_render.fmt(teacher)}), frames of "
            f"the {FLAGS.order} order. Command: `python -m launch.anyk_study --out={FLAGS.out} --teachers="
-           f"{FLAGS.teachers} --seeds={FLAGS.seeds}" + (f" --budgets_per_step={FLAGS.budgets_per_step}"
+           f"{FLAGS.teachers} --seeds={FLAGS.seeds}" + (f" --family={FLAGS.family}" if FLAGS.family != "hrnn" else "") + (f" --budgets_per_step={FLAGS.budgets_per_step}"
                                                  if FLAGS.budgets_per_step else "")
            + (f" --order={FLAGS.order}" if FLAGS.order != "coarse_to_fine" else "") + "`.", "",
            "## The any-k student at each budget against fixed-k students", "",
@@ -206,7 +230,8 @@ def report(seeds: Sequence[int], records: Dict[str, Dict], curve_results: Dict[i
            anyk_render.exit_table(curve_results, fixed[ks[-1]], groups), "",
            f"'− fixed k_max': per-seed GAP difference to the fixed k = {ks[-1]} student ({anyk_render.fmt(fixed[ks[-1]])}); "
            f"✓: within {anyk_render.TARGET_GAP_DROP} on the mean and at most {anyk_render.TARGET_FRAMES:g} frames "
-           "read on average. FLOPs/video: every exit taken (H-RNN recomputes each exit's forward) plus the gate. "
+           "read on average. FLOPs/video: every exit taken (H-RNN and LSTM/GRU recompute each exit's forward; "
+           "NetVLAD and NeXtVLAD add only the new frames to their carried sums) plus the gate. "
            "GAP burst / long classes: the GAP over the labels of the data's burst classes (2-6 frames of evidence) "
            "or long classes (30-70% of the video) alone.", ""]
   lines = []
