@@ -100,7 +100,8 @@ def _teacher(seed: int) -> str:
   """The workdir of the family's long-preset teacher of `seed` (trained first with --train_teachers)."""
   from fewframes_jax import checkpoint  # pylint: disable=g-import-not-at-top
   workdir = os.path.join(FLAGS.teachers, FLAGS.family, f"seed{seed}", "teacher")
-  if checkpoint.complete_steps(workdir) or not FLAGS.train_teachers:
+  if not FLAGS.train_teachers or (os.path.isdir(checkpoint.checkpoint_dir(workdir))
+                                  and checkpoint.complete_steps(workdir)):
     return workdir
   cell = grid_lib.teacher_cell(FLAGS.family, seed)
   config = paper_configs.cell_config(cell, paper_configs.PRESETS[PRESET], workdir_of=lambda key: "")
@@ -195,7 +196,7 @@ def benchmark(best: Dict) -> Dict:
   result = exit_pipeline.benchmark_exit(checkpoint.restore(anyk_dir).network("student"),
                                         checkpoint.restore(fixed_dir).network("student"), policy=policy, gate=gate)
   result["machine"] = timing.machine_info()
-  sweep.write_json(os.path.join(_layout().out, "exit_benchmark.json"), jsonable(result))
+  sweep.write_json(os.path.join(_layout().out, f"exit_benchmark{_variant()}.json"), jsonable(result))
   return result
 
 
@@ -211,7 +212,9 @@ def report(seeds: Sequence[int], records: Dict[str, Dict], curve_results: Dict[i
              for s in seeds]
     if all(found):
       uniform[k] = [r["gap"] for r in found]
-  teacher = [records[run_key(s, ks[-1])].get("teacher_gap") for s in seeds]
+  # the frozen teacher's GAP, as each seed's runs logged it (a reused cell may not carry it)
+  teacher = [next(r["teacher_gap"] for r in (records[run_key(s, ks[-1], ks[0])], *(records[run_key(s, k)] for k in ks))
+                  if r.get("teacher_gap") is not None) for s in seeds]
   best = anyk_render.best_points(curve_results, fixed[ks[-1]])
   groups = ("burst", "long")
   per_step = FLAGS.budgets_per_step or 4
@@ -223,7 +226,7 @@ def report(seeds: Sequence[int], records: Dict[str, Dict], curve_results: Dict[i
                                                  if FLAGS.budgets_per_step else "")
            + (f" --order={FLAGS.order}" if FLAGS.order != "coarse_to_fine" else "") + "`.", "",
            "## The any-k student at each budget against fixed-k students", "",
-           anyk_render.budget_table(ks, fixed, curve_results, uniform), "",
+           anyk_render.budget_table(ks, fixed, curve_results, uniform, FLAGS.order), "",
            "Mean±sd over seeds; 'any-k − fixed' is the per-seed difference. Uniform-k Serial: the long sweep's "
            "students with the same loss and schedule on uniform frames (RESULTS.md), where it ran that k.", "",
            f"## Early exit (exits {', '.join(map(str, ks))}), against the fixed k = {ks[-1]} student", "",
@@ -244,11 +247,12 @@ def report(seeds: Sequence[int], records: Dict[str, Dict], curve_results: Dict[i
       lines.append(f"- {key}: no such point")
   parts += ["Operating points ('within': fewest frames within the target drop; 'at_budget': best GAP at <= 15 "
             "frames):", ""] + lines + [""]
-  if FLAGS.benchmark:
-    result = benchmark(best)
-    if result:
-      parts += ["## Measured throughput from TFRecords (seed 0, one run)", "",
-                exit_pipeline.format_exit(result, result["machine"].get("cpu_model")), ""]
+  # --nobenchmark keeps the last measured figures (<out>/exit_benchmark<variant>.json) in the report
+  result = benchmark(best) if FLAGS.benchmark else sweep.read_json(
+      os.path.join(_layout().out, f"exit_benchmark{_variant()}.json"))
+  if result:
+    parts += ["## Measured throughput from TFRecords (seed 0, one run)", "",
+              exit_pipeline.format_exit(result, result["machine"].get("cpu_model")), ""]
   path = os.path.join(_layout().out, f"tables{_variant()}.md")
   with open(path, "w") as f:
     f.write("\n".join(parts))

@@ -26,6 +26,8 @@ def test_budget_table_pairs_each_seed_with_its_fixed_student():
   assert "0.490±0.000" in row6 and "0.501±0.001" in row6 and "2/2" in row6 and "0.525±0.007" in row6
   row30 = next(line for line in text.splitlines() if line.startswith("| 30 |"))
   assert "1/2" in row30 and "20.00 M" in row30  # seed 0: 0.600 < 0.61; seed 1: 0.602 >= 0.60
+  assert "fixed-k students (coarse-to-fine)" in text
+  assert "fixed-k students (far-from-mean)" in anyk_render.budget_table([6], {6: [0.5]}, _curves(), {}, "far_from_mean")
 
 
 def test_exit_table_marks_the_points_that_meet_the_target_and_best_points_finds_them():

@@ -24,9 +24,11 @@ def _rows_by_point(curves: Mapping[int, Mapping]) -> Dict[Tuple[str, float], Lis
 
 
 def budget_table(ks: Sequence[int], fixed: Mapping[int, Sequence[float]], curves: Mapping[int, Mapping],
-                 uniform: Mapping[int, Sequence[float]]) -> str:
+                 uniform: Mapping[int, Sequence[float]], order: str = "coarse_to_fine") -> str:
+  """Per budget k: the fixed-k students (of the nested `order`), the any-k student at k, their per-seed
+  difference, the Uniform-k reference and the any-k student's FLOPs (its order's ranking included)."""
   points = _rows_by_point(curves)
-  lines = ["| k | fixed-k students (coarse-to-fine) | any-k student at k | any-k − fixed | seeds any-k ≥ fixed "
+  lines = [f"| k | fixed-k students ({order.replace('_', '-')}) | any-k student at k | any-k − fixed | seeds any-k ≥ fixed "
            "| Uniform-k Serial (long sweep) | any-k FLOPs/video |",
            "|---:|---:|---:|---:|---:|---:|---:|"]
   for k in ks:
