@@ -76,8 +76,9 @@ def student_config(name: str, *, k: int, sampling: str = "uniform") -> ml_collec
   # At eval the same method is used; 'random' then draws from a fixed eval seed, so eval is deterministic.
   s.sampling = sampling
   # Beyond the paper: one student for every budget k in [k_min, k] (fewframes_jax/anyk.py); its frames at
-  # budget k are the first k of the nested order `sampling` (coarse_to_fine | far_from_mean). Unset
-  # (None / ''): a fixed-k student, the paper's (and a cached sweep cell's config hash is unchanged).
+  # budget k are the first k of the nested order `sampling` (coarse_to_fine | far_from_mean | learned: its
+  # own rank-trained scorer, student.selector.*). Unset (None / ''): a fixed-k student, the paper's (and a
+  # cached sweep cell's config hash is unchanged).
   s.k_min = config_dict.placeholder(int)             # set: an any-k student for every k in [k_min, k]
   s.budgets_per_step = config_dict.placeholder(int)  # budgets per train step (None: 4): k_min, k, and
                                                      # budgets_per_step - 2 uniform ones (the sandwich rule)

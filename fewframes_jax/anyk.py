@@ -5,7 +5,9 @@ k in [k_min, k_max] at once (slimmable / once-for-all networks' "sandwich rule",
 width): each train step draws `per_step` budgets, always the smallest and the largest plus
 `per_step - 2` uniformly random ones, and the student's loss (the same distillation loss as a fixed-k
 student) is averaged over them. Its frames at budget k are the first k of one nested order per video
-(`selection/nested.py`: coarse-to-fine as FrameExit reads a video, or far-from-mean), re-sorted by time,
+(`selection/nested.py`: coarse-to-fine as FrameExit reads a video, far-from-mean, or the ranking of the
+student's own learned frame scorer, trained on the teacher's judgements as `selection/learned.py`'s
+'rank' selector and applied once per step for every budget), re-sorted by time,
 so the frames of a smaller budget are a subset of a larger one's (what early exit, `early_exit.py`,
 needs).
 

@@ -29,7 +29,7 @@ deployment runs: all videos to the first exit, only the ones that did not stop c
 full batches (the per-video results equal `outputs` at the chosen exit).
 """
 import dataclasses
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -99,9 +99,12 @@ class NestedView(NamedTuple):
   num_frames: jax.Array
 
 
-def view_from_frames(frames: jax.Array, num_frames: jax.Array, k_max: int, order: str) -> NestedView:
-  """The view of dequantized full frames f32[B, T, D] (any nested order)."""
-  ranks = nested.frame_ranks(frames, num_frames, order)
+def view_from_frames(frames: jax.Array, num_frames: jax.Array, k_max: int, order: str, *,
+                     ranks: Optional[jax.Array] = None) -> NestedView:
+  """The view of dequantized full frames f32[B, T, D] (any nested order; `ranks` i32[B, T]: its
+  `nested.frame_ranks` when already computed, as the learned order's are by `ExitPlan.ranks`)."""
+  if ranks is None:
+    ranks = nested.frame_ranks(frames, num_frames, order)
   indices, nk = nested.budget_indices(ranks, num_frames, k_max, k_max)
   slot_ranks = jnp.take_along_axis(ranks, indices, axis=1)
   slot_ranks = jnp.where(jnp.arange(k_max)[None, :] < nk[:, None], slot_ranks, k_max)
@@ -147,10 +150,27 @@ class ExitPlan:
   exits: Tuple[int, ...]
   k_max: int
   order: str = "coarse_to_fine"
+  scorer: Any = None  # the learned order's `selection.learned.FrameScorer` (its parameters: the student's)
 
   @property
   def incremental(self) -> bool:
     return is_incremental(self.model)
+
+  def ranks(self, variables, frames: jax.Array, num_frames: jax.Array) -> jax.Array:
+    """i32[B, T]: the nested order's ranks of dequantized full frames f32[B, T, D]; the learned order
+    scores them with the scorer's parameters in `variables` (`inference.split_selector`)."""
+    if self.order != "learned":
+      return nested.frame_ranks(frames, num_frames, self.order)
+    _, selector = inference.split_selector(variables)
+    if self.scorer is None or selector is None:
+      raise ValueError("the learned nested order needs the student's scorer and its parameters")
+    scores = self.scorer.apply({"params": selector}, frames, num_frames)
+    return nested.frame_ranks(frames, num_frames, self.order, scores=scores)
+
+  def view(self, variables, frames: jax.Array, num_frames: jax.Array) -> NestedView:
+    """The view of dequantized full frames f32[B, T, D] in the plan's order (`view_from_frames`)."""
+    return view_from_frames(frames, num_frames, self.k_max, self.order,
+                            ranks=self.ranks(variables, frames, num_frames))
 
   def exit_frames(self, view: NestedView, e: int):
     """The frames exit e feeds the model: (frames [B, S, D], count i32[B], model).
@@ -172,6 +192,7 @@ class ExitPlan:
   def exit_step(self, variables, view: NestedView, e: int, carry=None):
     """Exit e's probabilities f32[B, C] and the carried sums for exit e + 1 (None if not incremental)."""
     frames, count, model = self.exit_frames(view, e)
+    variables, _ = inference.split_selector(variables)  # a learned order's scorer is not the model's
     rngs = inference.model_rngs(inference.eval_key(0))
     if self.incremental:
       out, sums = model.apply(variables, frames, count, carry, method=VideoModel.accumulate,

@@ -29,7 +29,6 @@ from fewframes_jax import exit_gate
 from fewframes_jax import inference
 from fewframes_jax import metrics as metrics_lib
 from fewframes_jax.data.quantization import dequantize
-from fewframes_jax.selection import nested
 
 THRESHOLDS = {"stable": (0.7, 0.8, 0.85, 0.9, 0.95, 1.0), "confident": (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99),
               "gate": (0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98)}
@@ -62,7 +61,7 @@ def plan_of(network: inference.Network) -> early_exit.ExitPlan:
   if network.scorer.selection.k != budgets.k_max:  # restored at a smaller budget: back to k_max
     raise ValueError("exit_curve needs the student at its largest budget (restore it with budget=None)")
   return early_exit.ExitPlan(model=model, exits=early_exit.exits_of(network.config), k_max=budgets.k_max,
-                             order=budgets.order)
+                             order=budgets.order, scorer=network.scorer.selection.scorer)
 
 
 def _batch_fn(plan: early_exit.ExitPlan, class_groups: Dict[str, np.ndarray]):
@@ -70,7 +69,7 @@ def _batch_fn(plan: early_exit.ExitPlan, class_groups: Dict[str, np.ndarray]):
 
   def fn(variables, frames_u8, num_frames, labels, valid):
     n = num_frames.astype(jnp.int32)
-    view = early_exit.view_from_frames(dequantize(frames_u8, n), n, plan.k_max, plan.order)
+    view = plan.view(variables, dequantize(frames_u8, n), n)
     probs = plan.outputs(variables, view)
     out = {"scores": [], "class_ids": [], "hits": [], "features": [], "stable": [], "confident": [], "targets": []}
     for e, p in enumerate(probs):
@@ -155,7 +154,7 @@ def exit_flops(plan: early_exit.ExitPlan, variables, *, feature_dim: int, gate: 
                max_frames: int = 0) -> Dict[str, Any]:
   """XLA's FLOPs per video of each exit (a full-length video; batch 1), of one gate decision, and of the
   nested order's ranking of a `max_frames`-frame video ('order': 0 for coarse-to-fine, a lookup by
-  length; far_from_mean's distances to the mean of every frame otherwise)."""
+  length; far_from_mean's distances to the mean of every frame, or the learned scorer, otherwise)."""
   from fewframes_jax.cost import flops as flops_lib  # pylint: disable=g-import-not-at-top
   view = early_exit.NestedView(jnp.zeros([1, plan.k_max, feature_dim], jnp.float32),
                                jnp.arange(plan.k_max, dtype=jnp.int32)[None, :],
@@ -171,8 +170,7 @@ def exit_flops(plan: early_exit.ExitPlan, variables, *, feature_dim: int, gate: 
     gate_flops = flops_lib.compiled_flops(gate.score, jnp.zeros([1, f], jnp.float32))
   order_flops = 0.0
   if plan.order != "coarse_to_fine" and max_frames:
-    order_flops = flops_lib.compiled_flops(lambda f, n: nested.frame_ranks(f, n, plan.order),
-                                           jnp.zeros([1, max_frames, feature_dim], jnp.float32),
+    order_flops = flops_lib.compiled_flops(plan.ranks, variables, jnp.zeros([1, max_frames, feature_dim], jnp.float32),
                                            jnp.full([1], max_frames, jnp.int32))
   return {"per_exit": per_exit, "gate": gate_flops, "order": order_flops}
 

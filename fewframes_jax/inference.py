@@ -233,7 +233,8 @@ def student_scorer(config: ml_collections.ConfigDict, model, budget: Optional[in
   if not 1 <= k <= budgets.k_max:
     raise UserError(f"student.budget={k}: this any-k student takes budgets in [1, {budgets.k_max}]")
   model, slots = anyk.at_budget(model, k, budgets.k_max)
-  return Scorer(model, Selection(k=k, method=budgets.order, slots=slots if slots > k else None))
+  return Scorer(model, Selection(k=k, method=budgets.order, slots=slots if slots > k else None,
+                                 scorer=student_selection(config).scorer))  # the learned order's scorer
 
 
 @dataclasses.dataclass

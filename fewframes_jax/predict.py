@@ -76,11 +76,11 @@ def _exit_predictions(net: inference.Network, data, policy, gate):
   from fewframes_jax import early_exit, exit_curve  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   plan = exit_curve.plan_of(net)
-  view_fn = jax.jit(lambda f, n: early_exit.view_from_frames(dequantize(f, n), n, plan.k_max, plan.order))
+  view_fn = jax.jit(lambda v, f, n: plan.view(v, dequantize(f, n), n))
   cache = {}
   for batch in batches(data):
     valid = np.asarray(batch["valid"], bool)
-    view = [np.asarray(a)[valid] for a in jax.device_get(view_fn(batch["frames"], batch["num_frames"]))]
+    view = [np.asarray(a)[valid] for a in jax.device_get(view_fn(net.variables, batch["frames"], batch["num_frames"]))]
     result = early_exit.run_waves(plan, policy, net.variables, *view, batch_size=data.eval_batch_size, gate=gate,
                                   step_cache=cache)
     yield batch["video_id"][valid], result.probabilities, batch["labels"][valid], result.frames_read

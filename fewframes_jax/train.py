@@ -357,11 +357,33 @@ def _learned_selection(setup: TrainSetup, params, frames, num_frames, rank, weig
   selected = setup.selection.select(frames, num_frames, rng, return_indices=True, scores=scores,
                                     differentiable=spec.train == "end_to_end", sigma=spec.sigma,
                                     samples=spec.samples)
+  return selected, _ranking_term(scores, rank, weights)
+
+
+def _ranking_term(scores, rank, weights) -> Dict[str, jax.Array]:
+  """{'selector': the scorer's ranking loss on the `rank` targets} ({} without targets)."""
   if rank is None:
-    return selected, {}
+    return {}
   positions, valid, targets = rank
   drawn = jnp.take_along_axis(scores, positions, axis=1)
-  return selected, {"selector": scorer_training.ranking_loss(drawn, targets, valid, weights)}
+  return {"selector": scorer_training.ranking_loss(drawn, targets, valid, weights)}
+
+
+def _learned_budgets_loss(setup: TrainSetup, params, student: NetState, teacher: Optional[NetState], teacher_out,
+                          labels, weights, rng, *, frames, num_frames, rank, rng_frames):
+  """An any-k student on its own scorer's nested order: the scorer in `params` ranks the frames once
+  (no gradient through the ranking), the budgets' mean loss as `_student_loss_over_budgets`, plus the
+  scorer's ranking loss on the teacher's `rank` targets (`selector.weight`)."""
+  scores = setup.selection.scorer.apply({"params": params[learned.SELECTOR_KEY]}, frames, num_frames)
+  ranks = nested.frame_ranks(frames, num_frames, "learned", scores=jax.lax.stop_gradient(scores))
+  selections = _budget_selections(setup, frames, num_frames, rng_frames, ranks=ranks)
+  total, (terms, bs) = _student_loss_over_budgets(setup, params, student, teacher, teacher_out, selections, labels,
+                                                  weights, rng)
+  selector_terms = _ranking_term(scores, rank, weights)
+  if selector_terms:
+    total = total + setup.selector.weight * selector_terms["selector"]
+    terms = dict(terms, **selector_terms)
+  return total, (terms, bs)
 
 
 def _student_loss_terms(setup: TrainSetup, params, student: NetState, teacher: Optional[NetState],
@@ -410,11 +432,13 @@ def _student_loss_over_budgets(setup: TrainSetup, params, student: NetState, tea
   return sum(totals) / len(totals), (mean_terms, student.batch_stats)
 
 
-def _budget_selections(setup: TrainSetup, frames, num_frames, rng):
+def _budget_selections(setup: TrainSetup, frames, num_frames, rng, ranks=None):
   """An any-k step's selections: the budgets of the sandwich rule, each as (frames [B, k_max, D],
-  num_frames_k i32[B], indices i32[B, k_max]) of the nested order (one ranking for all budgets)."""
+  num_frames_k i32[B], indices i32[B, k_max]) of the nested order (one ranking for all budgets; `ranks`:
+  given for the learned order, whose scorer's parameters are being differentiated)."""
   b = setup.budgets
-  ranks = nested.frame_ranks(frames, num_frames, b.order)
+  if ranks is None:
+    ranks = nested.frame_ranks(frames, num_frames, b.order)
   ks = b.sample(rng)
   return [nested.select_budget(frames, num_frames, ks[i], b.order, b.k_max, ranks=ranks) for i in range(b.per_step)]
 
@@ -454,8 +478,12 @@ def train_step(state: DistillState, batch: Dict[str, jax.Array], *, setup: Train
       if setup.selector.train == "rank" and setup.has_teacher:  # finetune: the scorer stays as it is
         rank = scorer_training.rank_targets(setup.teacher_model, state.teacher.variables, frames, num_frames,
                                             labels, rng_frames, setup.selector.frames_per_video)
-      loss_fn = functools.partial(_student_loss_terms, setup, selected=None,
-                                  learned_inputs=(frames, num_frames, rank), **common)
+      if setup.budgets is None:
+        loss_fn = functools.partial(_student_loss_terms, setup, selected=None,
+                                    learned_inputs=(frames, num_frames, rank), **common)
+      else:
+        loss_fn = functools.partial(_learned_budgets_loss, setup, frames=frames, num_frames=num_frames, rank=rank,
+                                    rng_frames=jax.random.fold_in(rng_frames, 1), **common)
     elif setup.budgets is None:
       selected = setup.selection.select(frames, num_frames, rng_frames, return_indices=True)
       loss_fn = functools.partial(_student_loss_terms, setup, selected=selected, **common)

@@ -46,15 +46,18 @@ flags.DEFINE_string("phases", "train,curves,report", "Which phases to run.")
 flags.DEFINE_integer("gate_videos", 1000, "Training videos the exit gate is fitted on.")
 flags.DEFINE_integer("budgets_per_step", 0, "The any-k student's budgets per step (0: the default, 4); another value "
                      "trains a variant any-k run (key suffix _p<n>) and writes tables_p<n>.md, reusing the fixed-k runs.")
-flags.DEFINE_enum("order", "coarse_to_fine", ["coarse_to_fine", "far_from_mean"],
-                  "The nested frame order of every run (fixed-k and any-k); far_from_mean runs are keyed and "
-                  "reported apart (suffix _far_from_mean).")
+flags.DEFINE_enum("order", "coarse_to_fine", ["coarse_to_fine", "far_from_mean", "learned"],
+                  "The nested frame order of every run (fixed-k and any-k); another than coarse_to_fine is keyed "
+                  "and reported apart (suffix _<order>). learned: each student's own scorer (LEARNED_SELECTOR).")
 flags.DEFINE_bool("benchmark", True, "report: also time batched early exit against the fixed k_max student "
                   "from TFRecords (seed 0).")
 flags.mark_flags_as_required(["out"])
 
 LOSS = "pred_ce"
 PRESET = "long"
+# The learned order's scorer: the selector study's best learned row (launch/selector_study.py's
+# rank_audio_ffm+distill: teacher-ranked, audio only, far-from-mean prior), so its fixed-k runs are that row's.
+LEARNED_SELECTOR = {"train": "rank", "streams": "audio", "prior": "far_from_mean"}
 
 
 def _variant() -> str:
@@ -75,6 +78,9 @@ def study_config(seed: int, k: int, *, k_min: int, teacher_workdir: str):
   cell = grid_lib.distill_cell(FLAGS.family, seed, "serial", LOSS, k)
   config = paper_configs.cell_config(cell, paper_configs.PRESETS[PRESET], workdir_of=lambda key: teacher_workdir)
   config.student.sampling = FLAGS.order
+  if FLAGS.order == "learned":
+    for key, value in LEARNED_SELECTOR.items():
+      config.student.selector[key] = value
   if k_min:
     config.student.k_min = k_min
     config.student.exits = ",".join(map(str, _ks()))

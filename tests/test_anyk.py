@@ -107,6 +107,41 @@ def test_the_step_loss_is_the_mean_of_the_budgets_losses():
   assert np.isfinite(float(metrics["student/loss"])) and int(new_state.step) == 1
 
 
+def test_a_learned_order_student_trains_its_scorer_and_reads_its_top_k_at_every_budget():
+  """sampling=learned with k_min: the student's scorer ranks the frames once per step (its ranking loss
+  on the teacher's targets trains it), every budget takes the first k of that ranking; at inference the
+  budget-k student reads the scorer's top k."""
+  config = anyk_config("lstm", order="learned")
+  setup, state = train_loop.setup_run(config)
+  assert setup.budgets.order == "learned" and "selector" in state.student.params
+  variables = train_lib.eval_variables(state)["student"]
+  b = jax.tree.map(jnp.asarray, batch(2))
+  n = b["num_frames"]
+  frames = dequantize(b["frames"], n)
+  scores = setup.selection.scorer.apply({"params": state.student.params["selector"]}, frames, n)
+  ranks = nested.frame_ranks(frames, n, "learned", scores=scores)
+  model_variables, _ = inference.split_selector(variables)
+  for k in (K_MIN, 7, K_MAX):
+    scorer = inference.student_scorer(config, setup.student_model, k)
+    _, _, idx = scorer.selection.select(frames, n, None, return_indices=True,
+                                        selector_params=state.student.params["selector"])
+    want_idx, nk = nested.budget_indices(ranks, n, k, k)
+    np.testing.assert_array_equal(np.asarray(idx), np.asarray(want_idx))
+    got = jax.jit(scorer.apply)(variables, b["frames"], n).probabilities
+    want = setup.student_model.apply(model_variables, *nested.select_budget(frames, n, k, "learned", K_MAX,
+                                                                            ranks=ranks)[:2], train=False)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want.probabilities), atol=2e-6)
+    assert np.asarray(nk).tolist() == np.minimum(np.asarray(n), k).tolist()
+  new_state, metrics = jax.jit(lambda s, bt: train_lib.train_step(s, bt, setup=setup))(state, b)
+  assert np.isfinite(float(metrics["student/loss"])) and float(metrics["student/selector"]) > 0
+  moved = [not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(new_state.student.params["selector"]),
+                                                    jax.tree.leaves(state.student.params["selector"]))]
+  assert any(moved)  # the ranking loss trains the scorer
+  end_to_end = anyk_config("lstm", order="learned", **{"student.selector.train": "end_to_end"})
+  with pytest.raises(configs_lib.ConfigError, match="selector.train=rank"):
+    configs_lib._validate_budgets(end_to_end)  # pylint: disable=protected-access
+
+
 @pytest.mark.parametrize("fields,message", [
     ({"student.k_min": 13}, "k_min=13"),
     ({"student.sampling": "uniform"}, "nested order"),

@@ -28,7 +28,7 @@ def test_the_default_study_keeps_its_committed_keys():
 
 
 @pytest.mark.parametrize("order,family", [("far_from_mean", "hrnn"), ("coarse_to_fine", "nextvlad"),
-                                          ("far_from_mean", "nextvlad")])
+                                          ("far_from_mean", "nextvlad"), ("learned", "hrnn")])
 def test_each_variant_has_its_own_keys_outputs_and_config(order, family):
   FLAGS.order, FLAGS.family = order, family
   key = anyk_study.run_key(1, 30, 6)
@@ -42,3 +42,7 @@ def test_each_variant_has_its_own_keys_outputs_and_config(order, family):
     assert config.mode == "serial" and config.teacher_workdir == "/teacher" and config.seed == 1
   assert anyk.student.k_min == 6 and anyk.student.k == 30 and anyk.student.exits == "6,10,15,20,30"
   assert fixed.student.get("k_min") is None and fixed.student.k == 10
+  for config in (anyk, fixed):  # the learned order: the selector study's best learned scorer
+    want = anyk_study.LEARNED_SELECTOR if order == "learned" else {}
+    assert {key: config.student.selector[key] for key in want} == want
+    assert order == "learned" or not any(config.student.selector[key] for key in ("train", "streams", "prior"))

@@ -28,13 +28,16 @@ def plan_and_view(family, order="coarse_to_fine"):
   b = test_anyk.batch(5, LENGTHS)
   n = jnp.asarray(b["num_frames"])
   frames = dequantize(jnp.asarray(b["frames"]), n)
-  plan = early_exit.ExitPlan(setup.student_model, early_exit.exits_of(config), test_anyk.K_MAX, order)
-  return config, setup, variables, b, plan, early_exit.view_from_frames(frames, n, test_anyk.K_MAX, order)
+  plan = early_exit.ExitPlan(setup.student_model, early_exit.exits_of(config), test_anyk.K_MAX, order,
+                             scorer=setup.selection.scorer)
+  return config, setup, variables, b, plan, plan.view(variables, frames, n)
 
 
 @pytest.mark.parametrize("family,order", [("nextvlad", "coarse_to_fine"), ("netvlad", "far_from_mean"),
-                                          ("hrnn", "coarse_to_fine")])
+                                          ("hrnn", "coarse_to_fine"), ("nextvlad", "learned")])
 def test_every_exit_equals_the_student_at_that_budget(family, order):
+  """(The learned order: the student's own scorer ranks the frames, and the budget-k student reads its
+  top k, `inference.student_scorer`.)"""
   config, setup, variables, b, plan, view = plan_and_view(family, order)
   assert plan.incremental == (family != "hrnn")
   outputs = jax.jit(plan.outputs)(variables, view)

@@ -7,15 +7,26 @@ import numpy as np
 import pytest
 
 from fewframes_jax import sampling
-from fewframes_jax.selection import content, nested
+from fewframes_jax.selection import content, learned, nested
 
 T = 40
+SCORER = learned.FrameScorer(feature_sizes=(4, 2), streams="all", hidden=3, mlp=5)
 
 
 def _frames(n, seed=0):
   x = np.random.default_rng(seed).normal(size=(len(n), T, 6)).astype(np.float32)
   x[np.arange(T)[None, :] >= np.asarray(n)[:, None]] = 0.0
   return jnp.asarray(x), jnp.asarray(n, jnp.int32)
+
+
+def _scores(frames, num):
+  """A randomly initialised learned scorer's scores f32[B, T] (padding -1e9)."""
+  params = learned.init_params(SCORER, jax.random.PRNGKey(5), frames=T)
+  return SCORER.apply({"params": params}, frames, num)
+
+
+def _ranks(frames, num, order):
+  return nested.frame_ranks(frames, num, order, scores=_scores(frames, num) if order == "learned" else None)
 
 
 def test_coarse_to_fine_reads_middle_first_last_then_bisects():
@@ -32,7 +43,7 @@ def test_coarse_to_fine_reads_middle_first_last_then_bisects():
 def test_every_order_is_a_permutation_of_the_real_frames(order):
   n = [0, 1, 2, 3, 7, 16, 29, T]
   frames, num = _frames(n)
-  ranks = np.asarray(nested.frame_ranks(frames, num, order))
+  ranks = np.asarray(_ranks(frames, num, order))
   reading = np.asarray(nested.reading_order(jnp.asarray(ranks)))
   for b, length in enumerate(n):
     assert sorted(ranks[b, :length].tolist()) == list(range(length))
@@ -44,7 +55,7 @@ def test_every_order_is_a_permutation_of_the_real_frames(order):
 def test_first_k_are_a_valid_nested_selection_at_every_n_and_k(order):
   n = [0, 1, 3, 5, 6, 11, 23, T]
   frames, num = _frames(n, seed=1)
-  ranks = nested.frame_ranks(frames, num, order)
+  ranks = _ranks(frames, num, order)
   previous = None
   for k in range(1, 13):
     idx, nk = (np.asarray(a) for a in nested.budget_indices(ranks, num, k, 12))
@@ -73,6 +84,14 @@ def test_a_traced_budget_matches_the_static_rules():
     got = fn(nested.frame_ranks(frames, num, "far_from_mean"), num, jnp.int32(k))
     want = content.content_indices(frames, num, k, "far_from_mean")
     np.testing.assert_array_equal(np.asarray(got[0])[:, :k], np.asarray(want[0]))
+    scores = _scores(frames, num)  # the learned order's budget k is the learned selector's top k
+    got = fn(nested.frame_ranks(frames, num, "learned", scores=scores), num, jnp.int32(k))
+    want = learned.learned_indices(scores, num, k)
+    np.testing.assert_array_equal(np.asarray(got[0])[:, :k], np.asarray(want[0]))
+    np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(want[1]))
+  tied = jnp.zeros([1, T], jnp.float32)  # equal scores: the earlier frame first
+  assert np.asarray(nested.frame_ranks(frames[:1], jnp.array([9]), "learned", scores=tied))[0, :9].tolist() == list(
+      range(9))
 
 
 def test_per_video_budgets_and_gathered_frames():
@@ -85,3 +104,7 @@ def test_per_video_budgets_and_gathered_frames():
     nested.budget_indices(nested.frame_ranks(frames, num, "coarse_to_fine"), num, 3, T + 1)
   with pytest.raises(ValueError, match="nested order"):
     nested.frame_ranks(frames, num, "uniform")
+  with pytest.raises(ValueError, match="'learned' order, and only it"):
+    nested.frame_ranks(frames, num, "learned")
+  with pytest.raises(ValueError, match="'learned' order, and only it"):
+    nested.frame_ranks(frames, num, "far_from_mean", scores=jnp.zeros([3, T]))

@@ -44,10 +44,9 @@ def _exit_view(network, plan):
   coarse-to-fine order (it depends on the length only), or every frame for a content order (its ranking
   looks at all of them; the view is then taken on the device)."""
   if plan.order == "coarse_to_fine":
-    return (plan.k_max, "coarse_to_fine"), jax.jit(lambda b: early_exit.view_from_preselected(
+    return (plan.k_max, "coarse_to_fine"), jax.jit(lambda v, b: early_exit.view_from_preselected(
         dequantize(b["frames"], b["num_frames_k"]), b["num_frames"], network.max_frames))
-  return None, jax.jit(lambda b: early_exit.view_from_frames(
-      dequantize(b["frames"], b["num_frames"]), b["num_frames"], plan.k_max, plan.order))
+  return None, jax.jit(lambda v, b: plan.view(v, dequantize(b["frames"], b["num_frames"]), b["num_frames"]))
 
 
 def _exit_pass(network, plan, policy, gate, *, file_pattern, batch_size, group_batches, max_batches, cache):
@@ -70,8 +69,8 @@ def _exit_pass(network, plan, policy, gate, *, file_pattern, batch_size, group_b
   for batch in _dataset(network, file_pattern, batch_size, student_frames):
     valid = batch["valid"].astype(bool)
     frames_decoded += _frames_decoded(batch, student_frames is not None)
-    view = jax.device_get(view_fn({key: batch[key] for key in ("frames", "num_frames", "num_frames_k")
-                                   if key in batch}))
+    view = jax.device_get(view_fn(network.variables, {key: batch[key] for key in ("frames", "num_frames",
+                                                                                  "num_frames_k") if key in batch}))
     group.append(tuple(np.asarray(a)[valid] for a in view))
     batches += 1
     if len(group) == group_batches:

@@ -13,40 +13,55 @@ subset of the budget-(k+1) one, and a video with n <= k frames gives all of its 
   far_from_mean    frames by decreasing L2 distance from the video's mean frame (ties: the earlier
                    frame): `selection/content.py`'s far_from_mean rule at every k at once. It looks at
                    every frame.
+  learned          frames by decreasing score of a learned frame scorer (`selection/learned.py`; ties:
+                   the earlier frame): the learned selector's top k at every k at once. The scores come
+                   with the call (`scores=`: the scorer's parameters are the student's).
 
 `budget_indices` takes the budget k as a traced value, so one jitted step can train several budgets
 of the same static width `slots` (the sandwich rule of `anyk.py`).
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 
 from fewframes_jax import sampling
 
-NESTED_ORDERS = ("coarse_to_fine", "far_from_mean")
+NESTED_ORDERS = ("coarse_to_fine", "far_from_mean", "learned")
 
 
-def frame_ranks(frames: jax.Array, num_frames: jax.Array, order: str) -> jax.Array:
+def frame_ranks(frames: jax.Array, num_frames: jax.Array, order: str, *,
+                scores: Optional[jax.Array] = None) -> jax.Array:
   """i32[B, T]: each frame's rank in `order` (0 = read first); padding frames get T.
 
-  frames: f32[B, T, D] dequantized (only `far_from_mean` looks at them); num_frames: int[B].
+  frames: f32[B, T, D] dequantized (only `far_from_mean` looks at them); num_frames: int[B];
+  scores: f32[B, T], the learned scorer's (order 'learned' only; higher is read first).
   """
-  b, t = frames.shape[:2]
+  t = frames.shape[1]
   n = jnp.clip(num_frames.astype(jnp.int32), 0, t)
+  if (order == "learned") != (scores is not None):
+    raise ValueError(f"nested order {order!r} with scores={'given' if scores is not None else None}: the "
+                     "'learned' order, and only it, ranks by a scorer's scores")
+  real = jnp.arange(t)[None, :] < n[:, None]
   if order == "coarse_to_fine":
     return jnp.asarray(sampling.coarse_to_fine_ranks(t))[n]
   if order == "far_from_mean":
-    pos = jnp.arange(t)[None, :]
-    real = pos < n[:, None]
     x = frames.astype(jnp.float32)
     mean = jnp.sum(jnp.where(real[..., None], x, 0.0), axis=1) / jnp.maximum(n, 1)[:, None].astype(jnp.float32)
-    distance = jnp.sqrt(jnp.sum(jnp.square(x - mean[:, None, :]), axis=-1))
-    by_rank = jnp.argsort(-jnp.where(real, distance, -1.0), axis=1, stable=True)  # ties: the earlier frame
-    ranks = jnp.zeros([b, t], jnp.int32).at[jnp.arange(b)[:, None], by_rank].set(
-        jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t)))
-    return jnp.where(real, ranks, t)
+    return ranks_by_score(jnp.sqrt(jnp.sum(jnp.square(x - mean[:, None, :]), axis=-1)), real)
+  if order == "learned":
+    return ranks_by_score(scores.astype(jnp.float32), real)
   raise ValueError(f"nested order {order!r}: expected one of {NESTED_ORDERS}")
+
+
+def ranks_by_score(score: jax.Array, real: jax.Array) -> jax.Array:
+  """i32[B, T]: the real frames' ranks by decreasing `score` f32[B, T] (ties: the earlier frame);
+  padding frames (`real` False) get T."""
+  b, t = score.shape
+  by_rank = jnp.argsort(-jnp.where(real, score, -jnp.inf), axis=1, stable=True)
+  ranks = jnp.zeros([b, t], jnp.int32).at[jnp.arange(b)[:, None], by_rank].set(
+      jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t)))
+  return jnp.where(real, ranks, t)
 
 
 def reading_order(ranks: jax.Array) -> jax.Array:
@@ -92,4 +107,4 @@ def select_budget(frames: jax.Array, num_frames: jax.Array, k, order: str, slots
   return sampling.gather_frames(frames, indices, nk), nk, indices
 
 
-__all__ = ["NESTED_ORDERS", "budget_indices", "frame_ranks", "reading_order", "select_budget"]
+__all__ = ["NESTED_ORDERS", "budget_indices", "frame_ranks", "ranks_by_score", "reading_order", "select_budget"]
