@@ -190,7 +190,8 @@ def curve_rows(records: ExitRecords, plan: early_exit.ExitPlan, flops: Dict[str,
   (`metrics_at(group=...)`) as 'gap_<name>' and the mean frames read by the videos with a label of the
   group as 'frames_<name>'."""
   thresholds = thresholds or THRESHOLDS
-  cum = np.cumsum(flops["per_exit"]) + flops.get("order", 0.0)  # every video's frames are ranked once
+  order = flops.get("order", 0.0)  # every video's frames are ranked once, whatever exit it takes
+  cum = np.cumsum(flops["per_exit"]) + order
   num_exits, n = len(plan.exits), len(records.num_frames)
   rows = []
 
@@ -209,7 +210,7 @@ def curve_rows(records: ExitRecords, plan: early_exit.ExitPlan, flops: Dict[str,
     rows.append(row)
 
   for e, k in enumerate(plan.exits):
-    add("budget", k, np.full([n], e, np.int32), flops["budget"][e] + flops.get("order", 0.0))
+    add("budget", k, np.full([n], e, np.int32), flops["budget"][e] + order)
   for rule, values in thresholds.items():
     if rule == "gate":
       if gate is None:

@@ -379,11 +379,17 @@ def _learned_budgets_loss(setup: TrainSetup, params, student: NetState, teacher:
   selections = _budget_selections(setup, frames, num_frames, rng_frames, ranks=ranks)
   total, (terms, bs) = _student_loss_over_budgets(setup, params, student, teacher, teacher_out, selections, labels,
                                                   weights, rng)
-  selector_terms = _ranking_term(scores, rank, weights)
-  if selector_terms:
-    total = total + setup.selector.weight * selector_terms["selector"]
-    terms = dict(terms, **selector_terms)
+  total = _with_selector_term(setup, total, terms, _ranking_term(scores, rank, weights))
   return total, (terms, bs)
+
+
+def _with_selector_term(setup: TrainSetup, total, terms: Dict[str, jax.Array], selector_terms: Dict[str, jax.Array]):
+  """The student's `total` loss plus `selector.weight` x the scorer's ranking loss, which joins `terms`
+  (unchanged without one)."""
+  if not selector_terms:
+    return total
+  terms.update(selector_terms)
+  return total + setup.selector.weight * selector_terms["selector"]
 
 
 def _student_loss_terms(setup: TrainSetup, params, student: NetState, teacher: Optional[NetState],
@@ -411,9 +417,7 @@ def _student_loss_terms(setup: TrainSetup, params, student: NetState, teacher: O
   if setup.weight("pred") > 0:
     terms["pred"] = losses.prediction_loss(t.probabilities, probs, d=setup.pred_distance, weights=weights)
   total, _ = losses.combine_student_losses(terms, dict(setup.loss_weights))
-  if selector_terms:
-    total = total + setup.selector.weight * selector_terms["selector"]
-    terms.update(selector_terms)
+  total = _with_selector_term(setup, total, terms, selector_terms)
   return total, (terms, bs)
 
 

@@ -60,16 +60,20 @@ PRESET = "long"
 LEARNED_SELECTOR = {"train": "rank", "streams": "audio", "prior": "far_from_mean"}
 
 
+def _per_step() -> str:
+  return f"_p{FLAGS.budgets_per_step}" if FLAGS.budgets_per_step else ""
+
+
 def _variant() -> str:
-  """The output suffix of a variant study: `_p<n>` (budgets per step), `_far_from_mean` (the order)."""
+  """The output suffix of a variant study: `_p<n>` (budgets per step), `_<order>` (not coarse-to-fine),
+  `_<family>` (not H-RNN)."""
   order = "" if FLAGS.order == "coarse_to_fine" else f"_{FLAGS.order}"
   family = "" if FLAGS.family == "hrnn" else f"_{FLAGS.family}"
-  return (f"_p{FLAGS.budgets_per_step}" if FLAGS.budgets_per_step else "") + order + family
+  return _per_step() + order + family
 
 
 def run_key(seed: int, k: int, k_min: int = 0) -> str:
-  per_step = f"_p{FLAGS.budgets_per_step}" if FLAGS.budgets_per_step else ""
-  name = f"anyk{k_min}-{k}{per_step}" if k_min else f"k{k}"
+  name = f"anyk{k_min}-{k}{_per_step()}" if k_min else f"k{k}"
   return f"{FLAGS.family}/seed{seed}/serial_{LOSS}_{FLAGS.order}_{name}"
 
 

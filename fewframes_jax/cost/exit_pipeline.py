@@ -50,7 +50,9 @@ def _exit_view(network, plan):
 
 
 def _exit_pass(network, plan, policy, gate, *, file_pattern, batch_size, group_batches, max_batches, cache):
-  student_frames, view_fn = cache.setdefault("view", _exit_view(network, plan))
+  if "view" not in cache:  # built (and compiled) once for every pass
+    cache["view"] = _exit_view(network, plan)
+  student_frames, view_fn = cache["view"]
   videos = frames_read = frames_decoded = batches = 0
   exits = np.zeros(len(plan.exits), np.int64)
   group = []
