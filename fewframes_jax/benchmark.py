@@ -144,7 +144,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 
 def check_file_pattern(pattern: str) -> None:
-  """Raises UserError naming --file_pattern when it matches no file (imports TensorFlow)."""
+  """Raises UserError naming --file_pattern when it matches no file (TensorFlow only for a remote one)."""
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top
   try:
     yt8m.list_files(pattern)

@@ -18,6 +18,33 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.environ["FEWF
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
+# XLA's CPU compiler, set for compile time (about a third less per program here; tests run tiny programs
+# whose compile time is most of the suite): the older elemental fusion emitters and the plain scheduler.
+# Numerics stay those of unfused float32 code (the tests' tolerances are unchanged). XLA aborts on a flag it
+# does not know, so they are set only for the jaxlib and TensorFlow (whose XLA reads XLA_FLAGS too)
+# releases they were checked with; subprocesses inherit them (tests/runs_testlib.py keeps them).
+COMPILE_TIME_XLA_FLAGS = ("--xla_cpu_use_fusion_emitters=false "
+                          "--xla_cpu_enable_concurrency_optimized_scheduler=false "
+                          "--xla_cpu_copy_insertion_use_region_analysis=false")
+CHECKED_RELEASES = {"jaxlib": ("0.10.",), "tensorflow-cpu": ("2.21.",), "tensorflow": ("2.21.",)}
+
+
+def _flags_are_known() -> bool:
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  for package, prefixes in CHECKED_RELEASES.items():
+    try:
+      version = metadata.version(package)
+    except metadata.PackageNotFoundError:
+      continue
+    if not version.startswith(prefixes):
+      return False
+  return True
+
+
+if COMPILE_TIME_XLA_FLAGS not in os.environ.get("XLA_FLAGS", "") and _flags_are_known():
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {COMPILE_TIME_XLA_FLAGS}".strip()
+os.environ.setdefault("FEWFRAMES_TEST_XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
+
 import pytest  # noqa: E402
 
 # The slowest files first (about 20 s or more each on 2 cores), slowest first: xdist (`--dist loadfile

@@ -4,9 +4,9 @@ The worker (`python tests/runs_testlib.py '<json>'`) runs `train_loop.train_and_
 config, optionally with a fault injected, and writes what it ended with:
   <result>.<process>.json  {'step', 'eval', 'skipped_records', 'process_index', 'process_count'}
   <result>.<process>.npz   this process's copy of the final state (flattened paths -> arrays)
-Faults (`fault`): 'kill_after_save=S' (SIGKILL once step S's checkpoint is complete), 'kill_in_save=S'
-(SIGKILL inside step S's save, after its files are written, before Orbax's atomic rename), 'nan_at=S'
-(the batch of step S gets a NaN frame value), 'sigterm_at=S' (SIGTERM to itself once step S has run).
+Faults (`fault`): 'kill_in_save=S' (SIGKILL inside step S's save, after its files are written, before
+Orbax's atomic rename), 'nan_at=S' (the batch of step S gets a NaN frame value), 'sigterm_at=S' (SIGTERM
+to itself once step S has run).
 Multi-host: the FEWFRAMES_COORDINATOR / _NUM_PROCESSES / _PROCESS_ID environment (parallel.py).
 """
 import json
@@ -136,9 +136,11 @@ def worker_env(**extra) -> Dict[str, str]:
   (tests/conftest.py) is inherited."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
              JAX_DISABLE_MOST_OPTIMIZATIONS="1", PYTHONPATH=ROOT)
-  for key in ("FEWFRAMES_COORDINATOR", "FEWFRAMES_NUM_PROCESSES", "FEWFRAMES_PROCESS_ID", "XLA_FLAGS"):
+  for key in ("FEWFRAMES_COORDINATOR", "FEWFRAMES_NUM_PROCESSES", "FEWFRAMES_PROCESS_ID"):
     env.pop(key, None)
   env.update({k: str(v) for k, v in extra.items()})
+  # The session's compile-time flags (tests/conftest.py), then the worker's own (a device count).
+  env["XLA_FLAGS"] = f"{os.environ.get('FEWFRAMES_TEST_XLA_FLAGS', '')} {extra.get('XLA_FLAGS', '')}".strip()
   return env
 
 
@@ -194,7 +196,6 @@ def load_result(prefix: str, process: int = 0):
 
 
 def _inject_fault(fault: str) -> None:
-  from fewframes_jax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
   from fewframes_jax import train_loop  # pylint: disable=g-import-not-at-top
   kind, _, value = fault.partition("=")
   target = int(value)
@@ -221,19 +222,7 @@ def _inject_fault(fault: str) -> None:
 
     train_lib.jit_train_step = jit_then_signal
     return
-  if kind == "kill_after_save":
-    save = ckpt_lib.save
-
-    def save_then_die(manager, state, *args, **kwargs):
-      out = save(manager, state, *args, **kwargs)
-      if int(state.step) == target:
-        manager.wait_until_finished()
-        print(f"FAULT: SIGKILL after the checkpoint of step {target}", flush=True)
-        die()
-      return out
-
-    ckpt_lib.save = save_then_die
-  elif kind == "kill_in_save":
+  if kind == "kill_in_save":
     from orbax.checkpoint._src.path import atomicity  # pylint: disable=g-import-not-at-top
     cls = atomicity.AtomicRenameTemporaryPath
     finalize = cls.finalize

@@ -89,17 +89,6 @@ def test_benchmark_eval_rows(fast_compile, tiny_records):
   assert pipeline.format_eval(result).count("\n") == 2 + 3 - 1
 
 
-def test_a_content_aware_student_is_fed_every_frame_and_counted_so(fast_compile, tiny_records):
-  c = tiny_config()
-  c.student.sampling = "far_from_mean"
-  rows = pipeline.benchmark_eval(c, file_pattern=tiny_records, ks=[4], rounds=1)["rows"]
-  assert [(r["name"], r["pipeline"], r["method"]) for r in rows] == [
-      ("teacher", "full", None), ("student_k4", "full", "far_from_mean")]
-  assert rows[1]["decoded_frames_per_video"] == rows[0]["decoded_frames_per_video"] == pytest.approx(
-      sum(min(n, T) for n in LENGTHS) / 6)
-  assert "| 4 (far_from_mean) |" in pipeline.format_eval({"rows": rows})
-
-
 def test_one_run_times_every_selector_and_counts_what_each_reads(fast_compile, tiny_records):
   rows = pipeline.benchmark_eval(tiny_config(), file_pattern=tiny_records, ks=[4], rounds=1, sampled=False,
                                  selectors=("uniform", "far_from_mean", "learned:audio", "learned:all"))["rows"]
@@ -112,6 +101,9 @@ def test_one_run_times_every_selector_and_counts_what_each_reads(fast_compile, t
           "learned:all": every * 16}
   for r in rows[1:]:
     assert r["decoded_bytes_per_video"] == pytest.approx(want[r["method"]]) and r["videos"] == 6
+  # A content-aware student is fed every frame, as the teacher is.
+  assert rows[2]["decoded_frames_per_video"] == rows[0]["decoded_frames_per_video"] == pytest.approx(every)
+  assert "| 4 (far_from_mean) |" in pipeline.format_eval({"rows": rows})
   with pytest.raises(ValueError, match="only 'learned'"):
     pipeline.selector_config(tiny_config(), "uniform:audio")
 

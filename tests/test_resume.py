@@ -1,14 +1,13 @@
 """Preemption and failures, with real worker processes (tests/runs_testlib.py) on CPU.
 
-One run is trained without interruption. Another, with the same command, is SIGKILLed right after
-its first checkpoint (step 2), restarted and SIGKILLed again inside the save of step 4 (files written,
-not yet renamed), and restarted once more: both restarts resume from step 2, the last complete
-checkpoint, and the run ends with every array of its state bit-identical to the uninterrupted run's.
-A third run gets a NaN in the batch of step 3: it stops with the step and the loss term in the error,
-and its last good checkpoint (step 2) is kept. A fourth is sent SIGTERM during step 3 (as SLURM or a
-preemptible VM does): it saves step 3, exits 0 with a message, and the same command resumes there and
-ends bit-identical to the uninterrupted run. Each resume continues the input stream at the saved record
-(no batch is read twice: the checkpoint holds the stream position).
+One run is trained without interruption. Another, with the same command, is sent SIGTERM during step 3
+(as SLURM or a preemptible VM does): it saves step 3 and exits 0 with a message. Restarted, it resumes
+at step 3 and is SIGKILLed inside the save of step 4 (files written, not yet renamed). Restarted once
+more, it resumes from step 3, the last complete checkpoint (the torn save ignored), and ends with every
+array of its state bit-identical to the uninterrupted run's. A third run gets a NaN in the batch of step
+3: it stops with the step and the loss term in the error, and its last good checkpoint (step 2) is kept.
+Each resume continues the input stream at the saved record (no batch is read twice: the checkpoint
+holds the stream position).
 """
 import glob
 import os
@@ -53,40 +52,36 @@ def _start(setup, name, spec):
   return lib.start_worker(spec, setup["env"], _log(setup, name))
 
 
-def test_sigkill_then_restart_is_bit_identical_and_nan_stops(setup):
+def test_preempted_and_killed_runs_restart_bit_identical_and_nan_stops(setup):
   full = _spec(setup, "full")
   resumed = _spec(setup, "resumed")
   nan = _spec(setup, "nan", fault="nan_at=3", result=False)
-
-  term = _spec(setup, "term")
-  # Round 1, alone (its compiles fill the session's compile cache for every later process): the run
-  # killed once its step-2 checkpoint is complete.
-  code = lib.run_worker(dict(resumed, fault="kill_after_save=2"), setup["env"], _log(setup, "kill1"))
-  assert code == -9, lib.tail(_log(setup, "kill1"))
-  assert "FAULT: SIGKILL after the checkpoint of step 2" in _read(_log(setup, "kill1"))
-  assert _complete_steps(resumed["workdir"]) == [2]
-
-  # Round 2: the same command resumes at step 2 and is killed inside the save of step 4; the
-  # uninterrupted run, the SIGTERM and the NaN runs.
-  procs = [_start(setup, "kill2", dict(resumed, fault="kill_in_save=4")), _start(setup, "full", full),
-           _start(setup, "term1", dict(term, fault="sigterm_at=3")), _start(setup, "nan", nan)]
-  codes = lib.wait_all(procs, [_log(setup, name) for name in ("kill2", "full", "term1", "nan")])
-  log = _read(_log(setup, "kill2"))
-  assert codes[0] == -9, lib.tail(_log(setup, "kill2"))
-  assert f"Resumed from {resumed['workdir']} at step 2" in log
-  assert "FAULT: SIGKILL inside the save of step 4" in log
   ckpt = ckpt_lib.checkpoint_dir(resumed["workdir"])
-  assert glob.glob(os.path.join(ckpt, "4.orbax-checkpoint-tmp*")), os.listdir(ckpt)  # the torn save
-  assert _complete_steps(resumed["workdir"]) == [2]
 
-  assert codes[1] == 0, lib.tail(_log(setup, "full"))
-  log = _read(_log(setup, "term1"))
-  assert codes[2] == 0, lib.tail(_log(setup, "term1"))  # a clean exit, not a kill
+  # Round 1, alone (its compiles fill the session's compile cache for every later process): the run
+  # sent SIGTERM during step 3.
+  code = lib.run_worker(dict(resumed, fault="sigterm_at=3"), setup["env"], _log(setup, "term"))
+  log = _read(_log(setup, "term"))
+  assert code == 0, lib.tail(_log(setup, "term"))  # a clean exit, not a kill
   assert "FAULT: SIGTERM during step 3" in log and "Stopped at step 3 on a preemption signal" in log
-  assert _complete_steps(term["workdir"]) == [2, 3] and "Traceback" not in log
+  assert _complete_steps(resumed["workdir"]) == [2, 3] and "Traceback" not in log
+  meta = ckpt_lib.read_json_item(resumed["workdir"], 3, "meta")
+  assert meta["data_position"] == {"positions": [[0, 0, 3 * 8]]}  # the stream position saved with it
+
+  # Round 2: the same command resumes at step 3 and is killed inside the save of step 4; the
+  # uninterrupted run and the NaN run beside it.
+  procs = [_start(setup, "kill", dict(resumed, fault="kill_in_save=4")), _start(setup, "full", full),
+           _start(setup, "nan", nan)]
+  codes = lib.wait_all(procs, [_log(setup, name) for name in ("kill", "full", "nan")])
+  log = _read(_log(setup, "kill"))
+  assert codes[0] == -9, lib.tail(_log(setup, "kill"))
+  assert f"Resumed from {resumed['workdir']} at step 3" in log and "FAULT: SIGKILL inside the save of step 4" in log
+  assert glob.glob(os.path.join(ckpt, "4.orbax-checkpoint-tmp*")), os.listdir(ckpt)  # the torn save
+  assert _complete_steps(resumed["workdir"]) == [2, 3]
+  assert codes[1] == 0, lib.tail(_log(setup, "full"))
 
   log = _read(_log(setup, "nan"))
-  assert codes[3] == 1, lib.tail(_log(setup, "nan"))
+  assert codes[2] == 1, lib.tail(_log(setup, "nan"))
   error = re.search(r"FloatingPointError: non-finite loss at step (\d+): (.*); training stopped", log)
   assert error, lib.tail(_log(setup, "nan"))
   assert error.group(1) == "3" and "teacher/ce=nan" in error.group(2) and "student/ce=nan" in error.group(2)
@@ -96,29 +91,23 @@ def test_sigkill_then_restart_is_bit_identical_and_nan_stops(setup):
   leaves = list(lib.flatten(kept.variables).values()) + list(lib.flatten(kept.student_variables).values())
   assert leaves and all(np.all(np.isfinite(x)) for x in leaves)
 
-  # Round 3: the same command again resumes from step 2 (the torn step-4 save is ignored) and finishes;
-  # the SIGTERMed run resumes from step 3 and finishes.
-  procs = [_start(setup, "final", resumed), _start(setup, "term2", term)]
-  codes = lib.wait_all(procs, [_log(setup, "final"), _log(setup, "term2")])
-  assert codes == [0, 0], lib.tail(_log(setup, "final")) + lib.tail(_log(setup, "term2"))
-  assert f"Resumed from {resumed['workdir']} at step 2" in _read(_log(setup, "final"))
-  assert f"Resumed from {term['workdir']} at step 3" in _read(_log(setup, "term2"))
+  # Round 3: the same command again resumes from step 3 (the torn step-4 save is ignored) and finishes.
+  code = lib.run_worker(resumed, setup["env"], _log(setup, "final"))
+  assert code == 0, lib.tail(_log(setup, "final"))
+  assert f"Resumed from {resumed['workdir']} at step 3" in _read(_log(setup, "final"))
   assert _complete_steps(resumed["workdir"])[-1] == STEPS
 
   summary_full, state_full = lib.load_result(full["result"])
   assert {"step", "rng"} <= state_full.keys() and any(k.startswith("student/opt_state") for k in state_full)
-  for run in (resumed, term):
-    summary_resumed, state_resumed = lib.load_result(run["result"])
-    assert summary_full["step"] == summary_resumed["step"] == STEPS
-    assert state_full.keys() == state_resumed.keys()
-    for key in state_full:  # params, batch stats, optimizer states, step and RNG: bit for bit
-      assert state_full[key].dtype == state_resumed[key].dtype, key
-      np.testing.assert_array_equal(state_full[key], state_resumed[key], err_msg=f"{run['workdir']}: {key}")
-    assert summary_full["eval"] == summary_resumed["eval"]
+  summary_resumed, state_resumed = lib.load_result(resumed["result"])
+  assert summary_full["step"] == summary_resumed["step"] == STEPS
+  assert state_full.keys() == state_resumed.keys()
+  for key in state_full:  # params, batch stats, optimizer states, step and RNG: bit for bit
+    assert state_full[key].dtype == state_resumed[key].dtype, key
+    np.testing.assert_array_equal(state_full[key], state_resumed[key], err_msg=key)
+  assert summary_full["eval"] == summary_resumed["eval"]
 
   # The checkpoint records the input position with the state: 6 steps of 8 of the 48 training videos,
   # one round of the 4 files (cycle_length 8) in epoch 0, all consumed.
   meta = ckpt_lib.read_json_item(resumed["workdir"], STEPS, "meta")
   assert meta["data_position"] == {"positions": [[0, 0, STEPS * 8]]} and meta["step"] == STEPS
-  meta = ckpt_lib.read_json_item(term["workdir"], 3, "meta")
-  assert meta["data_position"] == {"positions": [[0, 0, 3 * 8]]}

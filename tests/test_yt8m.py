@@ -201,6 +201,35 @@ def test_count_and_list_files(three_files, data_dir):
   assert yt8m.select_fraction(files, 0.5) == files[:2]
 
 
+def test_local_patterns_are_listed_without_tensorflow_and_remote_ones_by_it(three_files, monkeypatch):
+  """A local glob needs no TensorFlow (a mistyped pattern is reported before it starts); gs:// and other
+  remote file systems go through `tf.io.gfile.glob`, with the same error when nothing matches."""
+  pattern, _ = three_files
+  want = yt8m.list_files(pattern)
+  asked = []
+
+  class FakeTensorFlow:  # pylint: disable=too-few-public-methods
+    class io:  # pylint: disable=invalid-name
+      class gfile:  # pylint: disable=invalid-name
+        @staticmethod
+        def glob(p):
+          asked.append(p)
+          return ["gs://bucket/train-1.tfrecord", "gs://bucket/train-0.tfrecord"] if "train" in p else []
+
+  def no_tensorflow():
+    raise AssertionError("a local pattern started TensorFlow")
+
+  monkeypatch.setattr(records, "tensorflow", no_tensorflow)
+  assert yt8m.list_files(pattern) == want
+  with pytest.raises(FileNotFoundError, match="matched no files"):
+    yt8m.list_files("/nonexistent/train*")
+  monkeypatch.setattr(records, "tensorflow", lambda: FakeTensorFlow)
+  assert yt8m.list_files("gs://bucket/train*") == ["gs://bucket/train-0.tfrecord", "gs://bucket/train-1.tfrecord"]
+  with pytest.raises(FileNotFoundError, match="'gs://bucket/eval\\*' matched no files"):
+    yt8m.list_files("gs://bucket/eval*")
+  assert asked == ["gs://bucket/train*", "gs://bucket/eval*"]
+
+
 def test_training_is_deterministic_for_a_seed(three_files):
   pattern, videos = three_files
 

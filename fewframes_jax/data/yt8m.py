@@ -29,6 +29,7 @@ Bad records (`on_error`), frame-count mismatches and the release check: see `rea
 from `as_numpy_batches` as `reader.BadRecordError` / `reader.ReleaseMismatchError`, at the latest in
 the batch that would hold the record, the last partial eval batch included.
 """
+import glob
 import math
 import re
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -50,17 +51,24 @@ def list_files(file_pattern: str) -> List[str]:
   Raises:
     FileNotFoundError naming the pattern when nothing matches.
   """
-  tf = _tf()
   patterns = [p.strip() for p in file_pattern.split(",") if p.strip()]
   if not patterns:
     raise FileNotFoundError("empty file pattern: give a glob such as '/data/yt8m/frame/train*.tfrecord'")
   files = []
   for pattern in patterns:
-    matched = tf.io.gfile.glob(pattern)
+    matched = _glob(pattern)
     if not matched:
       raise FileNotFoundError(f"file pattern {pattern!r} matched no files")
     files.extend(matched)
   return sorted(set(files))
+
+
+def _glob(pattern: str) -> List[str]:
+  """A local pattern by Python's glob (a mistyped pattern is found without starting TensorFlow); a remote
+  file system's (gs://, s3://, hdfs://) by TensorFlow's."""
+  if "://" in pattern:
+    return _tf().io.gfile.glob(pattern)
+  return glob.glob(pattern)
 
 
 def select_fraction(files: Sequence[str], file_fraction: float) -> List[str]:
