@@ -1,5 +1,5 @@
-"""Test set-up: every test runs on the CPU backend, with a fixed, small thread budget, and one JAX
-compilation cache per session; the slowest test files are handed out first."""
+"""Test set-up: every test runs on the CPU backend, with XLA's CPU compiler set for compile time and one
+JAX compilation cache per session."""
 import os
 
 os.environ["JAX_PLATFORMS"] = "cpu"
@@ -43,19 +43,8 @@ def _flags_are_known() -> bool:
 
 if COMPILE_TIME_XLA_FLAGS not in os.environ.get("XLA_FLAGS", "") and _flags_are_known():
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {COMPILE_TIME_XLA_FLAGS}".strip()
-os.environ.setdefault("FEWFRAMES_TEST_XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
 
 import pytest  # noqa: E402
-
-# The slowest files first (about 20 s or more each on 2 cores), slowest first: xdist (`--dist loadfile
-# --no-loadscope-reorder`) hands out whole files in collection order, so a long file never starts last
-# while the other worker idles. The other files follow in their usual order.
-SLOWEST_FILES = ()
-
-
-def pytest_collection_modifyitems(items):
-  rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
-  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's order is kept
 
 
 @pytest.fixture(scope="module")

@@ -140,7 +140,7 @@ def worker_env(**extra) -> Dict[str, str]:
     env.pop(key, None)
   env.update({k: str(v) for k, v in extra.items()})
   # The session's compile-time flags (tests/conftest.py), then the worker's own (a device count).
-  env["XLA_FLAGS"] = f"{os.environ.get('FEWFRAMES_TEST_XLA_FLAGS', '')} {extra.get('XLA_FLAGS', '')}".strip()
+  env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {extra.get('XLA_FLAGS', '')}".strip()
   return env
 
 
