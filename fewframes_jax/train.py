@@ -1,4 +1,5 @@
-"""Teacher + student train state, the set-up of a run, and the jitted train step.
+"""Teacher + student train state, the set-up of a run, and the jitted train step (the student's loss
+in it: `student_loss.py`).
 
 Modes (`config.mode`):
   teacher       the Teacher-Skyline: the teacher alone, CE only.
@@ -50,12 +51,11 @@ from fewframes_jax import anyk
 from fewframes_jax import inference
 from fewframes_jax import losses
 from fewframes_jax import parallel
-from fewframes_jax import sampling
+from fewframes_jax import student_loss
 from fewframes_jax.data.quantization import dequantize
 from fewframes_jax.selection import learned
-from fewframes_jax.selection import nested
-from fewframes_jax.selection import scorer_training
 from fewframes_jax.models import build_model
+from fewframes_jax.models import common
 from fewframes_jax.models.common import VideoModel
 from fewframes_jax.optim import learning_rate_schedule, make_optimizer
 
@@ -270,62 +270,6 @@ def create_state(setup: TrainSetup, rng: jax.Array, mesh, *, abstract: bool = Fa
 
 
 # ----------------------------------------------------------------------------------------------
-# Forward pieces
-
-
-def _apply(model: nn.Module, variables, *args, train: bool, rng=None, method=None):
-  """model.apply -> (output, new batch_stats) in train mode, (output, None) in inference mode.
-
-  `rng` feeds the 'dropout' and 'frames' streams; in inference mode it may be omitted only for
-  models that draw nothing (every caller here passes one)."""
-  rngs = {"dropout": rng, "frames": rng} if rng is not None else None
-  if train:
-    out, updates = model.apply(variables, *args, train=True, rngs=rngs, method=method,
-                               mutable=["batch_stats"])
-    return out, updates.get("batch_stats", {})
-  return model.apply(variables, *args, train=False, rngs=rngs, method=method), None
-
-
-def updated_batch_stats(old: Any, new: Any) -> Any:
-  """Batch stats after a partial apply (e.g. the encoder only): the subtrees it updated replace the old."""
-  if not new:
-    return old
-  merged = dict(old)
-  merged.update(new)
-  return merged
-
-
-def student_forward(setup: TrainSetup, student_params, student_batch_stats, teacher: Optional[NetState],
-                    frames_k, num_frames_k, *, train: bool, rng):
-  """The student on its k frames. -> (representation, intermediates, probabilities, new batch_stats).
-
-  With a shared head the teacher's head classifies the student's representation, in inference mode
-  (the teacher's running statistics) and through stop_gradient: the student trains against exactly
-  the head it is evaluated with, and never moves it.
-  """
-  variables = {"params": student_params, "batch_stats": student_batch_stats}
-  if not setup.shared_head:
-    out, bs = _apply(setup.student_model, variables, frames_k, num_frames_k, train=train, rng=rng)
-    return out.representation, out.intermediates, out.probabilities, updated_batch_stats(student_batch_stats, bs)
-  (rep, inter), bs = _apply(setup.student_model, variables, frames_k, num_frames_k, train=train, rng=rng,
-                            method=VideoModel.encode)
-  head_variables = jax.lax.stop_gradient({
-      "params": {"head": teacher.params["head"]},
-      "batch_stats": {"head": teacher.batch_stats["head"]} if "head" in teacher.batch_stats else {}})
-  probs, _ = _apply(setup.teacher_model, head_variables, rep, train=False, rng=rng, method=VideoModel.classify)
-  return rep, inter, probs, updated_batch_stats(student_batch_stats, bs)
-
-
-def project_to_teacher(student_params, representation):
-  """The student's representation mapped to the teacher's size (cross-family L_rep), when the student
-  has a projection; unchanged otherwise."""
-  if "projection" not in student_params:
-    return representation
-  p = student_params["projection"]
-  return representation @ p["kernel"] + p["bias"]
-
-
-# ----------------------------------------------------------------------------------------------
 # The train step
 
 
@@ -339,112 +283,13 @@ def _teacher_step(setup: TrainSetup, teacher: NetState, frames, num_frames, labe
   """The teacher's CE step (teacher and parallel modes) -> (new state, its outputs, its CE)."""
 
   def teacher_loss(params):
-    out, bs = _apply(setup.teacher_model, {"params": params, "batch_stats": teacher.batch_stats},
-                     frames, num_frames, train=True, rng=rng)
+    out, bs = common.apply_model(setup.teacher_model, {"params": params, "batch_stats": teacher.batch_stats},
+                                 frames, num_frames, train=True, rng=rng)
     return losses.cross_entropy(out.probabilities, labels, weights=weights), (out, bs)
 
   (ce, (out, bs)), grads = jax.value_and_grad(teacher_loss, has_aux=True)(teacher.params)
-  new = _apply_updates(teacher, grads, setup.teacher_tx, updated_batch_stats(teacher.batch_stats, bs))
+  new = _apply_updates(teacher, grads, setup.teacher_tx, common.updated_batch_stats(teacher.batch_stats, bs))
   return new, out, ce
-
-
-def _learned_selection(setup: TrainSetup, params, frames, num_frames, rank, weights, rng):
-  """A learned selector's step: the student's frames chosen by the scorer in `params` (through the
-  perturbed top-k when it trains end to end) and, when it learns from the teacher, its ranking loss on
-  the `rank` targets (`scorer_training.rank_targets`). -> (selected, {'selector': loss} or {})."""
-  spec = setup.selector
-  scores = setup.selection.scorer.apply({"params": params[learned.SELECTOR_KEY]}, frames, num_frames)  # once
-  selected = setup.selection.select(frames, num_frames, rng, return_indices=True, scores=scores,
-                                    differentiable=spec.train == "end_to_end", sigma=spec.sigma,
-                                    samples=spec.samples)
-  return selected, _ranking_term(scores, rank, weights)
-
-
-def _ranking_term(scores, rank, weights) -> Dict[str, jax.Array]:
-  """{'selector': the scorer's ranking loss on the `rank` targets} ({} without targets)."""
-  if rank is None:
-    return {}
-  positions, valid, targets = rank
-  drawn = jnp.take_along_axis(scores, positions, axis=1)
-  return {"selector": scorer_training.ranking_loss(drawn, targets, valid, weights)}
-
-
-def _learned_budgets_loss(setup: TrainSetup, params, student: NetState, teacher: Optional[NetState], teacher_out,
-                          labels, weights, rng, *, frames, num_frames, rank, rng_frames):
-  """An any-k student on its own scorer's nested order: the scorer in `params` ranks the frames once
-  (no gradient through the ranking), the budgets' mean loss as `_student_loss_over_budgets`, plus the
-  scorer's ranking loss on the teacher's `rank` targets (`selector.weight`)."""
-  scores = setup.selection.scorer.apply({"params": params[learned.SELECTOR_KEY]}, frames, num_frames)
-  ranks = nested.frame_ranks(frames, num_frames, "learned", scores=jax.lax.stop_gradient(scores))
-  selections = _budget_selections(setup, frames, num_frames, rng_frames, ranks=ranks)
-  total, (terms, bs) = _student_loss_over_budgets(setup, params, student, teacher, teacher_out, selections, labels,
-                                                  weights, rng)
-  total = _with_selector_term(setup, total, terms, _ranking_term(scores, rank, weights))
-  return total, (terms, bs)
-
-
-def _with_selector_term(setup: TrainSetup, total, terms: Dict[str, jax.Array], selector_terms: Dict[str, jax.Array]):
-  """The student's `total` loss plus `selector.weight` x the scorer's ranking loss, which joins `terms`
-  (unchanged without one)."""
-  if not selector_terms:
-    return total
-  terms.update(selector_terms)
-  return total + setup.selector.weight * selector_terms["selector"]
-
-
-def _student_loss_terms(setup: TrainSetup, params, student: NetState, teacher: Optional[NetState],
-                        teacher_out, selected, labels, weights, rng, learned_inputs=None):
-  """The student's weighted loss on its selected frames -> (total, ({term: value}, new batch_stats)).
-  `learned_inputs` (a learned selector): (frames, num_frames, rank targets or None); `selected` is then
-  chosen here, by the scorer in `params`, and its ranking loss joins the total (`selector.weight`)."""
-  selector_terms = {}
-  if learned_inputs is not None:
-    frames, num_frames, rank = learned_inputs
-    selected, selector_terms = _learned_selection(setup, params, frames, num_frames, rank, weights,
-                                                  jax.random.fold_in(rng, 7))
-  frames_k, num_frames_k, indices = selected
-  rep, inter, probs, bs = student_forward(setup, params, student.batch_stats, teacher, frames_k, num_frames_k,
-                                          train=True, rng=rng)
-  t = teacher_out
-  terms = {}
-  if setup.weight("ce") > 0:
-    terms["ce"] = losses.cross_entropy(probs, labels, weights=weights)
-  if setup.weight("rep") > 0:
-    terms["rep"] = losses.representation_loss(t.representation, project_to_teacher(params, rep), weights=weights)
-  if setup.weight("rep_intermediate") > 0:
-    terms["rep_intermediate"] = losses.intermediate_representation_loss(
-        sampling.gather_frames(t.intermediates, indices, num_frames_k), inter, num_frames_k, weights=weights)
-  if setup.weight("pred") > 0:
-    terms["pred"] = losses.prediction_loss(t.probabilities, probs, d=setup.pred_distance, weights=weights)
-  total, _ = losses.combine_student_losses(terms, dict(setup.loss_weights))
-  total = _with_selector_term(setup, total, terms, selector_terms)
-  return total, (terms, bs)
-
-
-def _student_loss_over_budgets(setup: TrainSetup, params, student: NetState, teacher: Optional[NetState],
-                               teacher_out, selections, labels, weights, rng):
-  """An any-k student's loss: the mean over this step's budgets of `_student_loss_terms`, each budget
-  with its own selection (frames, counts, indices), the batch statistics carried from one to the next."""
-  totals, all_terms = [], []
-  for i, selected in enumerate(selections):
-    total, (terms, bs) = _student_loss_terms(setup, params, student, teacher, teacher_out, selected, labels,
-                                             weights, jax.random.fold_in(rng, i))
-    student = student.replace(batch_stats=bs)
-    totals.append(total)
-    all_terms.append(terms)
-  mean_terms = {name: sum(t[name] for t in all_terms) / len(all_terms) for name in all_terms[0]}
-  return sum(totals) / len(totals), (mean_terms, student.batch_stats)
-
-
-def _budget_selections(setup: TrainSetup, frames, num_frames, rng, ranks=None):
-  """An any-k step's selections: the budgets of the sandwich rule, each as (frames [B, k_max, D],
-  num_frames_k i32[B], indices i32[B, k_max]) of the nested order (one ranking for all budgets; `ranks`:
-  given for the learned order, whose scorer's parameters are being differentiated)."""
-  b = setup.budgets
-  if ranks is None:
-    ranks = nested.frame_ranks(frames, num_frames, b.order)
-  ks = b.sample(rng)
-  return [nested.select_budget(frames, num_frames, ks[i], b.order, b.k_max, ranks=ranks) for i in range(b.per_step)]
 
 
 def train_step(state: DistillState, batch: Dict[str, jax.Array], *, setup: TrainSetup
@@ -469,31 +314,15 @@ def train_step(state: DistillState, batch: Dict[str, jax.Array], *, setup: Train
                                                                 weights, rng_teacher)
   elif setup.has_teacher and setup.train_student and any(
       setup.weight(t) > 0 for t in ("rep", "rep_intermediate", "pred")):
-    teacher_out, _ = _apply(setup.teacher_model, teacher.variables, frames, num_frames, train=False,
-                            rng=rng_teacher)
+    teacher_out, _ = common.apply_model(setup.teacher_model, teacher.variables, frames, num_frames,
+                                        train=False, rng=rng_teacher)
 
   if setup.train_student:
-    t = jax.lax.stop_gradient(teacher_out) if teacher_out is not None else None
     # The head the student shares is the teacher's *before* this step's teacher update.
-    common = dict(student=student, teacher=state.teacher, teacher_out=t, labels=labels, weights=weights,
-                  rng=rng_student)
-    if setup.selector is not None:
-      rank = None
-      if setup.selector.train == "rank" and setup.has_teacher:  # finetune: the scorer stays as it is
-        rank = scorer_training.rank_targets(setup.teacher_model, state.teacher.variables, frames, num_frames,
-                                            labels, rng_frames, setup.selector.frames_per_video)
-      if setup.budgets is None:
-        loss_fn = functools.partial(_student_loss_terms, setup, selected=None,
-                                    learned_inputs=(frames, num_frames, rank), **common)
-      else:
-        loss_fn = functools.partial(_learned_budgets_loss, setup, frames=frames, num_frames=num_frames, rank=rank,
-                                    rng_frames=jax.random.fold_in(rng_frames, 1), **common)
-    elif setup.budgets is None:
-      selected = setup.selection.select(frames, num_frames, rng_frames, return_indices=True)
-      loss_fn = functools.partial(_student_loss_terms, setup, selected=selected, **common)
-    else:
-      selections = _budget_selections(setup, frames, num_frames, rng_frames)
-      loss_fn = functools.partial(_student_loss_over_budgets, setup, selections=selections, **common)
+    loss_fn = student_loss.make_loss_fn(
+        setup, student=student, teacher=state.teacher,
+        teacher_out=jax.lax.stop_gradient(teacher_out) if teacher_out is not None else None, frames=frames,
+        num_frames=num_frames, labels=labels, weights=weights, rng=rng_student, rng_frames=rng_frames)
     (total, (terms, bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(student.params)
     metrics["student/loss"] = total
     metrics.update({f"student/{name}": value for name, value in terms.items()})

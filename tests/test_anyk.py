@@ -12,6 +12,7 @@ from fewframes_jax import anyk
 from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax import configs_lib
 from fewframes_jax import inference
+from fewframes_jax import student_loss
 from fewframes_jax import train as train_lib
 from fewframes_jax import train_loop
 from fewframes_jax.data.quantization import dequantize
@@ -89,14 +90,14 @@ def test_the_step_loss_is_the_mean_of_the_budgets_losses():
   b = jax.tree.map(jnp.asarray, batch(1))
   n = b["num_frames"]
   frames = dequantize(b["frames"], n)
-  selections = train_lib._budget_selections(setup, frames, n, jax.random.PRNGKey(3))  # pylint: disable=protected-access
+  selections = student_loss.budget_selections(setup, frames, n, jax.random.PRNGKey(3))
   assert [int(s[1].max()) for s in selections[:2]] == [K_MIN, K_MAX]
   teacher_out = setup.teacher_model.apply(state.teacher.variables, frames, n, train=False)
   args = dict(student=state.student, teacher=state.teacher, teacher_out=teacher_out, labels=b["labels"].astype(jnp.float32),
               weights=jnp.ones([4]), rng=jax.random.PRNGKey(4))
-  over_budgets = jax.jit(lambda params: train_lib._student_loss_over_budgets(  # pylint: disable=protected-access
+  over_budgets = jax.jit(lambda params: student_loss.loss_over_budgets(
       setup, params, selections=selections, **args))
-  one_budget = jax.jit(lambda params, i: train_lib._student_loss_terms(  # pylint: disable=protected-access
+  one_budget = jax.jit(lambda params, i: student_loss.loss_terms(
       setup, params, selected=selections[i], **dict(args, rng=jax.random.fold_in(args["rng"], i)))[0],
                        static_argnums=1)
   total, (terms, _) = over_budgets(state.student.params)

@@ -12,6 +12,7 @@ from configs import base
 from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax import configs_lib
 from fewframes_jax import inference
+from fewframes_jax import student_loss
 from fewframes_jax import train as train_lib
 from fewframes_jax import train_loop
 from fewframes_jax.data.quantization import dequantize
@@ -141,8 +142,8 @@ def test_the_ranking_loss_alone_moves_only_the_scorer():
                                       jax.random.PRNGKey(2), 6)
 
   def loss(params):
-    _, terms = train_lib._learned_selection(setup, params, frames, jnp.asarray(b["num_frames"]), rank,  # pylint: disable=protected-access
-                                            jnp.ones([4]), jax.random.PRNGKey(3))
+    _, terms = student_loss.learned_selection(setup, params, frames, jnp.asarray(b["num_frames"]), rank,
+                                              jnp.ones([4]), jax.random.PRNGKey(3))
     return terms["selector"]
 
   grads = jax.grad(loss)(state.student.params)

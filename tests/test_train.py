@@ -8,6 +8,7 @@ from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax import configs_lib
 from fewframes_jax import evaluate as eval_lib
 from fewframes_jax import sampling
+from fewframes_jax import student_loss
 from fewframes_jax import train as train_lib
 from fewframes_jax import train_loop
 from fewframes_jax.data.quantization import dequantize
@@ -235,8 +236,8 @@ def test_shared_head_runs_in_inference_mode_for_the_student_in_training():
   @jax.jit  # one compile instead of one per operation
   def student_and_heads(state, frames, num_frames):
     fk, nk = sampling.sample_frames(dequantize(frames, num_frames), num_frames, 4, "uniform")
-    rep, _, probs, _ = train_lib.student_forward(setup_, state.student.params, state.student.batch_stats,
-                                                 state.teacher, fk, nk, train=True, rng=jax.random.PRNGKey(3))
+    rep, _, probs, _ = student_loss.forward(setup_, state.student.params, state.student.batch_stats,
+                                            state.teacher, fk, nk, train=True, rng=jax.random.PRNGKey(3))
     head_eval = setup_.teacher_model.apply(state.teacher.variables, rep, train=False,
                                            method=setup_.teacher_model.classify)
     head_train, _ = setup_.teacher_model.apply(state.teacher.variables, rep, train=True, mutable=["batch_stats"],

@@ -9,7 +9,8 @@ Every model here is a `VideoModel(encoder, head)`:
     for recurrent models, per-step states (the things `L_rep^I` matches);
   * the head (classifier) maps E to class probabilities.
 The split lets the student reuse the teacher's head (the paper's shared output layer) by calling
-`model.apply(teacher_variables, representation, train=..., method="classify")`.
+`model.apply(teacher_variables, representation, train=..., method="classify")`; `apply_model` is how the
+trainer applies one (the new batch statistics returned in training).
 """
 import functools
 from typing import Any, Optional, Tuple
@@ -214,3 +215,25 @@ class VideoModel(nn.Module):
   def classify(self, representation: Array, *, train: bool) -> Array:
     """-> probabilities f32[B, C]."""
     return self.head(representation, train=train).astype(jnp.float32)
+
+
+def apply_model(model: nn.Module, variables, *args, train: bool, rng=None, method=None):
+  """model.apply -> (output, new batch_stats) in train mode, (output, None) in inference mode.
+
+  `rng` feeds the 'dropout' and 'frames' streams; in inference mode it may be omitted only for
+  models that draw nothing (every caller here passes one)."""
+  rngs = {"dropout": rng, "frames": rng} if rng is not None else None
+  if train:
+    out, updates = model.apply(variables, *args, train=True, rngs=rngs, method=method,
+                               mutable=["batch_stats"])
+    return out, updates.get("batch_stats", {})
+  return model.apply(variables, *args, train=False, rngs=rngs, method=method), None
+
+
+def updated_batch_stats(old: Any, new: Any) -> Any:
+  """Batch stats after a partial apply (e.g. the encoder only): the subtrees it updated replace the old."""
+  if not new:
+    return old
+  merged = dict(old)
+  merged.update(new)
+  return merged
