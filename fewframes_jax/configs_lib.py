@@ -9,7 +9,7 @@ Both run once per run, at its start (`train_loop.train_and_evaluate`).
 The names a config may use are defined by the modules that own them and only checked here: modes
 (`train.MODES`), model families (`models.MODEL_NAMES`), frame selection methods (`selection.SELECTION_METHODS`),
 prediction distances (`losses.PREDICTION_DISTANCES`), clipping modes (`optim.CLIP_MODES`), compute
-dtypes (`models.DTYPES`), and the reader's error policies and id keys (`data/reader.py`).
+dtypes (`models.DTYPES`), and the reader's error policies and id keys (`data/bad_records.py`).
 """
 import math
 import os
@@ -26,7 +26,7 @@ from fewframes_jax import optim
 from fewframes_jax import selection
 from fewframes_jax.selection import learned
 from fewframes_jax import train
-from fewframes_jax.data import reader
+from fewframes_jax.data import bad_records
 from fewframes_jax.errors import UserError
 
 
@@ -193,9 +193,9 @@ def _validate_data(d: ml_collections.ConfigDict) -> None:
            f"data.feature_names {tuple(d.feature_names)} and data.feature_sizes {tuple(d.feature_sizes)} "
            "must have the same, non-zero length")
   _require(all(s > 0 for s in d.feature_sizes), f"data.feature_sizes={tuple(d.feature_sizes)}: must be positive")
-  _require(d.on_error in reader.ON_ERROR, f"data.on_error={d.on_error!r}: expected one of {reader.ON_ERROR}")
-  _require(d.id_key in reader.ID_KEY_CHOICES,
-           f"data.id_key={d.id_key!r}: expected one of {reader.ID_KEY_CHOICES}")
+  _require(d.on_error in bad_records.ON_ERROR, f"data.on_error={d.on_error!r}: expected one of {bad_records.ON_ERROR}")
+  _require(d.id_key in bad_records.ID_KEY_CHOICES,
+           f"data.id_key={d.id_key!r}: expected one of {bad_records.ID_KEY_CHOICES}")
   _require(d.batch_size >= 1 and d.eval_batch_size >= 1, "data.batch_size and data.eval_batch_size must be >= 1")
   _require(0.0 < d.train_fraction <= 1.0, f"data.train_fraction={d.train_fraction}: need 0 < f <= 1")
 

@@ -80,7 +80,7 @@ def make_eval_step(scorers: Mapping[str, inference.Scorer], mesh=None) -> Callab
 def eval_batches(data: ml_collections.ConfigDict, counter=None) -> Iterator[Dict[str, np.ndarray]]:
   """This process's eval batches of `data.eval_pattern`, full frames (the on-device selection picks each
   network's), the last batch padded. Multi-process: every process yields as many batches as the largest
-  shard needs. `counter`: a `reader.SkipCounter` that counts skipped and mismatched records."""
+  shard needs. `counter`: a `bad_records.SkipCounter` that counts skipped and mismatched records."""
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top  (TensorFlow)
   local = parallel.local_batch_size(data.eval_batch_size)
   pad = yt8m.num_eval_batches(data.eval_pattern, local) if jax.process_count() > 1 else None
@@ -134,8 +134,8 @@ def evaluate_dataset(scorers: Mapping[str, inference.Scorer], variables: Mapping
   """`evaluate` over `data.eval_pattern` with the record counts added to every network's metrics:
   `skipped_records` (bad records dropped with data.on_error=skip) and `frame_count_mismatches` (records
   whose rgb and audio frame counts differ: read up to the shorter), summed over processes."""
-  from fewframes_jax.data import reader  # pylint: disable=g-import-not-at-top  (TensorFlow)
-  counter = reader.SkipCounter()
+  from fewframes_jax.data import bad_records  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  counter = bad_records.SkipCounter()
   eval_step = eval_step or make_eval_step(scorers, mesh)
   results = evaluate(eval_step, variables, eval_batches(data, counter), num_classes=data.num_classes,
                      mesh=mesh, max_videos=data.max_eval_videos)
@@ -148,7 +148,7 @@ def evaluate_dataset(scorers: Mapping[str, inference.Scorer], variables: Mapping
 
 
 def record_counts(counter) -> Dict[str, int]:
-  """{'skipped_records', 'frame_count_mismatches'} of a `reader.SkipCounter`, summed over processes."""
+  """{'skipped_records', 'frame_count_mismatches'} of a `bad_records.SkipCounter`, summed over processes."""
   summed = parallel.sum_over_processes({"skipped_records": counter.total,
                                         "frame_count_mismatches": counter.frame_count_mismatches})
   return {key: summed[key] for key in COUNT_KEYS}

@@ -43,8 +43,8 @@ def data_config(run_config: ml_collections.ConfigDict, cli_config=None) -> ml_co
 def batches(data: ml_collections.ConfigDict, input_frames=None) -> Iterator[Dict[str, np.ndarray]]:
   """Eval-mode batches of `data.eval_pattern` for this process alone (full frames, or only the k frames
   of each video that `input_frames`, a `Selection.input_frames` value, picks), the last batch padded."""
-  from fewframes_jax.data import reader, yt8m  # pylint: disable=g-import-not-at-top  (TensorFlow)
-  counter = reader.SkipCounter()
+  from fewframes_jax.data import bad_records, yt8m  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  counter = bad_records.SkipCounter()
   ds = yt8m.make_dataset(data.eval_pattern, data.eval_batch_size, training=False, process_index=0, process_count=1,
                          student_frames=input_frames, skip_counter=counter, **yt8m.config_options(data))
   return yt8m.as_numpy_batches(ds, skip_counter=counter)  # logs the record counts at the end of the pass

@@ -216,7 +216,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   """Trains and evaluates; returns {'step', 'eval', 'summary', 'state', 'skipped_records' (training
   records skipped, by reason), 'frame_count_mismatches' (training records with unequal rgb/audio
   frame counts)}."""
-  from fewframes_jax.data import reader  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from fewframes_jax.data import bad_records  # pylint: disable=g-import-not-at-top  (TensorFlow)
   config = configs_lib.resolve(config)
   configs_lib.validate(config, workdir=workdir)
   mesh = parallel.make_mesh()
@@ -238,7 +238,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   train_step = train_lib.jit_train_step(setup)
   eval_step = eval_lib.make_eval_step(setup.scorers(), mesh)
   logger = _Logger(config, workdir, start_step, num_steps)
-  counter = reader.SkipCounter()
+  counter = bad_records.SkipCounter()
   batches = _train_batches(config, position, counter)
   results: Dict[str, Dict[str, float]] = {}
   step, pending, preempted = start_step, [], False

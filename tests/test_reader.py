@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fewframes_jax import sampling
-from fewframes_jax.data import reader, records, yt8m
+from fewframes_jax.data import bad_records, records, yt8m
 
 FS = (8, 4)  # rgb, audio bytes per frame
 T = 6        # max_frames
@@ -50,7 +50,7 @@ def test_frame_count_mismatch_is_cut_to_the_shortest_feature_and_counted(mismatc
   for i, (v, n) in enumerate(zip(videos, want_n)):
     want[i, :n] = np.concatenate([v["rgb"][:n], v["audio"][:n]], axis=1)
   for on_error, chunk_size in (("raise", 1), ("raise", 64), ("skip", 2)):
-    counter = reader.SkipCounter()
+    counter = bad_records.SkipCounter()
     got = _read(path, counter, on_error=on_error, chunk_size=chunk_size)
     assert got["valid"].tolist() == [True] * 6 + [False] * 2, (on_error, chunk_size)  # never dropped
     assert got["num_frames"][:6].tolist() == want_n
@@ -77,13 +77,13 @@ def test_student_input_of_mismatched_records_equals_the_full_path(mismatch_file)
 def keyed_files(tmp_path_factory):
   """id key -> a file of three records under that key."""
   out, rng = tmp_path_factory.mktemp("releases"), np.random.default_rng(1)
-  return {key: _file(out / f"{key}.tfrecord", [(2, 2)] * 3, rng, id_key=key)[0] for key in reader.ID_KEYS}
+  return {key: _file(out / f"{key}.tfrecord", [(2, 2)] * 3, rng, id_key=key)[0] for key in bad_records.ID_KEYS}
 
 
 @pytest.mark.parametrize("key,num_classes,right", [("id", 4716, 3862), ("video_id", 8, 4716)])
 def test_release_mismatch_stops_the_pass_with_one_clear_line(keyed_files, key, num_classes, right):
-  for on_error in reader.ON_ERROR:  # a configuration error, not a bad record: never skipped
-    with pytest.raises(reader.ReleaseMismatchError) as info:
+  for on_error in bad_records.ON_ERROR:  # a configuration error, not a bad record: never skipped
+    with pytest.raises(bad_records.ReleaseMismatchError) as info:
       _read(keyed_files[key], num_classes=num_classes, on_error=on_error)
     message = str(info.value)
     assert f"{keyed_files[key]}, record 0" in message and f"records keyed '{key}'" in message
@@ -91,14 +91,7 @@ def test_release_mismatch_stops_the_pass_with_one_clear_line(keyed_files, key, n
     assert f"--config.data.num_classes={right}" in message and "--config.data.check_release=False" in message
     assert "\n" not in message and "Traceback" not in message and "[[" not in message, message
 
-  assert reader.release_conflict(key, num_classes)
-
-
-def test_release_rule():
-  assert reader.release_conflict("id", 4716) and not reader.release_conflict("id", 3862)
-  assert not reader.release_conflict("id", 8)  # data of your own in the 2018+ schema
-  assert reader.release_conflict("video_id", 3862) and reader.release_conflict("video_id", 8)
-  assert not reader.release_conflict("video_id", 4716)
+  assert bad_records.release_conflict(key, num_classes)
 
 
 @pytest.mark.parametrize("key,num_classes,check_release", [
@@ -107,4 +100,4 @@ def test_matching_release_or_check_off_reads_every_record(keyed_files, key, num_
   got = _read(keyed_files[key], num_classes=num_classes, check_release=check_release)
   assert got["video_id"][got["valid"]].tolist() == [b"v0", b"v1", b"v2"]
   assert got["labels"].shape[1] == num_classes
-  assert reader.release_conflict(key, num_classes) != check_release
+  assert bad_records.release_conflict(key, num_classes) != check_release

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import runs_testlib as lib
-from fewframes_jax.data import reader, stream, yt8m
+from fewframes_jax.data import bad_records, stream, yt8m
 
 KW = dict(num_classes=lib.NUM_CLASSES, max_frames=lib.MAX_FRAMES, feature_sizes=lib.FEATURE_SIZES, training=True,
           process_index=0, process_count=1, shuffle_buffer=8, cycle_length=2, seed=3)
@@ -67,7 +67,7 @@ def test_rounds_before_the_position_are_never_opened(data, tmp_path):
       raw = b"\xff" * len(raw)
     (copy / name).write_bytes(raw)
   pattern = str(copy / "train-*")
-  with pytest.raises(reader.BadRecordError, match="truncated file or bad CRC"):
+  with pytest.raises(bad_records.BadRecordError, match="truncated file or bad CRC"):
     batches(pattern, 6, on_error="raise", repeat=False)
   resumed = batches(pattern, 4, on_error="skip", repeat=False, start=stream.Position(0, 1, 0))
   assert len(resumed) >= 4 and all(b["position"][0][1] == 1 for b in resumed)

@@ -35,8 +35,8 @@ def naive_terms(setup, state, frames, num_frames, labels, selected, rng):
   frames_k, num_frames_k, indices = (np.asarray(x) for x in selected)
   np.testing.assert_array_equal(frames_k[0, :K], np.asarray(frames)[0, indices[0]])  # what the student reads
   t = setup.teacher_model.apply(state.teacher.variables, frames, num_frames, train=False)
-  s, _ = setup.student_model.apply(state.student.variables, frames_k, num_frames_k, train=True, mutable=["batch_stats"],
-                                   rngs={"dropout": rng, "frames": rng})
+  s, _ = setup.student_model.apply(state.student.variables, frames_k, num_frames_k, train=True,
+                                   mutable=["batch_stats"], rngs={"dropout": rng, "frames": rng})
   s_rep = np.asarray(s.representation)
   if "projection" in state.student.params:
     p = state.student.params["projection"]

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from fewframes_jax.data import reader
+from fewframes_jax.data import bad_records
 from fewframes_jax.data import records
 from fewframes_jax.data import yt8m
 
@@ -149,10 +149,10 @@ def test_both_id_keys_read_and_neither_names_the_keys(data_dir):
   path = _write(data_dir / "keys.tfrecord", [_encode(v2017, id_key="video_id"), _encode(v2018, id_key="id")])
   # Two releases in one file: only with the release check off.
   assert _valid_ids(_batches(path, 2, check_release=False)) == [b"vid000", b"vid001"]
-  with pytest.raises(reader.BadRecordError, match=r"keys\.tfrecord, record 1: missing_id.*'video_id'"):
+  with pytest.raises(bad_records.BadRecordError, match=r"keys\.tfrecord, record 1: missing_id.*'video_id'"):
     _batches(path, 2, id_key="video_id", check_release=False)
   bad = _write(data_dir / "nokey.tfrecord", [_encode(none, id_key="")])
-  with pytest.raises(reader.BadRecordError,
+  with pytest.raises(bad_records.BadRecordError,
                      match=r"nokey\.tfrecord, record 0: .*none of the id keys \['id', 'video_id'\]"):
     _batches(bad, 2)
 
@@ -186,7 +186,7 @@ def test_num_eval_batches_and_pad_to_batches_guard(three_files):
   assert yt8m.num_eval_batches(pattern, 3, process_count=1) == 3
   assert yt8m.num_eval_batches(pattern, 2, process_count=2) == 4  # files {0, 2}: 7 rows; {1}: 0 rows
   assert yt8m.num_eval_batches(pattern, 2, process_count=3) == 2  # 3, 0 and 4 rows
-  with pytest.raises(reader.BadRecordError, match="pad_to_batches=2"):
+  with pytest.raises(bad_records.BadRecordError, match="pad_to_batches=2"):
     _batches(pattern, 3, pad_to_batches=2)
 
 
@@ -290,16 +290,16 @@ BAD_NAMES = ("frame_size", "negative_label", "label_too_big", "missing_feature",
 def test_bad_record_raise_names_file_record_and_reason(bad_files, name):
   reason, path = bad_files[name]
   # Batch 3: the bad record is in the first batch; the error must surface before any data passes.
-  with pytest.raises(reader.BadRecordError, match=rf"file {path}, record 2: {reason}"):
+  with pytest.raises(bad_records.BadRecordError, match=rf"file {path}, record 2: {reason}"):
     _batches(path, 3)
 
 
 def test_bad_records_skip_counts_each_reason(bad_files):
-  counter = reader.SkipCounter()
+  counter = bad_records.SkipCounter()
   batches = _batches(bad_files["all"][1], 3, on_error="skip", skip_counter=counter)
   assert _valid_ids(batches) == [b"vid%03d" % i for i in range(6)]
   assert len(batches) == 2  # 6 good rows: the skipped records take no rows
-  expected = {r: 0 for r in reader.REASONS}
+  expected = {r: 0 for r in bad_records.REASONS}
   for name in BAD_NAMES:
     expected[bad_files[name][0]] += 1
   assert counter.by_reason() == expected and counter.total == len(BAD_NAMES)
@@ -309,12 +309,12 @@ def test_bad_records_skip_counts_each_reason(bad_files):
 
 def test_bad_record_in_last_partial_batch_raises(bad_files):
   _, path = bad_files["label_too_big"]
-  with pytest.raises(reader.BadRecordError, match="record 2"):
+  with pytest.raises(bad_records.BadRecordError, match="record 2"):
     _batches(path, 5)  # 4 records, batch 5: one partial batch
 
 
 def test_bad_record_skipped_in_training(bad_files):
-  counter = reader.SkipCounter()
+  counter = bad_records.SkipCounter()
   ds = _dataset(bad_files["label_too_big"][1], 3, training=True, on_error="skip", skip_counter=counter,
                 shuffle_buffer=1)
   rows = [i for b, _ in zip(yt8m.as_numpy_batches(ds), range(3)) for i in b["video_id"]]
@@ -341,10 +341,10 @@ def test_corrupt_file(data_dir, kind):
       d[len(d) // 4 + 40] ^= 0xFF  # inside record 1's data
       return bytes(d)
     path, first_bad = _corrupt(data_dir, kind, flip), 1
-  with pytest.raises(reader.BadRecordError,
+  with pytest.raises(bad_records.BadRecordError,
                      match=rf"file {path}, record {first_bad}: corrupt_file: truncated file or bad CRC"):
     _batches(path, 2)
-  counter = reader.SkipCounter()
+  counter = bad_records.SkipCounter()
   batches = _batches(path, 2, on_error="skip", skip_counter=counter)
   # The records before the damage are read; the rest of the file is dropped and counted once.
   assert _valid_ids(batches) == [b"vid%03d" % i for i in range(first_bad)]
@@ -356,7 +356,7 @@ def test_unparseable_record_stops_the_pass_in_both_modes(data_dir):
   good = [_encode(_video(rng, i, 2)) for i in range(2)]
   path = _write(data_dir / "garbage.tfrecord", [good[0], b"\x01\x02 not a proto", good[1]])
   for on_error in ("raise", "skip"):
-    with pytest.raises(reader.BadRecordError, match=rf"could not parse the record: .*{path}, record 1"):
+    with pytest.raises(bad_records.BadRecordError, match=rf"could not parse the record: .*{path}, record 1"):
       _batches(path, 2, on_error=on_error)
 
 

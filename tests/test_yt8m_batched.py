@@ -3,7 +3,7 @@ its output must not depend on the chunk size, and each bad record in a chunk is 
 import numpy as np
 import pytest
 
-from fewframes_jax.data import reader
+from fewframes_jax.data import bad_records
 from fewframes_jax.data import records
 from fewframes_jax.data import yt8m
 
@@ -131,12 +131,12 @@ def bad_chunk(tmp_path_factory):
 @pytest.mark.parametrize("chunk_size", [2, 64])
 def test_several_bad_records_in_one_chunk_are_each_skipped_and_named(bad_chunk, chunk_size, capfd):
   path, good = bad_chunk
-  counter = reader.SkipCounter()
+  counter = bad_records.SkipCounter()
   got = _stack(_read(path, 3, on_error="skip", skip_counter=counter, chunk_size=chunk_size))
   want = _naive(good, 6)
   for key in want:
     np.testing.assert_array_equal(got[key], want[key], err_msg=key)
-  expected = dict.fromkeys(reader.REASONS, 0)
+  expected = dict.fromkeys(bad_records.REASONS, 0)
   expected.update(bad_label=1, bad_frame_size=1, missing_feature=1)
   assert counter.by_reason() == expected and counter.frame_count_mismatches == 0
   err = capfd.readouterr().err
@@ -147,10 +147,10 @@ def test_several_bad_records_in_one_chunk_are_each_skipped_and_named(bad_chunk, 
 
 def test_raise_names_the_first_bad_record_of_a_chunk(bad_chunk):
   path, _ = bad_chunk
-  with pytest.raises(reader.BadRecordError, match=rf"file {path}, record 1: bad_label: labels \[8\]"):
+  with pytest.raises(bad_records.BadRecordError, match=rf"file {path}, record 1: bad_label: labels \[8\]"):
     _read(path, 3, chunk_size=64)
   # The chunk holding records 2, 3 fails on record 3 (its only bad one).
-  with pytest.raises(reader.BadRecordError, match=rf"file {path}, record 3: bad_frame_size"):
+  with pytest.raises(bad_records.BadRecordError, match=rf"file {path}, record 3: bad_frame_size"):
     _read(path, 3, chunk_size=2, num_classes=C + 4)
 
 
@@ -164,9 +164,9 @@ def test_corruption_found_at_the_right_record_across_chunks(tmp_path):
   data[sum(len(e) + 16 for e in encoded[:5]) + 20] ^= 0x55  # inside record 5's data: bad CRC
   with open(path, "wb") as f:
     f.write(bytes(data))
-  with pytest.raises(reader.BadRecordError, match=rf"file {path}, record 5: corrupt_file"):
+  with pytest.raises(bad_records.BadRecordError, match=rf"file {path}, record 5: corrupt_file"):
     _read(path, 4, chunk_size=2)
-  counter = reader.SkipCounter()
+  counter = bad_records.SkipCounter()
   got = _stack(_read(path, 4, on_error="skip", skip_counter=counter, chunk_size=2))
   assert list(got["video_id"][got["valid"]]) == [b"v%02d" % i for i in range(5)]
   assert counter.total == 1 and counter.by_reason()["corrupt_file"] == 1

@@ -116,11 +116,11 @@ def yt8m_shaped_records(out_dir: str, *, num_videos: int = 1024, num_classes: in
   """Writes synthetic eval records with YouTube-8M's lengths (log-uniform in 120..360 frames) and
   frame widths (rgb, audio) `feature_sizes`, and returns their glob. Their id key is the release's that
   `num_classes` implies (`video_id` for 4716 classes, else `id`), so the reader's release check passes."""
-  from fewframes_jax.data import reader, synthetic  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.data import bad_records, synthetic  # pylint: disable=g-import-not-at-top
   rgb_size, audio_size = feature_sizes
   spec = synthetic.SyntheticSpec(num_classes=num_classes, rgb_size=rgb_size, audio_size=audio_size,
                                  long_video_fraction=1.0, long_frames=(120, 360))
-  id_key = "video_id" if reader.release_conflict("id", num_classes) else "id"
+  id_key = "video_id" if bad_records.release_conflict("id", num_classes) else "id"
   synthetic.write_split(out_dir, "eval", num_videos, spec=spec, seed=seed, num_shards=num_shards, id_key=id_key)
   return os.path.join(out_dir, "eval-*.tfrecord")
 

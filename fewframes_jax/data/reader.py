@@ -6,13 +6,14 @@ and then, depending on `on_error`,
   "raise": an in-graph assertion fails with a message naming the file, the record index and the reason
            of the chunk's first bad record (`yt8m.as_numpy_batches` raises it as `BadRecordError`);
   "skip":  the record is dropped, a warning line names it, and a `SkipCounter` counts it by reason.
-Bad records (`REASONS`): a truncated file or bad CRC (`corrupt_file`: the bytes read from a file are
-compared with its size, so truncation is never silent; in "skip" mode the rest of that file is lost
-and counted as one skip), no id key (`missing_id`), a feature list that is absent (`missing_feature`;
-an *empty* list is a valid zero-frame video), a frame whose byte length is not the feature size or
-that holds other than one bytes value (`bad_frame_size`), a label outside [0, num_classes)
-(`bad_label`). A record that TF's parser rejects (not a SequenceExample, a feature of the wrong dtype)
-stops the pass in both modes, with a `BadRecordError` naming the file and record.
+The reasons, the errors and the counter live in `bad_records.py`. Bad records (`REASONS`): a truncated
+file or bad CRC (`corrupt_file`: the bytes read from a file are compared with its size, so truncation is
+never silent; in "skip" mode the rest of that file is lost and counted as one skip), no id key
+(`missing_id`), a feature list that is absent (`missing_feature`; an *empty* list is a valid zero-frame
+video), a frame whose byte length is not the feature size or that holds other than one bytes value
+(`bad_frame_size`), a label outside [0, num_classes) (`bad_label`). A record that TF's parser rejects
+(not a SequenceExample, a feature of the wrong dtype) stops the pass in both modes, with a
+`BadRecordError` naming the file and record.
 
 Features with different frame counts are not bad records: as in the TF Model Garden reader, a video's
 length is the minimum over its features and every stream is cut there (zero rows from that length
@@ -23,94 +24,19 @@ num_classes=4716, or one keyed `video_id` (2017 release, 4716 classes) read with
 the pass in both modes with a `ReleaseMismatchError`: the class count is then wrong, silently.
 """
 import sys
-from typing import Dict, List, NamedTuple
+from typing import List, NamedTuple
 
-from absl import logging
 import numpy as np
 
-from fewframes_jax import errors
 from fewframes_jax import sampling
+from fewframes_jax.data import bad_records
 from fewframes_jax.data import records
 
-ON_ERROR = ("raise", "skip")
-ID_KEYS = ("id", "video_id")              # context keys of the id: 2018+ releases, 2017 release
-ID_KEY_CHOICES = ("auto",) + ID_KEYS      # `id_key`: auto = per record, `id` if present, else `video_id`
-RELEASE_NUM_CLASSES = {"id": 3862, "video_id": 4716}  # each release's vocabulary size
-REASONS = ("corrupt_file", "missing_id", "missing_feature", "bad_frame_size", "bad_label")
-ERROR_MARKER = "fewframes_jax bad record"  # starts the text of the in-graph assertions, by kind
-RELEASE_MARKER = "fewframes_jax release mismatch"
 _FIRST_RECORD_CODE = 2  # error codes: 1 + index in REASONS; REASONS[1:] are found by parsing a record
 
 
 def _tf():
   return records.tensorflow()
-
-
-class BadRecordError(errors.UserError):
-  """A record (or file) failed validation; the message names the file and the record index."""
-
-
-class ReleaseMismatchError(errors.UserError):
-  """The records' id key belongs to a YouTube-8M release whose class count is not num_classes; the
-  message (one line) says which count is right and the flags to set."""
-
-
-class SkipCounter:
-  """What the reader did to records, readable after (or during) a pass: the bad records it skipped
-  (`on_error="skip"`), by reason, and the records it read with features of different frame counts.
-
-  The counts live in TF variables that the pipeline updates in-graph, so one counter can be shared by
-  several datasets and keeps counting across epochs.
-  """
-
-  def __init__(self):
-    tf = _tf()
-    with tf.device("/CPU:0"):
-      self.counts = tf.Variable(tf.zeros([len(REASONS)], tf.int64), trainable=False, name="skip_counts")
-      self.mismatches = tf.Variable(tf.constant(0, tf.int64), trainable=False,
-                                    name="frame_count_mismatches")
-
-  @property
-  def total(self) -> int:
-    """Records skipped, all reasons together."""
-    return int(self.counts.numpy().sum())
-
-  @property
-  def frame_count_mismatches(self) -> int:
-    """Records read whose features have different frame counts (kept, cut to the shortest)."""
-    return int(self.mismatches.numpy())
-
-  def by_reason(self) -> Dict[str, int]:
-    """reason -> skips, for every reason in `REASONS` (zeros included)."""
-    return {r: int(c) for r, c in zip(REASONS, self.counts.numpy())}
-
-  def reset(self) -> None:
-    self.counts.assign(self.counts * 0)
-    self.mismatches.assign(0)
-
-  def log(self) -> None:
-    """Logs the skip counts and the frame-count mismatches (nothing when both are zero)."""
-    if self.total:
-      nonzero = {r: c for r, c in self.by_reason().items() if c}
-      logging.warning("YT-8M reader skipped %d bad records: %s", self.total, nonzero)
-    if self.frame_count_mismatches:
-      logging.warning("YT-8M reader read %d records whose features have different frame counts "
-                      "(each cut to its shortest feature)", self.frame_count_mismatches)
-
-
-def release_conflict(id_key: str, num_classes: int) -> bool:
-  """Whether records keyed `id_key` contradict `num_classes`: 4716 classes is the 2017 release,
-  keyed `video_id`; any other count goes with the 2018+ key `id` (3862 classes, or data of your own)."""
-  return (id_key == "video_id") != (num_classes == RELEASE_NUM_CLASSES["video_id"])
-
-
-def release_message(id_key: str, num_classes: int) -> str:
-  """One line: the key seen, the class count given, the right one, and the flags to set."""
-  release = "the 2017 release" if id_key == "video_id" else "the 2018+ releases"
-  right = RELEASE_NUM_CLASSES[id_key]
-  return (f"records keyed '{id_key}' ({release} of YouTube-8M, {right} classes) are read with "
-          f"num_classes={num_classes}; set --config.data.num_classes={right}, or "
-          "--config.data.check_release=False to proceed")
 
 
 class _Chunk(NamedTuple):
@@ -139,19 +65,19 @@ class RecordReader:
     self.tf = tf
     self.files = list(files)
     self.on_error = on_error
-    self.counter = SkipCounter() if counter is None else counter
+    self.counter = bad_records.SkipCounter() if counter is None else counter
     self.check_release = check_release
     self.num_classes = num_classes
     self.max_frames = max_frames
     self.feature_names = tuple(feature_names)
     self.feature_sizes = tuple(feature_sizes)
-    self.id_keys = ID_KEYS if id_key == "auto" else (id_key,)
+    self.id_keys = bad_records.ID_KEYS if id_key == "auto" else (id_key,)
     self.chunk_size = chunk_size
     self.record_fraction = record_fraction
     self.seed = seed
     self._names = tf.constant(self.files)
     self._sizes = tf.constant([tf.io.gfile.stat(f).length for f in self.files], tf.int64)
-    self._reasons = tf.constant(REASONS)
+    self._reasons = tf.constant(bad_records.REASONS)
     self.student_frames = None
     self.host_scorer = None  # (k, 'learned', scorer): a learned selector scored here (`host_scorer.py`)
     if student_frames is not None:
@@ -209,7 +135,7 @@ class RecordReader:
     tf = self.tf
     reasons = tf.gather(self._reasons, codes - 1)
     if self.on_error == "raise":
-      message = tf.strings.join([ERROR_MARKER, ": ", where[0], ": ", reasons[0], ": ", details[0]])
+      message = tf.strings.join([bad_records.ERROR_MARKER, ": ", where[0], ": ", reasons[0], ": ", details[0]])
       with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
         return tf.constant(False)
     update = self.counter.counts.scatter_nd_add(
@@ -224,14 +150,15 @@ class RecordReader:
   def _check_release(self, chunk: _Chunk):
     """Fails (in both modes) at the first record whose id key contradicts num_classes."""
     tf = self.tf
-    key = next((k for k in self.id_keys if release_conflict(k, self.num_classes)), None)
+    key = next((k for k in self.id_keys if bad_records.release_conflict(k, self.num_classes)), None)
     if not self.check_release or key is None:
       return tf.constant(True)
     keyed = chunk.keyed[self.id_keys.index(key)]
 
     def fail():
       where = tf.gather(chunk.where, tf.where(keyed)[0, 0])
-      message = tf.strings.join([RELEASE_MARKER, ": ", where, ": ", release_message(key, self.num_classes)])
+      message = tf.strings.join([bad_records.RELEASE_MARKER, ": ", where, ": ",
+                                 bad_records.release_message(key, self.num_classes)])
       with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
         return tf.constant(False)
 

@@ -25,9 +25,10 @@ from `inference.Selection.input_frames(selector_params)`) decodes that stream of
 it in TensorFlow and picks the top k in time exactly as the device would (`host_scorer.py`); then only
 those k frames are decoded whole.
 
-Bad records (`on_error`), frame-count mismatches and the release check: see `reader.py`. Errors surface
-from `as_numpy_batches` as `reader.BadRecordError` / `reader.ReleaseMismatchError`, at the latest in
-the batch that would hold the record, the last partial eval batch included.
+Bad records (`on_error`), frame-count mismatches and the release check: see `reader.py` and
+`bad_records.py`. Errors surface from `as_numpy_batches` as `bad_records.BadRecordError` /
+`bad_records.ReleaseMismatchError`, at the latest in the batch that would hold the record, the last
+partial eval batch included.
 """
 import glob
 import math
@@ -36,6 +37,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from fewframes_jax.data import bad_records
 from fewframes_jax.data import records
 from fewframes_jax.data import reader as reader_lib
 from fewframes_jax.data import stream as stream_lib
@@ -151,7 +153,7 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
                  check_release: bool = True, shuffle_buffer: int = 2048,
                  process_index: Optional[int] = None, process_count: Optional[int] = None,
                  repeat: bool = True, file_fraction: float = 1.0,
-                 skip_counter: Optional[reader_lib.SkipCounter] = None, pad_to_batches: Optional[int] = None,
+                 skip_counter: Optional[bad_records.SkipCounter] = None, pad_to_batches: Optional[int] = None,
                  cycle_length: int = 8, student_frames: Optional[Tuple[Any, ...]] = None,
                  chunk_size: int = 64, start: stream_lib.Position = stream_lib.Position()):
   """Builds the input pipeline of one process.
@@ -168,10 +170,10 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
       False: one exact pass over this process's file shard in file order; the last batch is padded
       with valid=False rows, so no record is ever dropped and every batch has B rows.
     seed: shuffle seed (training only).
-    on_error: "raise" or "skip" (`reader.ON_ERROR`; see `reader.py`).
+    on_error: "raise" or "skip" (`bad_records.ON_ERROR`; see `reader.py`).
     feature_names, feature_sizes: the feature lists to read and their bytes per frame.
-    id_key: "auto" (per record: `id`, else `video_id`), "id" or "video_id" (`reader.ID_KEY_CHOICES`).
-    check_release: stop with `reader.ReleaseMismatchError` at a record whose id key belongs to a
+    id_key: "auto" (per record: `id`, else `video_id`), "id" or "video_id" (`bad_records.ID_KEY_CHOICES`).
+    check_release: stop with `bad_records.ReleaseMismatchError` at a record whose id key belongs to a
       release with another class count (`id` with C = 4716, `video_id` with C != 4716).
     shuffle_buffer: records in the shuffle buffer (training; holds serialized records in memory).
     process_index, process_count: default `jax.process_index()`, `jax.process_count()`.
@@ -226,10 +228,10 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
 
 def _check_arguments(*, batch_size, max_frames, num_classes, chunk_size, on_error, id_key, feature_names,
                      feature_sizes, pad_to_batches, training) -> None:
-  if on_error not in reader_lib.ON_ERROR:
-    raise ValueError(f"on_error must be one of {reader_lib.ON_ERROR}, got {on_error!r}")
-  if id_key not in reader_lib.ID_KEY_CHOICES:
-    raise ValueError(f"id_key must be one of {reader_lib.ID_KEY_CHOICES}, got {id_key!r}")
+  if on_error not in bad_records.ON_ERROR:
+    raise ValueError(f"on_error must be one of {bad_records.ON_ERROR}, got {on_error!r}")
+  if id_key not in bad_records.ID_KEY_CHOICES:
+    raise ValueError(f"id_key must be one of {bad_records.ID_KEY_CHOICES}, got {id_key!r}")
   if len(feature_names) != len(feature_sizes) or not feature_names:
     raise ValueError(f"feature_names {feature_names} and feature_sizes {feature_sizes} must be "
                      "non-empty and of equal length")
@@ -274,7 +276,7 @@ def _pad_to_batches(batches, num_batches: int, batch_size: int, files, process_i
   tf = _tf()
   if num_batches < 1:
     raise ValueError(f"pad_to_batches must be >= 1, got {num_batches}")
-  message = (f"{reader_lib.ERROR_MARKER}: process {process_index}'s eval shard ({len(files)} files, first "
+  message = (f"{bad_records.ERROR_MARKER}: process {process_index}'s eval shard ({len(files)} files, first "
              f"{files[0]}) has more than pad_to_batches={num_batches} batches of {batch_size}; "
              "compute it with num_eval_batches()")
 
@@ -294,12 +296,12 @@ def _pad_to_batches(batches, num_batches: int, batch_size: int, files, process_i
   return stream.scan(empty, records.graph_fn(delay)).skip(1).take(num_batches)
 
 
-def as_numpy_batches(dataset, *, skip_counter: Optional[reader_lib.SkipCounter] = None
+def as_numpy_batches(dataset, *, skip_counter: Optional[bad_records.SkipCounter] = None
                      ) -> Iterator[Dict[str, np.ndarray]]:
   """Iterates a `make_dataset` dataset as dicts of numpy arrays.
 
   Turns the pipeline's in-graph assertions (and TF parser errors, which name the record) into
-  `reader.BadRecordError` or `reader.ReleaseMismatchError`, whose message is the assertion's one line,
+  `bad_records.BadRecordError` or `bad_records.ReleaseMismatchError`, whose message is the assertion's one line,
   and logs the skip and frame-count mismatch counts of `skip_counter` when the pass ends.
   """
   tf = _tf()
@@ -321,8 +323,8 @@ def as_numpy_batches(dataset, *, skip_counter: Optional[reader_lib.SkipCounter] 
 
 def _python_error(message: str) -> Optional[ValueError]:
   """The Python exception for a TF error message that holds a reader assertion or names a record."""
-  for marker, error_type in ((reader_lib.RELEASE_MARKER, reader_lib.ReleaseMismatchError),
-                             (reader_lib.ERROR_MARKER, reader_lib.BadRecordError)):
+  for marker, error_type in ((bad_records.RELEASE_MARKER, bad_records.ReleaseMismatchError),
+                             (bad_records.ERROR_MARKER, bad_records.BadRecordError)):
     start = message.find(marker)
     if start >= 0:  # the assertion's text runs to the end of its line
       end = message.find("]\n", start)
@@ -332,5 +334,5 @@ def _python_error(message: str) -> Optional[ValueError]:
   if "file " in message and ", record " in message:  # the parser's error names the record
     detail = re.search(r"transformation with iterator: \S+: (.*?)(?:\n|$)", message)
     detail = detail.group(1) if detail else message
-    return reader_lib.BadRecordError(f"{reader_lib.ERROR_MARKER}: TF could not parse the record: {detail}")
+    return bad_records.BadRecordError(f"{bad_records.ERROR_MARKER}: TF could not parse the record: {detail}")
   return None

@@ -1,0 +1,86 @@
+"""What the YouTube-8M reader (`reader.py`) rejects and how it reports it: the bad-record reasons and
+`on_error` modes, the errors it raises (one line naming the file and record), the `SkipCounter` of what it
+skipped and of the records whose features have different frame counts, and the release check (the id
+key of the records against `num_classes`).
+"""
+from typing import Dict
+
+from absl import logging
+
+from fewframes_jax import errors
+from fewframes_jax.data import records
+
+ON_ERROR = ("raise", "skip")
+ID_KEYS = ("id", "video_id")              # context keys of the id: 2018+ releases, 2017 release
+ID_KEY_CHOICES = ("auto",) + ID_KEYS      # `id_key`: auto = per record, `id` if present, else `video_id`
+RELEASE_NUM_CLASSES = {"id": 3862, "video_id": 4716}  # each release's vocabulary size
+REASONS = ("corrupt_file", "missing_id", "missing_feature", "bad_frame_size", "bad_label")
+ERROR_MARKER = "fewframes_jax bad record"  # starts the text of the in-graph assertions, by kind
+RELEASE_MARKER = "fewframes_jax release mismatch"
+
+
+class BadRecordError(errors.UserError):
+  """A record (or file) failed validation; the message names the file and the record index."""
+
+
+class ReleaseMismatchError(errors.UserError):
+  """The records' id key belongs to a YouTube-8M release whose class count is not num_classes; the
+  message (one line) says which count is right and the flags to set."""
+
+
+class SkipCounter:
+  """What the reader did to records, readable after (or during) a pass: the bad records it skipped
+  (`on_error="skip"`), by reason, and the records it read with features of different frame counts.
+
+  The counts live in TF variables that the pipeline updates in-graph, so one counter can be shared by
+  several datasets and keeps counting across epochs.
+  """
+
+  def __init__(self):
+    tf = records.tensorflow()
+    with tf.device("/CPU:0"):
+      self.counts = tf.Variable(tf.zeros([len(REASONS)], tf.int64), trainable=False, name="skip_counts")
+      self.mismatches = tf.Variable(tf.constant(0, tf.int64), trainable=False,
+                                    name="frame_count_mismatches")
+
+  @property
+  def total(self) -> int:
+    """Records skipped, all reasons together."""
+    return int(self.counts.numpy().sum())
+
+  @property
+  def frame_count_mismatches(self) -> int:
+    """Records read whose features have different frame counts (kept, cut to the shortest)."""
+    return int(self.mismatches.numpy())
+
+  def by_reason(self) -> Dict[str, int]:
+    """reason -> skips, for every reason in `REASONS` (zeros included)."""
+    return {r: int(c) for r, c in zip(REASONS, self.counts.numpy())}
+
+  def reset(self) -> None:
+    self.counts.assign(self.counts * 0)
+    self.mismatches.assign(0)
+
+  def log(self) -> None:
+    """Logs the skip counts and the frame-count mismatches (nothing when both are zero)."""
+    if self.total:
+      nonzero = {r: c for r, c in self.by_reason().items() if c}
+      logging.warning("YT-8M reader skipped %d bad records: %s", self.total, nonzero)
+    if self.frame_count_mismatches:
+      logging.warning("YT-8M reader read %d records whose features have different frame counts "
+                      "(each cut to its shortest feature)", self.frame_count_mismatches)
+
+
+def release_conflict(id_key: str, num_classes: int) -> bool:
+  """Whether records keyed `id_key` contradict `num_classes`: 4716 classes is the 2017 release,
+  keyed `video_id`; any other count goes with the 2018+ key `id` (3862 classes, or data of your own)."""
+  return (id_key == "video_id") != (num_classes == RELEASE_NUM_CLASSES["video_id"])
+
+
+def release_message(id_key: str, num_classes: int) -> str:
+  """One line: the key seen, the class count given, the right one, and the flags to set."""
+  release = "the 2017 release" if id_key == "video_id" else "the 2018+ releases"
+  right = RELEASE_NUM_CLASSES[id_key]
+  return (f"records keyed '{id_key}' ({release} of YouTube-8M, {right} classes) are read with "
+          f"num_classes={num_classes}; set --config.data.num_classes={right}, or "
+          "--config.data.check_release=False to proceed")
