@@ -113,11 +113,17 @@ def learned_selection(setup: "TrainSetup", params, frames, num_frames, rank, wei
   perturbed top-k when it trains end to end) and, when it learns from the teacher, its ranking loss on
   the `rank` targets (`scorer_training.rank_targets`). -> (selected, {'selector': loss} or {})."""
   spec = setup.selector
-  scores = setup.selection.scorer.apply({"params": params[learned.SELECTOR_KEY]}, frames, num_frames)  # once
+  scores = _selector_scores(setup, params, frames, num_frames)  # once
   selected = setup.selection.select(frames, num_frames, rng, return_indices=True, scores=scores,
                                     differentiable=spec.train == "end_to_end", sigma=spec.sigma,
                                     samples=spec.samples)
   return selected, _ranking_term(scores, rank, weights)
+
+
+def _selector_scores(setup: "TrainSetup", params, frames, num_frames) -> jax.Array:
+  """f32[B, T]: the learned selector's frame scores, by the scorer whose parameters are in the student's
+  `params` (`params['selector']`); frames f32[B, T, D], num_frames i32[B]."""
+  return setup.selection.scorer.apply({"params": params[learned.SELECTOR_KEY]}, frames, num_frames)
 
 
 def _ranking_term(scores, rank, weights) -> Dict[str, jax.Array]:
@@ -174,7 +180,7 @@ def _learned_budgets_loss(setup: "TrainSetup", params, student: "NetState", teac
   """An any-k student on its own scorer's nested order: the scorer in `params` ranks the frames once
   (no gradient through the ranking), the budgets' mean loss as `loss_over_budgets`, plus the scorer's
   ranking loss on the teacher's `rank` targets (`selector.weight`)."""
-  scores = setup.selection.scorer.apply({"params": params[learned.SELECTOR_KEY]}, frames, num_frames)
+  scores = _selector_scores(setup, params, frames, num_frames)
   ranks = nested.frame_ranks(frames, num_frames, "learned", scores=jax.lax.stop_gradient(scores))
   selections = budget_selections(setup, frames, num_frames, rng_frames, ranks=ranks)
   total, (terms, bs) = loss_over_budgets(setup, params, student, teacher, teacher_out, selections, labels,
