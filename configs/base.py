@@ -83,11 +83,11 @@ def student_config(name: str, *, k: int, sampling: str = "uniform") -> ml_collec
   s.budgets_per_step = config_dict.placeholder(int)  # budgets per train step (None: 4): k_min, k, and
                                                      # budgets_per_step - 2 uniform ones (the sandwich rule)
   s.budget = config_dict.placeholder(int)            # an any-k student's budget at eval/predict (None: k)
-  # Early exit at eval/predict (fewframes_jax/early_exit.py): '' off, or '<rule>:<threshold>' with rule
-  # stable | confident | gate (the gate fitted by `python -m fewframes_jax.exit_curve`).
+  # Early exit at eval/predict (fewframes_jax/exits/early_exit.py): '' off, or '<rule>:<threshold>' with rule
+  # stable | confident | gate (the gate fitted by `python -m fewframes_jax.exits`).
   s.exit = ""
   s.exits = ""                   # exit points, e.g. '6,10,15,20,30' ('': those of 6, 10, 15, 20, 30 in [k_min, k])
-  # Beyond the paper: a learned frame selector, for sampling='learned' (fewframes_jax/selection/learned.py,
+  # Beyond the paper: a learned frame selector, for sampling='learned' (fewframes_jax/sampling/learned.py,
   # scorer_training.py). Unset fields take the defaults in brackets (learned.SelectorSpec).
   sel = s.selector = ml_collections.ConfigDict()
   sel.streams = ""                                   # what the scorer reads: all | audio | rgb [all]
@@ -106,7 +106,7 @@ def student_config(name: str, *, k: int, sampling: str = "uniform") -> ml_collec
 def get_config() -> ml_collections.ConfigDict:
   """Defaults: NeXtVLAD teacher, uniform k=10 student, serial-style loss, bundled data."""
   c = ml_collections.ConfigDict()
-  # teacher | student_only | parallel | serial | finetune  (see fewframes_jax/train.py)
+  # teacher | student_only | parallel | serial | finetune  (see fewframes_jax/train/trainer.py)
   c.mode = "parallel"
   c.seed = 0
   c.dtype = "float32"            # compute dtype: float32 | bfloat16 (params stay float32)

@@ -24,6 +24,8 @@ import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from fewframes_jax.specs import DistillState, NetState
+
 ITEMS = ("state", "config", "meta")
 
 
@@ -59,7 +61,6 @@ def state_to_tree(state) -> Dict[str, Any]:
 
 
 def tree_to_state(tree: Dict[str, Any]):
-  from fewframes_jax.train import DistillState, NetState  # pylint: disable=g-import-not-at-top
 
   def net(n):
     if n is None:

@@ -10,10 +10,13 @@
                   without checkpoints; `absl.app.UsageError`) prints `error: <message>` on one line
                   and exits with status 2.
                   Any other exception is a bug and keeps its traceback.
+  define_data_flags() / data_overrides()   the real-data flags every study command takes
+                  (--train_pattern, --eval_pattern, --num_classes, --num_train_examples) and the
+                  `config.data` overrides they give ({} for the bundled data).
 """
 import os
 import sys
-from typing import Callable
+from typing import Callable, Dict, List, Tuple
 
 USER_ERROR_EXIT_CODE = 2
 HELP_FLAGS = frozenset(("--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml"))
@@ -88,3 +91,49 @@ def run(main: Callable, *, user_errors: tuple = ()) -> None:
       _fail(message)
 
   app.run(wrapped, flags_parser=parse_flags)
+
+
+DATA_FLAGS = ("train_pattern", "eval_pattern", "num_classes", "num_train_examples")
+
+
+def define_data_flags(flag_values=None) -> None:
+  """Defines the real-data flags (the bundled dataset when none is given) in `flag_values` (absl's FLAGS)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  fv = flag_values if flag_values is not None else flags.FLAGS
+  flags.DEFINE_string("train_pattern", "", "Real data: the training files (default: the preset's bundled dataset).",
+                      flag_values=fv)
+  flags.DEFINE_string("eval_pattern", "", "Real data: the eval files.", flag_values=fv)
+  flags.DEFINE_integer("num_classes", 0, "Real data: the class count (4716 for the 2017 release, 3862 after).",
+                       flag_values=fv)
+  flags.DEFINE_integer("num_train_examples", 0, "Real data: the training videos (for the epoch count).",
+                       flag_values=fv)
+
+
+def data_overrides(flag_values=None) -> Dict[str, object]:
+  """`config.data` overrides of the real-data flags ({} for the bundled dataset)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from fewframes_jax import errors  # pylint: disable=g-import-not-at-top
+  f = flag_values if flag_values is not None else flags.FLAGS
+  if not (f.train_pattern or f.eval_pattern):
+    return {}
+  if not (f.train_pattern and f.eval_pattern and f.num_classes):
+    raise errors.UserError("real data needs --train_pattern, --eval_pattern and --num_classes together")
+  return dict(train_pattern=f.train_pattern, eval_pattern=f.eval_pattern, num_classes=f.num_classes,
+              num_train_examples=f.num_train_examples)
+
+
+def data_flag_args(flag_values=None) -> Tuple[str, ...]:
+  """The real-data flags as given, for a report's reproducing command line."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  f = flag_values if flag_values is not None else flags.FLAGS
+  return tuple(f"--{name}={f[name].value}" for name in DATA_FLAGS if f[name].value)
+
+
+def ints(flag: str) -> List[int]:
+  """A comma-separated integer flag's values; a malformed one is a usage error naming the flag."""
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  text = flags.FLAGS[flag].value or ""
+  try:
+    return [int(x) for x in text.split(",") if x]
+  except ValueError:
+    raise app.UsageError(f"--{flag}={text!r}: expected comma-separated integers") from None

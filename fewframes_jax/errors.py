@@ -7,3 +7,7 @@ such an error as one line and exit non-zero; any other exception is a bug and ke
 
 class UserError(ValueError):
   """A mistake in the command, the config or the input data; the message says what to change."""
+
+
+class ConfigError(UserError):
+  """An invalid configuration; the message names the field."""

@@ -28,13 +28,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from fewframes_jax import anyk
-from fewframes_jax import selection
+from fewframes_jax import models
+from fewframes_jax import specs
+from fewframes_jax.sampling import methods
 from fewframes_jax.data import host_scorer  # no TensorFlow until the host path runs
 from fewframes_jax.data.quantization import dequantize
 from fewframes_jax.errors import UserError
 from fewframes_jax.models.common import ModelOutput
-from fewframes_jax.selection import learned
+from fewframes_jax.sampling import learned
 
 NETWORKS = ("teacher", "student")
 EVAL_RNG_SEED = 1234  # the base key of every inference-time random draw (fold in the batch index)
@@ -95,7 +96,7 @@ class Selection:
       out = learned.select_learned(frames, num_frames, self.k, scores, differentiable=differentiable, rng=rng,
                                    sigma=sigma, samples=samples, return_indices=return_indices)
     else:
-      out = selection.select_frames(frames, num_frames, self.k, self.method, rng=rng,
+      out = methods.select_frames(frames, num_frames, self.k, self.method, rng=rng,
                                     return_indices=return_indices)
     if return_indices:  # padding slots hold index 0, as every selection's padding does
       return self.pad(out[0]), out[1], self.pad(out[2])
@@ -126,7 +127,7 @@ class Selection:
         return None
       span = learned.stream_slice(self.scorer.feature_sizes, self.scorer.streams)
       return self.k, self.method, host_scorer.HostScorer(span, jax.device_get(selector_params), self.scorer.prior)
-    if selection.needs_every_frame(self.method):
+    if methods.needs_every_frame(self.method):
       return None
     return self.k, self.method
 
@@ -216,7 +217,7 @@ def student_selection(config: ml_collections.ConfigDict) -> Selection:
 def eval_budget(config: ml_collections.ConfigDict, budget: Optional[int] = None) -> Optional[int]:
   """The budget an any-k student is scored at: `budget`, else `config.student.budget`, else its largest
   (student.k); None for a fixed-k student."""
-  if anyk.budgets_of(config) is None:
+  if specs.budgets_of(config) is None:
     if budget:
       raise UserError(f"student.budget={budget}: the run's student is not an any-k student (student.k_min is unset)")
     return None
@@ -225,14 +226,14 @@ def eval_budget(config: ml_collections.ConfigDict, budget: Optional[int] = None)
 
 def student_scorer(config: ml_collections.ConfigDict, model, budget: Optional[int] = None) -> Scorer:
   """The student of a run ready to score: its k frames by its selection rule; an any-k student at
-  `eval_budget(config, budget)` (its model and frame slots from `anyk.at_budget`)."""
+  `eval_budget(config, budget)` (its model and frame slots from `models.at_budget`)."""
   k = eval_budget(config, budget)
   if k is None:
     return Scorer(model, student_selection(config))
-  budgets = anyk.budgets_of(config)
+  budgets = specs.budgets_of(config)
   if not 1 <= k <= budgets.k_max:
     raise UserError(f"student.budget={k}: this any-k student takes budgets in [1, {budgets.k_max}]")
-  model, slots = anyk.at_budget(model, k, budgets.k_max)
+  model, slots = models.at_budget(model, k, budgets.k_max)
   return Scorer(model, Selection(k=k, method=budgets.order, slots=slots if slots > k else None,
                                  scorer=student_selection(config).scorer))  # the learned order's scorer
 

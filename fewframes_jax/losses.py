@@ -13,9 +13,7 @@ from typing import Mapping
 import jax
 import jax.numpy as jnp
 
-# Names of the student loss terms; each one's weight is `config.loss.<name>`.
-TERM_NAMES = ("ce", "rep", "rep_intermediate", "pred")
-PREDICTION_DISTANCES = ("mse", "binary_kl", "categorical_kl")
+from fewframes_jax.specs import PREDICTION_DISTANCES, TERM_NAMES
 
 
 def cross_entropy(probabilities, labels, epsilon: float = 1e-5, weights=None):

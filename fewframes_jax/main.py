@@ -49,7 +49,7 @@ def main(argv):
   config = FLAGS.config
   logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices())
   if FLAGS.mode == "flops":
-    from fewframes_jax.cost import flops_report  # pylint: disable=g-import-not-at-top
+    from fewframes_jax.benchmark import flops_report  # pylint: disable=g-import-not-at-top
     print(flops_report.flops_report(config), flush=True)
     return
   if not FLAGS.workdir:
@@ -57,16 +57,16 @@ def main(argv):
   # TensorFlow (the input pipeline) is imported later, where data is read, with every GPU hidden from
   # it (`data.records.tensorflow`): JAX keeps the accelerators' memory.
   if FLAGS.mode == "train":
-    from fewframes_jax import train_loop  # pylint: disable=g-import-not-at-top
-    train_loop.train_and_evaluate(config, FLAGS.workdir)
+    from fewframes_jax.train import loop  # pylint: disable=g-import-not-at-top
+    loop.train_and_evaluate(config, FLAGS.workdir)
     return
   if FLAGS.mode == "export":
-    from fewframes_jax import export  # pylint: disable=g-import-not-at-top
+    from fewframes_jax.serve import export  # pylint: disable=g-import-not-at-top
     output = FLAGS.output or os.path.join(FLAGS.workdir, "export", FLAGS.network)
     export.export_workdir(FLAGS.workdir, output, network=FLAGS.network, best=FLAGS.best, step=FLAGS.step)
     print(f"exported the {FLAGS.network} of {FLAGS.workdir} to {output}", flush=True)
     return
-  from fewframes_jax import predict  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.evaluation import predict  # pylint: disable=g-import-not-at-top
   if FLAGS.mode == "eval":
     print(predict.evaluate_workdir(FLAGS.workdir, config, best=FLAGS.best, step=FLAGS.step), flush=True)
   else:

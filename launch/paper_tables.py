@@ -44,10 +44,8 @@ flags.DEFINE_string("baselines", None, f"k-frame baselines of Table 1 (default t
                     f"{','.join(grid_lib.BASELINES)}; also {','.join(grid_lib.SELECTOR_BASELINES)}).")
 flags.DEFINE_float("schedule_scale", 1.0, "Every run this many times longer than the preset's (use another --out).")
 flags.DEFINE_integer("anchor_k", None, "k of Tables 2, 4 and the cross-family rows.")
-flags.DEFINE_string("train_pattern", "", "Real data (default: the bundled dataset).")
-flags.DEFINE_string("eval_pattern", "", "Real data: the eval files.")
-flags.DEFINE_integer("num_classes", 0, "Real data: the class count (4716 for the 2017 release, 3862 after).")
-flags.DEFINE_integer("num_train_examples", 0, "Real data: the training videos (for the epoch count).")
+cli.define_data_flags()
+flags.adopt_module_key_flags(cli)  # --help lists the real-data flags
 flags.DEFINE_bool("recompute_stale", False,
                   "Retrain cached cells whose config (or a dependency's) changed, instead of failing.")
 flags.DEFINE_string("report", "", "Name of this grid's outputs: <out>/<report>_tables.md, ..._gap_vs_k.png, "
@@ -69,16 +67,6 @@ def _ints(flag: str) -> Optional[Tuple[int, ...]]:
     raise app.UsageError(f"--{flag}={FLAGS[flag].value!r}: expected comma-separated integers") from None
 
 
-def _data() -> dict:
-  """`config.data` overrides for real data ({} for the bundled dataset)."""
-  if not (FLAGS.train_pattern or FLAGS.eval_pattern):
-    return {}
-  if not (FLAGS.train_pattern and FLAGS.eval_pattern and FLAGS.num_classes):
-    raise app.UsageError("real data needs --train_pattern, --eval_pattern and --num_classes together")
-  return dict(train_pattern=FLAGS.train_pattern, eval_pattern=FLAGS.eval_pattern, num_classes=FLAGS.num_classes,
-              num_train_examples=FLAGS.num_train_examples)
-
-
 def main(argv: Sequence[str]):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -92,7 +80,7 @@ def main(argv: Sequence[str]):
   rows = None if FLAGS.rows is None else grid_lib.parse_rows(FLAGS.rows)
   grid = preset.make_grid(seeds=_ints("seeds"), families=_words("families"), sections=_words("sections"),
                           ks=_ints("ks"), rows=rows, anchor_k=FLAGS.anchor_k, baselines=_words("baselines"))
-  data = _data()
+  data = cli.data_overrides()
   from fewframes_jax.paper import sweep  # pylint: disable=g-import-not-at-top  (JAX, TensorFlow)
   sweep.run(preset=preset, cell_config=paper_configs.cell_config, out=FLAGS.out, grid=grid, data=data,
             jax_cache_dir=FLAGS.jax_cache_dir, recompute_stale=FLAGS.recompute_stale, report_name=FLAGS.report)

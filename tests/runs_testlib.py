@@ -196,7 +196,7 @@ def load_result(prefix: str, process: int = 0):
 
 
 def _inject_fault(fault: str) -> None:
-  from fewframes_jax import train_loop  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.train import loop  # pylint: disable=g-import-not-at-top
   kind, _, value = fault.partition("=")
   target = int(value)
 
@@ -205,7 +205,7 @@ def _inject_fault(fault: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
   if kind == "sigterm_at":  # the job is told to stop (SLURM, preemptible VMs) while step S trains
-    from fewframes_jax import train as train_lib  # pylint: disable=g-import-not-at-top
+    from fewframes_jax.train import trainer as train_lib  # pylint: disable=g-import-not-at-top
     jit_train_step = train_lib.jit_train_step
 
     def jit_then_signal(setup):
@@ -235,7 +235,7 @@ def _inject_fault(fault: str) -> None:
 
     cls.finalize = finalize_or_die
   elif kind == "nan_at":
-    batches = train_loop._train_batches  # pylint: disable=protected-access
+    batches = loop._train_batches  # pylint: disable=protected-access
 
     def with_nan(config, start, counter=None):  # the target-th batch of this (fresh) run
       for step, batch in enumerate(batches(config, start, counter), start=1):
@@ -244,7 +244,7 @@ def _inject_fault(fault: str) -> None:
           batch["frames"][0, 0, 0] = np.nan
         yield batch
 
-    train_loop._train_batches = with_nan  # pylint: disable=protected-access
+    loop._train_batches = with_nan  # pylint: disable=protected-access
   else:
     raise ValueError(f"unknown fault {fault!r}")
 
@@ -253,11 +253,11 @@ def worker_main(spec: dict) -> None:
   from fewframes_jax import parallel  # pylint: disable=g-import-not-at-top
   parallel.maybe_initialize_distributed()
   import jax  # pylint: disable=g-import-not-at-top
-  from fewframes_jax import train_loop  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.train import loop  # pylint: disable=g-import-not-at-top
   if spec.get("fault"):
     _inject_fault(spec["fault"])
   config = tiny_config(spec["data"], steps=spec.get("steps", 6), **spec.get("overrides", {}))
-  out = train_loop.train_and_evaluate(config, spec["workdir"])
+  out = loop.train_and_evaluate(config, spec["workdir"])
   if spec.get("result"):
     prefix = f"{spec['result']}.{jax.process_index()}"
     from fewframes_jax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top

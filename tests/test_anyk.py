@@ -8,15 +8,16 @@ import pytest
 
 import runs_testlib as lib
 from configs import base
-from fewframes_jax import anyk
+from fewframes_jax import models
+from fewframes_jax import specs
 from fewframes_jax import checkpoint as ckpt_lib
-from fewframes_jax import configs_lib
+from fewframes_jax import run_config
 from fewframes_jax import inference
-from fewframes_jax import student_loss
-from fewframes_jax import train as train_lib
-from fewframes_jax import train_loop
+from fewframes_jax.train import student_loss
+from fewframes_jax.train import trainer as train_lib
+from fewframes_jax.train import loop
 from fewframes_jax.data.quantization import dequantize
-from fewframes_jax.selection import nested
+from fewframes_jax.sampling import nested
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
@@ -39,16 +40,16 @@ def batch(seed=0, lengths=(T, 10, 4, 0)):
 
 
 def test_the_sandwich_rule_draws_the_smallest_the_largest_and_random_budgets():
-  b = anyk.Budgets(k_min=6, k_max=30, per_step=5, order="coarse_to_fine")
+  b = specs.Budgets(k_min=6, k_max=30, per_step=5, order="coarse_to_fine")
   draws = np.stack([np.asarray(b.sample(jax.random.PRNGKey(i))) for i in range(50)])
   assert (draws[:, 0] == 6).all() and (draws[:, 1] == 30).all()
   assert draws.min() >= 6 and draws.max() <= 30 and len(np.unique(draws[:, 2:])) > 10
   with pytest.raises(ValueError, match="sandwich"):
-    anyk.Budgets(k_min=6, k_max=30, per_step=1, order="coarse_to_fine")
+    specs.Budgets(k_min=6, k_max=30, per_step=1, order="coarse_to_fine")
   with pytest.raises(ValueError, match="nested"):
-    anyk.Budgets(k_min=6, k_max=30, per_step=2, order="uniform")
-  assert anyk.budgets_of(base.experiment("hrnn", k=30, arg="tiny")) is None
-  assert anyk.budgets_of(anyk_config()) == anyk.Budgets(K_MIN, K_MAX, anyk.DEFAULT_PER_STEP, "coarse_to_fine")
+    specs.Budgets(k_min=6, k_max=30, per_step=2, order="uniform")
+  assert specs.budgets_of(base.experiment("hrnn", k=30, arg="tiny")) is None
+  assert specs.budgets_of(anyk_config()) == specs.Budgets(K_MIN, K_MAX, specs.DEFAULT_PER_STEP, "coarse_to_fine")
 
 
 @pytest.mark.parametrize("family,order", [("hrnn", "coarse_to_fine"), ("lstm", "coarse_to_fine"),
@@ -57,7 +58,7 @@ def test_a_budget_k_forward_equals_a_forward_on_exactly_those_k_frames(family, o
   """The k_max-slot forward the trainer runs at budget k (padding after the k frames) equals the scorer
   at budget k, which feeds exactly the k frames (H-RNN: whole blocks of the k_max student's length)."""
   config = anyk_config(family, order=order)
-  setup, state = train_loop.setup_run(config)
+  setup, state = loop.setup_run(config)
   variables = train_lib.eval_variables(state)["student"]
   b = batch()
   n = jnp.asarray(b["num_frames"])
@@ -75,18 +76,18 @@ def test_a_budget_k_forward_equals_a_forward_on_exactly_those_k_frames(family, o
 
 
 def test_hrnn_blocks_follow_the_budget_with_a_fixed_block_length():
-  model = train_loop.setup_run(anyk_config("hrnn"))[0].student_model
-  assert model.encoder.num_blocks == 2 and anyk.hrnn_block_length(model, K_MAX) == 6
+  model = loop.setup_run(anyk_config("hrnn"))[0].student_model
+  assert model.encoder.num_blocks == 2 and models.hrnn_block_length(model, K_MAX) == 6
   for k, blocks in ((3, 1), (6, 1), (7, 2), (12, 2)):
-    at, slots = anyk.at_budget(model, k, K_MAX)
+    at, slots = models.at_budget(model, k, K_MAX)
     assert (at.encoder.num_blocks, slots) == (blocks, 6 * blocks)
   with pytest.raises(ValueError, match="budget"):
-    anyk.at_budget(model, K_MAX + 1, K_MAX)
+    models.at_budget(model, K_MAX + 1, K_MAX)
 
 
 def test_the_step_loss_is_the_mean_of_the_budgets_losses():
   config = anyk_config("nextvlad", **{"student.budgets_per_step": 3})
-  setup, state = train_loop.setup_run(config)
+  setup, state = loop.setup_run(config)
   b = jax.tree.map(jnp.asarray, batch(1))
   n = b["num_frames"]
   frames = dequantize(b["frames"], n)
@@ -113,7 +114,7 @@ def test_a_learned_order_student_trains_its_scorer_and_reads_its_top_k_at_every_
   on the teacher's targets trains it), every budget takes the first k of that ranking; at inference the
   budget-k student reads the scorer's top k."""
   config = anyk_config("lstm", order="learned")
-  setup, state = train_loop.setup_run(config)
+  setup, state = loop.setup_run(config)
   assert setup.budgets.order == "learned" and "selector" in state.student.params
   variables = train_lib.eval_variables(state)["student"]
   b = jax.tree.map(jnp.asarray, batch(2))
@@ -139,8 +140,8 @@ def test_a_learned_order_student_trains_its_scorer_and_reads_its_top_k_at_every_
                                                     jax.tree.leaves(state.student.params["selector"]))]
   assert any(moved)  # the ranking loss trains the scorer
   end_to_end = anyk_config("lstm", order="learned", **{"student.selector.train": "end_to_end"})
-  with pytest.raises(configs_lib.ConfigError, match="selector.train=rank"):
-    configs_lib._validate_budgets(end_to_end)  # pylint: disable=protected-access
+  with pytest.raises(run_config.ConfigError, match="selector.train=rank"):
+    run_config._validate_budgets(end_to_end)  # pylint: disable=protected-access
 
 
 @pytest.mark.parametrize("fields,message", [
@@ -155,23 +156,23 @@ def test_invalid_any_k_settings_name_the_field(fields, message):
   config = anyk_config("hrnn")
   for key, value in fields.items():
     lib.set_field(config, key, value)
-  with pytest.raises(configs_lib.ConfigError, match=message):
-    configs_lib._validate_budgets(config)  # pylint: disable=protected-access
+  with pytest.raises(run_config.ConfigError, match=message):
+    run_config._validate_budgets(config)  # pylint: disable=protected-access
 
 
 def test_a_fixed_k_student_takes_no_budget_and_no_exit():
   config = base.experiment("hrnn", k=10, arg="tiny")
   config.student.budget = 6
-  with pytest.raises(configs_lib.ConfigError, match="only an any-k student"):
-    configs_lib._validate_budgets(config)  # pylint: disable=protected-access
+  with pytest.raises(run_config.ConfigError, match="only an any-k student"):
+    run_config._validate_budgets(config)  # pylint: disable=protected-access
   config.student.budget, config.student.exit = None, "stable:0.9"
-  with pytest.raises(configs_lib.ConfigError, match="early exit needs an any-k student"):
-    configs_lib._validate_budgets(config)  # pylint: disable=protected-access
+  with pytest.raises(run_config.ConfigError, match="early exit needs an any-k student"):
+    run_config._validate_budgets(config)  # pylint: disable=protected-access
 
 
 def test_a_saved_any_k_run_restored_gives_the_same_outputs_at_every_budget(tmp_path):
   config = anyk_config("hrnn")
-  setup, state = train_loop.setup_run(config)
+  setup, state = loop.setup_run(config)
   manager = ckpt_lib.make_manager(str(tmp_path))
   ckpt_lib.save(manager, state, config, force=True)
   manager.wait_until_finished()

@@ -8,14 +8,14 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import base
+from fewframes_jax import specs
 from fewframes_jax import checkpoint as ckpt_lib
-from fewframes_jax import train as train_lib
 
 
 def tiny_state(step, value):
-  net = train_lib.NetState(params={"encoder": {"w": jnp.full([3], value, jnp.float32)}},
+  net = specs.NetState(params={"encoder": {"w": jnp.full([3], value, jnp.float32)}},
                            batch_stats={}, opt_state=None)
-  return train_lib.DistillState(step=jnp.asarray(step, jnp.int32), rng=jnp.zeros([2], jnp.uint32),
+  return specs.DistillState(step=jnp.asarray(step, jnp.int32), rng=jnp.zeros([2], jnp.uint32),
                                 teacher=net, student=None)
 
 
@@ -49,7 +49,7 @@ def test_restore_into_the_training_structure(tmp_path):
   manager.wait_until_finished()
   state, meta = ckpt_lib.restore_state(manager, 7, tiny_state(0, 0.0))
   manager.close()
-  assert isinstance(state, train_lib.DistillState) and int(state.step) == 7 and meta["data_position"] == {"positions": [[1, 2, 3]]}
+  assert isinstance(state, specs.DistillState) and int(state.step) == 7 and meta["data_position"] == {"positions": [[1, 2, 3]]}
   np.testing.assert_array_equal(state.teacher.params["encoder"]["w"], [2.5, 2.5, 2.5])
 
 

@@ -12,9 +12,10 @@ import pytest
 import runs_testlib as lib
 from configs import base
 from fewframes_jax import checkpoint as ckpt_lib
-from fewframes_jax import configs_lib
-from fewframes_jax import train_loop
-from fewframes_jax.configs_lib import ConfigError
+from fewframes_jax import run_config
+from fewframes_jax.train import run_setup
+from fewframes_jax.train import loop
+from fewframes_jax.run_config import ConfigError
 
 T = 20
 NUM_CLASSES = 8
@@ -32,7 +33,7 @@ def _as_test_data(c):
   """Test-sized data fields (the files are never read: validation fails or passes first), resolved."""
   c.data.train_pattern = c.data.eval_pattern = "/nonexistent/unused-*"
   c.data.num_classes, c.data.max_frames, c.data.feature_sizes = NUM_CLASSES, T, (16, 8)
-  return configs_lib.resolve(c)
+  return run_config.resolve(c)
 
 
 def test_hrnn_student_blocks_follow_the_final_k():
@@ -53,7 +54,7 @@ def test_hrnn_student_blocks_follow_the_final_k():
 def test_tiny_config_is_valid():
   for mode in ("teacher", "student_only", "parallel"):
     for family in ("nextvlad", "netvlad", "hrnn", "lstm"):
-      configs_lib.validate(tiny(mode, family))
+      run_config.validate(tiny(mode, family))
 
 
 # (family, {field: value}, message regex)
@@ -116,14 +117,14 @@ def test_invalid_setting_names_the_field(family, changes, message):
   for path, value in changes.items():
     lib.set_field(c, path, value)
   with pytest.raises(ConfigError, match=message):
-    configs_lib.validate(c)
+    run_config.validate(c)
 
 
 def test_resolve_needs_eval_files():
   c = tiny()
   c.data.eval_pattern = ""
   with pytest.raises(ConfigError, match=r"data.eval_pattern is empty"):
-    configs_lib.resolve(c)
+    run_config.resolve(c)
 
 
 def test_num_train_steps():
@@ -132,26 +133,26 @@ def test_num_train_steps():
   c.train.num_epochs = 2.0
   c.data.num_train_examples = 0
   with pytest.raises(ConfigError, match=r"train.num_epochs needs data.num_train_examples"):
-    configs_lib.num_train_steps(c)
+    run_config.num_train_steps(c)
   c.data.num_train_examples = 100  # 2 epochs x 100 / batch 8 = 25 steps
-  assert configs_lib.num_train_steps(c) == 25
+  assert run_config.num_train_steps(c) == 25
 
 
 def test_shared_classifier_needs_equal_representation_sizes():
   c = tiny("parallel")
-  configs_lib.check_representation_sizes(c, 16, 16)
+  run_setup.check_representation_sizes(c, 16, 16)
   with pytest.raises(ConfigError, match=r"share_classifier=True needs equal representation sizes, got teacher "
                                         r"16 and student 64 \(cross-family: set share_classifier=False\)"):
-    configs_lib.check_representation_sizes(c, 16, 64)
+    run_setup.check_representation_sizes(c, 16, 64)
   c.share_classifier = False
-  configs_lib.check_representation_sizes(c, 16, 64)
+  run_setup.check_representation_sizes(c, 16, 64)
 
 
 def test_check_finite_names_step_and_terms():
-  configs_lib.check_finite({"teacher/ce": 1.0, "student/loss": 2.0}, 7)
+  run_config.check_finite({"teacher/ce": 1.0, "student/loss": 2.0}, 7)
   with pytest.raises(FloatingPointError, match=r"non-finite loss at step 7: student/rep=inf, teacher/ce=nan; "
                                                r"training stopped, the last good checkpoint is kept"):
-    configs_lib.check_finite({"teacher/ce": float("nan"), "student/ce": 1.0, "student/rep": float("inf")}, 7)
+    run_config.check_finite({"teacher/ce": float("nan"), "student/ce": 1.0, "student/rep": float("inf")}, 7)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -159,7 +160,7 @@ def test_check_finite_names_step_and_terms():
 
 
 def _save_fresh_run(workdir, config):
-  _, state = train_loop.setup_run(config)
+  _, state = loop.setup_run(config)
   manager = ckpt_lib.make_manager(workdir)
   ckpt_lib.save(manager, state, config, metrics={"gap": 0.5}, force=True)
   manager.wait_until_finished()
@@ -178,28 +179,28 @@ def runs(tmp_path_factory):
 def test_serial_teacher_checks(runs):
   c = tiny("serial")
   c.teacher_workdir = runs["teacher"]
-  configs_lib.validate(c)  # the matching teacher passes
+  run_config.validate(c)  # the matching teacher passes
 
   c.teacher.nextvlad.cluster_size = 6
   with pytest.raises(ConfigError, match=r"teacher checkpoint in '.*teacher' does not match config.teacher: "
                                         r"checkpoint .*'cluster_size': 4.* vs config .*'cluster_size': 6"):
-    configs_lib.validate(c)
+    run_config.validate(c)
 
   c = tiny("serial", "hrnn")
   c.teacher_workdir = runs["teacher"]
   with pytest.raises(ConfigError, match=r"does not match config.teacher: checkpoint \{'name': 'nextvlad'"):
-    configs_lib.validate(c)
+    run_config.validate(c)
 
   c = tiny("serial")
   c.teacher_workdir = runs["teacher"]
   c.data.num_classes = 9
   with pytest.raises(ConfigError, match=r"data.num_classes=9 differs from the teacher checkpoint's \(8\)"):
-    configs_lib.validate(c)
+    run_config.validate(c)
 
   c = tiny("serial")
   c.teacher_workdir = runs["student"]
   with pytest.raises(ConfigError, match=r"teacher_workdir='.*student' has no teacher \(a student_only run\)"):
-    configs_lib.validate(c)
+    run_config.validate(c)
 
 
 def test_unreadable_or_incomplete_teacher_workdir(runs):
@@ -210,7 +211,7 @@ def test_unreadable_or_incomplete_teacher_workdir(runs):
   c = tiny("serial")
   c.teacher_workdir = str(torn)
   with pytest.raises(ConfigError, match=r"teacher_workdir='.*torn': no complete checkpoint in"):
-    configs_lib.validate(c)
+    run_config.validate(c)
 
   # A checkpoint whose saved config is not readable JSON.
   broken = runs["root"] / "broken"
@@ -219,20 +220,20 @@ def test_unreadable_or_incomplete_teacher_workdir(runs):
     f.write("{not json")
   c.teacher_workdir = str(broken)
   with pytest.raises(ConfigError, match=r"teacher_workdir='.*broken': cannot read the config of checkpoint 0"):
-    configs_lib.validate(c)
+    run_config.validate(c)
 
 
 def test_finetune_init_checks(runs):
   c = tiny("finetune")
   c.init_workdir = runs["student"]
-  configs_lib.validate(c)
+  run_config.validate(c)
   c.student.nextvlad.hidden_size = 32
   with pytest.raises(ConfigError, match=r"student checkpoint in '.*student' does not match config.student"):
-    configs_lib.validate(c)
+    run_config.validate(c)
   c = tiny("finetune")
   c.init_workdir = runs["teacher"]
   with pytest.raises(ConfigError, match=r"init_workdir='.*teacher' has no student \(a teacher run\)"):
-    configs_lib.validate(c)
+    run_config.validate(c)
 
 
 @pytest.mark.parametrize("mode, changes, message", [
@@ -243,11 +244,11 @@ def test_finetune_init_checks(runs):
 ])
 def test_resume_must_fit_the_checkpoint(runs, mode, changes, message):
   c = tiny(mode)
-  configs_lib.validate(c, workdir=runs["teacher"] + "_missing")  # no checkpoint there: a fresh run
+  run_config.validate(c, workdir=runs["teacher"] + "_missing")  # no checkpoint there: a fresh run
   for path, value in changes.items():
     lib.set_field(c, path, value)
   with pytest.raises(ConfigError, match=message):
-    configs_lib.validate(c, workdir=runs["teacher"])
+    run_config.validate(c, workdir=runs["teacher"])
 
 
 def test_train_and_evaluate_rejects_before_compiling(runs):
@@ -267,12 +268,12 @@ def test_train_and_evaluate_rejects_before_compiling(runs):
     c = tiny("teacher")
     c.data.num_classes = 9
     with pytest.raises(ConfigError, match=r"data.num_classes=9 differs from the checkpoint's \(8\)"):
-      train_loop.train_and_evaluate(c, runs["teacher"])
+      loop.train_and_evaluate(c, runs["teacher"])
     c = tiny("serial")
     c.teacher_workdir = runs["teacher"]
     c.teacher.nextvlad.hidden_size = 32
     with pytest.raises(ConfigError, match=r"teacher checkpoint in '.*teacher' does not match config.teacher"):
-      train_loop.train_and_evaluate(c, str(runs["root"] / "serial_run"))
+      loop.train_and_evaluate(c, str(runs["root"] / "serial_run"))
     assert events == []
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
@@ -285,10 +286,10 @@ def test_cross_family_and_ensemble_configs(runs):
       "serial", "nextvlad", "hrnn", 10, False)
   assert c.loss.rep == base.FAMILY_LOSS["hrnn"]["rep"]  # the student family's weights
   with pytest.raises(ConfigError, match="mode=serial needs teacher_workdir"):
-    configs_lib.validate(c)
+    run_config.validate(c)
   c.teacher_workdir = runs["teacher"]
   c.teacher.nextvlad.update(tiny("teacher").teacher.nextvlad)
-  configs_lib.validate(c)
+  run_config.validate(c)
   lstm = cross_family.get_config("tiny,student=lstm,k=6,mode=parallel")
   assert (lstm.mode, lstm.student.name, lstm.student.k) == ("parallel", "lstm", 6)
 
@@ -296,12 +297,12 @@ def test_cross_family_and_ensemble_configs(runs):
   assert (e.mode, e.student.name, e.share_classifier) == ("serial", "hrnn", False)
   e.teacher_workdirs = f"{runs['teacher']},{runs['root'] / 'missing'}"
   with pytest.raises(ConfigError, match=r"teacher_workdirs='.*missing': no checkpoints folder there"):
-    configs_lib.validate(e)
+    run_config.validate(e)
   e.teacher_workdirs = f"{runs['teacher']},{runs['student']}"
   with pytest.raises(ConfigError, match=r"teacher_workdirs: '.*student' has no teacher"):
-    configs_lib.validate(e)
+    run_config.validate(e)
   e.teacher_workdirs = f"{runs['teacher']},{runs['teacher']}"
-  configs_lib.validate(e)
+  run_config.validate(e)
 
 
 def test_the_long_argument_uses_the_youtube8m_length_data():
@@ -310,4 +311,4 @@ def test_the_long_argument_uses_the_youtube8m_length_data():
   assert c.data.max_frames == 300 and c.teacher.hrnn.num_blocks == 20  # the paper's 20 x 15 teacher
   c.data.bundled.spec = "medium"
   with pytest.raises(ConfigError, match=r"data.bundled.spec='medium': expected one of \('short', 'long'\)"):
-    configs_lib.resolve(c)
+    run_config.resolve(c)

@@ -11,10 +11,11 @@ from configs import base
 from fewframes_jax import inference
 from fewframes_jax import metrics as metrics_lib
 from fewframes_jax import parallel
-from fewframes_jax import train as train_lib
-from fewframes_jax.cost import compute
-from fewframes_jax.cost import flops as flops_lib
-from fewframes_jax.cost import timing
+from fewframes_jax.train import trainer as train_lib
+from fewframes_jax.train import run_setup
+from fewframes_jax.benchmark import compute
+from fewframes_jax.metrics import flops as flops_lib
+from fewframes_jax.benchmark import timing
 from fewframes_jax.data.quantization import dequantize, quantize
 from fewframes_jax.models import build_model
 
@@ -164,8 +165,8 @@ def test_bfloat16_eval_gap_matches_float32():
   config = tiny_config(mode="teacher")
   config.data.batch_size = 32
   config.optim.learning_rate = 0.01
-  setup = train_lib.make_setup(config)
-  state = train_lib.create_state(setup, jax.random.PRNGKey(0), parallel.make_mesh())
+  setup = run_setup.make_setup(config)
+  state = run_setup.create_state(setup, jax.random.PRNGKey(0), parallel.make_mesh())
   rng = np.random.default_rng(0)
   prototypes = rng.standard_normal((C, D))
   step = train_lib.jit_train_step(setup)

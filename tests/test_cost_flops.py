@@ -1,4 +1,4 @@
-"""Tests for fewframes_jax.cost.flops: XLA counts against analytic counts, loops counted in full."""
+"""Tests for fewframes_jax.metrics.flops: XLA counts against analytic counts, loops counted in full."""
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fewframes_jax.cost import flops as flops_lib
-from fewframes_jax.cost.flops import (compiled_flops, family_rows, flops_table, forward_flops_per_video,
+from fewframes_jax.metrics import flops as flops_lib
+from fewframes_jax.metrics.flops import (compiled_flops, family_rows, flops_table, forward_flops_per_video,
                                       param_count, per_video_flops_split, scan_aware_flops)
 
 # XLA's convention (HloCostAnalysis): a multiply-add is 2 FLOPs, an elementwise add/mul/compare is 1

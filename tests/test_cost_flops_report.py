@@ -5,8 +5,8 @@ import math
 import pytest
 
 from configs import base
-from fewframes_jax.cost import flops as flops_lib
-from fewframes_jax.cost import flops_report
+from fewframes_jax.metrics import flops as flops_lib
+from fewframes_jax.benchmark import flops_report
 from fewframes_jax.models import build_model
 
 T, D, C = 24, 16, 6

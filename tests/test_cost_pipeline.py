@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from configs import base
-from fewframes_jax.cost import pipeline
+from fewframes_jax.benchmark import pipeline
 from fewframes_jax.data import records
 from fewframes_jax.data import synthetic
 

@@ -1,7 +1,7 @@
 """The restart benchmark: seeking the saved stream position reaches the very batch that replaying the
 epoch reaches (its timing is for BENCHMARKS.md, not asserted here)."""
 import runs_testlib as lib
-from fewframes_jax.cost import restart
+from fewframes_jax.benchmark import restart
 
 
 def test_seek_and_replay_reach_the_same_batch(tmp_path):

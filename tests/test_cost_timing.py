@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fewframes_jax.cost import timing
+from fewframes_jax.benchmark import timing
 
 
 def test_peak_table():

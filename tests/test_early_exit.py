@@ -1,4 +1,4 @@
-"""Tests for fewframes_jax.early_exit: each exit equals the any-k student at that budget (incrementally
+"""Tests for fewframes_jax.exits.early_exit: each exit equals the any-k student at that budget (incrementally
 for the VLAD families, to float tolerance), batched waves equal one video at a time and the offline
 outputs, no exit reads past a video's frames, the host view equals the device view, and the policies."""
 import jax
@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 import test_anyk
-from fewframes_jax import early_exit
+from fewframes_jax import specs
+from fewframes_jax.exits import early_exit
 from fewframes_jax import inference
-from fewframes_jax import train as train_lib
-from fewframes_jax import train_loop
+from fewframes_jax.train import trainer as train_lib
+from fewframes_jax.train import loop
 from fewframes_jax.data.quantization import dequantize
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
@@ -23,12 +24,12 @@ INCREMENTAL_ATOL = 1e-5
 
 def plan_and_view(family, order="coarse_to_fine"):
   config = test_anyk.anyk_config(family, order=order, **{"student.exits": ",".join(map(str, EXITS))})
-  setup, state = train_loop.setup_run(config)
+  setup, state = loop.setup_run(config)
   variables = train_lib.eval_variables(state)["student"]
   b = test_anyk.batch(5, LENGTHS)
   n = jnp.asarray(b["num_frames"])
   frames = dequantize(jnp.asarray(b["frames"]), n)
-  plan = early_exit.ExitPlan(setup.student_model, early_exit.exits_of(config), test_anyk.K_MAX, order,
+  plan = early_exit.ExitPlan(setup.student_model, specs.exits_of(config), test_anyk.K_MAX, order,
                              scorer=setup.selection.scorer)
   return config, setup, variables, b, plan, plan.view(variables, frames, n)
 
@@ -65,8 +66,8 @@ def test_the_host_view_of_the_coarse_to_fine_frames_equals_the_device_view():
   ranks from the true lengths) equals the view cut out of all frames."""
   _, _, _, b, plan, view = plan_and_view("nextvlad")
   n = jnp.asarray(b["num_frames"])
-  from fewframes_jax import sampling  # pylint: disable=g-import-not-at-top
-  idx, nk = sampling.frame_indices_np(b["num_frames"], test_anyk.K_MAX, "coarse_to_fine", max_frames=test_anyk.T)
+  from fewframes_jax.sampling import rules  # pylint: disable=g-import-not-at-top
+  idx, nk = rules.frame_indices_np(b["num_frames"], test_anyk.K_MAX, "coarse_to_fine", max_frames=test_anyk.T)
   host_frames = np.take_along_axis(b["frames"], idx[..., None], axis=1)
   host_frames[np.arange(test_anyk.K_MAX)[None, :] >= nk[:, None]] = 0
   host = early_exit.view_from_preselected(dequantize(jnp.asarray(host_frames), jnp.asarray(nk)), n, test_anyk.T)
@@ -80,7 +81,7 @@ def test_waves_equal_one_video_at_a_time_and_the_offline_outputs(family):
   outputs = np.stack([np.asarray(p) for p in jax.jit(plan.outputs)(variables, view)], axis=1)  # [N, E, C]
   # a threshold between the videos' confidences at the first exits, so that videos stop at each exit
   confidence = outputs.max(axis=-1)[:, :-1]
-  policy = early_exit.ExitPolicy("confident", float(np.median(confidence)))
+  policy = specs.ExitPolicy("confident", float(np.median(confidence)))
   arrays = [np.asarray(a) for a in view]
   cache = {}
   waves = early_exit.run_waves(plan, policy, variables, *arrays, batch_size=4, step_cache=cache)
@@ -98,11 +99,11 @@ def test_waves_equal_one_video_at_a_time_and_the_offline_outputs(family):
 
 
 def test_policies_and_rule_scores():
-  assert early_exit.ExitPolicy.parse("") is None
-  assert early_exit.ExitPolicy.parse("stable:0.9") == early_exit.ExitPolicy("stable", 0.9)
+  assert specs.ExitPolicy.parse("") is None
+  assert specs.ExitPolicy.parse("stable:0.9") == specs.ExitPolicy("stable", 0.9)
   for bad in ("stable", "often:0.5", "gate:x"):
     with pytest.raises(ValueError, match="rule"):
-      early_exit.ExitPolicy.parse(bad)
+      specs.ExitPolicy.parse(bad)
   probs = jnp.asarray(np.random.default_rng(0).random((3, 30)), jnp.float32)
   same = early_exit.exit_scores("stable", probs, probs, 1, 3)
   np.testing.assert_allclose(np.asarray(same), 1.0)

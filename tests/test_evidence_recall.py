@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 
 from configs import base
-from fewframes_jax import configs_lib
+from fewframes_jax import run_config
 from fewframes_jax import inference
-from fewframes_jax import train as train_lib
+from fewframes_jax.train import run_setup
 from fewframes_jax.data import synthetic
 from fewframes_jax.errors import UserError
 from fewframes_jax.paper import evidence_recall
-from fewframes_jax.sampling import frame_indices_np
+from fewframes_jax.sampling.rules import frame_indices_np
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
@@ -20,9 +20,9 @@ def network(tmp_path, k, sampling="uniform"):
   c = base.experiment("nextvlad", k=k, arg=f"tiny,mode=student_only,sampling={sampling}")
   c.data.bundled.update(cache_dir=str(tmp_path), num_train=4, num_eval=6, spec="long")
   c.data.eval_batch_size = 4
-  c = configs_lib.resolve(c)
-  scorer = inference.student_scorer(c, train_lib.make_setup(c).student_model)
-  variables = train_lib.init_variables(scorer.model, jax.random.PRNGKey(0), frames=k, feature_dim=1152)
+  c = run_config.resolve(c)
+  scorer = inference.student_scorer(c, run_setup.make_setup(c).student_model)
+  variables = run_setup.init_variables(scorer.model, jax.random.PRNGKey(0), frames=k, feature_dim=1152)
   return inference.Network("student", scorer, variables, c), c
 
 
@@ -66,9 +66,9 @@ def test_auc_counts_pairs_and_ties():
 def test_judgement_auc_of_a_teacher_on_the_long_split(tmp_path):
   c = base.experiment("hrnn", k=6, arg="tiny,mode=teacher")
   c.data.bundled.update(cache_dir=str(tmp_path), num_train=4, num_eval=6, spec="long")
-  c = configs_lib.resolve(c)
-  model = train_lib.make_setup(c).teacher_model
-  variables = train_lib.init_variables(model, jax.random.PRNGKey(0), frames=c.data.max_frames, feature_dim=1152)
+  c = run_config.resolve(c)
+  model = run_setup.make_setup(c).teacher_model
+  variables = run_setup.init_variables(model, jax.random.PRNGKey(0), frames=c.data.max_frames, feature_dim=1152)
   teacher = inference.Network("teacher", inference.Scorer(model), variables, c)
   got = evidence_recall.judgement_auc(teacher, c, max_videos=3)
   assert 1 <= got["videos"] <= 3

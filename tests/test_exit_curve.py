@@ -1,4 +1,4 @@
-"""Tests for fewframes_jax.exit_curve and fewframes_jax.exit_gate: the offline curve equals the eval of a
+"""Tests for fewframes_jax.exits.exit_curve and fewframes_jax.exits.exit_gate: the offline curve equals the eval of a
 saved any-k run at each budget and with early exit, the class-group GAP against a naive reference, the
 gate's features and pseudo-labels against naive references, its fit and its saved copy, and predict's
 frames-read file."""
@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 import runs_testlib as lib
-from fewframes_jax import exit_curve
-from fewframes_jax import exit_gate
+from fewframes_jax import specs
+from fewframes_jax.exits import exit_curve
+from fewframes_jax.exits import exit_gate
 from fewframes_jax import metrics as metrics_lib
-from fewframes_jax import predict
-from fewframes_jax import train_loop
+from fewframes_jax.evaluation import predict
+from fewframes_jax.train import loop
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
@@ -28,7 +29,7 @@ def anyk_run(tmp_path_factory, fast_compile):  # pylint: disable=unused-argument
                                              "student.sampling": "coarse_to_fine", "student.exits": "2,4,8",
                                              "student.hrnn.num_blocks": 0})
   workdir = str(root / "run")
-  train_loop.train_and_evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir)
   return workdir, config, exit_curve.run(workdir, gate_videos=16)
 
 
@@ -129,12 +130,12 @@ def test_the_gap_of_a_class_group_equals_the_gap_with_the_other_classes_removed(
 
 
 def test_the_exit_benchmark_counts_every_video_once_on_both_paths(anyk_run):
-  from fewframes_jax import checkpoint, early_exit  # pylint: disable=g-import-not-at-top
-  from fewframes_jax.cost import exit_pipeline  # pylint: disable=g-import-not-at-top
+  from fewframes_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.benchmark import exit_pipeline  # pylint: disable=g-import-not-at-top
   workdir, _, _ = anyk_run
   anyk_net = checkpoint.restore(workdir).network("student")
   fixed_net = checkpoint.restore(workdir).network("student", budget=4)
-  result = exit_pipeline.benchmark_exit(anyk_net, fixed_net, policy=early_exit.ExitPolicy("confident", 0.5),
+  result = exit_pipeline.benchmark_exit(anyk_net, fixed_net, policy=specs.ExitPolicy("confident", 0.5),
                                         batch_size=8, group_batches=2, rounds=1)
   exit_row, fixed_row = result["rows"]
   assert exit_row["videos"] == fixed_row["videos"] == 20 and sum(exit_row["exit_counts"]) == 20
@@ -158,14 +159,14 @@ def _eval_lengths(network) -> np.ndarray:
 def test_the_exit_benchmark_of_a_content_order_decodes_every_frame(anyk_run, monkeypatch):
   """A far-from-mean order ranks every frame, so its exit path decodes all of them (and reads only its exits')."""
   import dataclasses  # pylint: disable=g-import-not-at-top
-  from fewframes_jax import checkpoint, early_exit  # pylint: disable=g-import-not-at-top
-  from fewframes_jax.cost import exit_pipeline  # pylint: disable=g-import-not-at-top
+  from fewframes_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.benchmark import exit_pipeline  # pylint: disable=g-import-not-at-top
   workdir, _, _ = anyk_run
   anyk_net = checkpoint.restore(workdir).network("student")
   plan = dataclasses.replace(exit_curve.plan_of(anyk_net), order="far_from_mean")
   monkeypatch.setattr(exit_curve, "plan_of", lambda network: plan)
   result = exit_pipeline.benchmark_exit(anyk_net, checkpoint.restore(workdir).network("student", budget=4),
-                                        policy=early_exit.ExitPolicy("confident", 0.5), batch_size=8,
+                                        policy=specs.ExitPolicy("confident", 0.5), batch_size=8,
                                         group_batches=2, rounds=1)
   exit_row = result["rows"][0]
   lengths = _eval_lengths(anyk_net)

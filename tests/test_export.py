@@ -26,15 +26,16 @@ import pytest
 from configs import nextvlad_k10
 from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax import errors
-from fewframes_jax import export
+from fewframes_jax.serve import export
+from fewframes_jax.serve import ranking
 from fewframes_jax import inference
 from fewframes_jax import models
-from fewframes_jax import sampling
-from fewframes_jax import serving
-from fewframes_jax import train_loop
-from fewframes_jax.cost import flops as flops_lib
+from fewframes_jax.sampling import rules
+from fewframes_jax.serve import saved_model
+from fewframes_jax.train import loop
+from fewframes_jax.metrics import flops as flops_lib
 from fewframes_jax.data import reader, records, yt8m
-from fewframes_jax.selection import learned
+from fewframes_jax.sampling import learned
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = "--config=configs/nextvlad_k10.py:tiny"
@@ -60,7 +61,7 @@ def assert_same_ranking(class_ids, scores, want_ids, want_scores, atol=SCORE_ATO
 def project_ranking(network: inference.Network, frames, num_frames):
   """The project's answer: `Network.probabilities` ranked on the host (stable: ties by class id)."""
   probs = np.asarray(network.probabilities(frames, num_frames))
-  order = np.argsort(-probs, axis=-1, kind="stable")[:, :export.TOP_K]
+  order = np.argsort(-probs, axis=-1, kind="stable")[:, :ranking.TOP_K]
   return order.astype(np.int32), np.take_along_axis(probs, order, axis=-1)
 
 
@@ -81,7 +82,7 @@ def workdir(tmp_path_factory, fast_compile):  # pylint: disable=unused-argument
   path = str(tmp_path_factory.mktemp("export") / "run")
   config = nextvlad_k10.get_config("tiny")
   config.train.num_steps = 2
-  train_loop.train_and_evaluate(config, path)
+  loop.train_and_evaluate(config, path)
   return path
 
 
@@ -183,15 +184,15 @@ def client(run, requests):
 
 def test_top_classes_is_lax_top_k_order_with_ties_by_class_id():
   probs = np.array([[0.1, 0.9, 0.5, 0.9, 0.1, 0.3], [0.2] * 6], np.float32)
-  ids, scores = export.top_classes(probs, 4)
+  ids, scores = ranking.top_classes(probs, 4)
   np.testing.assert_array_equal(ids, [[1, 3, 2, 5], [0, 1, 2, 3]])
   np.testing.assert_array_equal(scores, np.float32([[0.9, 0.9, 0.5, 0.3], [0.2] * 4]))
-  assert export.top_classes(probs)[0].shape == (2, 6)  # fewer classes than 20: all of them
+  assert ranking.top_classes(probs)[0].shape == (2, 6)  # fewer classes than 20: all of them
   rng = np.random.default_rng(0)
   for num_classes in (1, 19, 20, 31, 32, 33, 100, 641, 4716):  # one group, partial groups, many groups
     for levels in (3, 1000):  # many ties (across and within groups), few
       probs = rng.integers(0, levels, (4, num_classes)).astype(np.float32) / levels
-      ids, scores = jax.jit(export.top_classes)(probs)
+      ids, scores = jax.jit(ranking.top_classes)(probs)
       want_scores, want_ids = jax.lax.top_k(probs, min(20, num_classes))
       np.testing.assert_array_equal(ids, want_ids, err_msg=f"C={num_classes}")
       np.testing.assert_array_equal(scores, want_scores)
@@ -370,7 +371,7 @@ def test_a_learned_audio_student_serves_from_records_as_the_project_scores():
   assert network.scorer.selection.input_frames(inference.split_selector(network.variables)[1]) is not None
   lengths = (12, 7, 3, 1, 15)
   serialized = [record(f"v{i}".encode(), n, rgb=12, audio=4, seed=i) for i, n in enumerate(lengths)]
-  _, signatures = serving.build_module(network)
+  _, signatures = saved_model.build_module(network)
   got = signatures["serving_default"](records.tensorflow().constant(serialized))
   frames = np.zeros((len(lengths), 12, 16), np.uint8)
   for i, n in enumerate(lengths):
@@ -390,8 +391,8 @@ def test_no_family_lowers_to_an_op_that_tensorflow_cannot_load(family):
     network = tiny_network(family, which, method, init=False)
     b, = jax.export.symbolic_shape("b")
     frames = network.frames_seen if preselected else network.max_frames
-    exported = jax.export.export(jax.jit(export.ranking_fn(network.scorer, preselected=preselected)),
-                                 platforms=export.PLATFORMS)(
+    exported = jax.export.export(jax.jit(ranking.ranking_fn(network.scorer, preselected=preselected)),
+                                 platforms=ranking.PLATFORMS)(
         network.variables, jax.ShapeDtypeStruct((b, frames, 16), np.uint8), jax.ShapeDtypeStruct((b,), np.int32))
     assert "composite" not in exported.mlir_module(), (family, which, method)
 
@@ -409,14 +410,14 @@ def test_other_families_run_in_tensorflow_as_in_jax(family, method, dtype):
   frames = rng.integers(0, 256, (5, 12, 16), dtype=np.uint8)
   frames[np.arange(12)[None, :] >= num_frames[:, None]] = 0
   want = project_ranking(network, frames, num_frames)
-  ranking = serving.tf_ranking_fn(network, network.variables, preselected=False)
+  ranking = saved_model.tf_ranking_fn(network, network.variables, preselected=False)
   assert_same_ranking(*(t.numpy() for t in ranking(tf.constant(frames), tf.constant(num_frames))), *want)
   if network.scorer.selection.input_frames():
     k, rule = network.scorer.selection.input_frames()
-    indices, num_k = sampling.frame_indices_np(num_frames, k, rule, max_frames=12)
+    indices, num_k = rules.frame_indices_np(num_frames, k, rule, max_frames=12)
     picked = np.take_along_axis(frames, indices[:, :, None], axis=1)
     picked[np.arange(k)[None, :] >= num_k[:, None]] = 0
-    ranking = serving.tf_ranking_fn(network, network.variables, preselected=True)
+    ranking = saved_model.tf_ranking_fn(network, network.variables, preselected=True)
     assert_same_ranking(*(t.numpy() for t in ranking(tf.constant(picked), tf.constant(num_k))), *want)
 
 

@@ -8,14 +8,14 @@ import pytest
 import runs_testlib as lib
 from configs import base
 from fewframes_jax import inference
-from fewframes_jax.cost import compute
-from fewframes_jax.cost import pipeline
+from fewframes_jax.benchmark import compute
+from fewframes_jax.benchmark import pipeline
 from fewframes_jax.data import host_scorer
 from fewframes_jax.data import records
 from fewframes_jax.data import yt8m
 from fewframes_jax.data.quantization import dequantize
-from fewframes_jax.selection import content
-from fewframes_jax.selection import learned
+from fewframes_jax.sampling import content
+from fewframes_jax.sampling import learned
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 

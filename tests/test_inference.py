@@ -9,8 +9,8 @@ import runs_testlib as lib
 from configs import base
 from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax import inference
-from fewframes_jax import sampling
-from fewframes_jax import train_loop
+from fewframes_jax.sampling import rules
+from fewframes_jax.train import loop
 from fewframes_jax.data.quantization import dequantize
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
@@ -38,7 +38,7 @@ def frames_batch(seed=0, lengths=(T, 7, 3, 0)):
 
 def restored_of(config):
   """A `Restored` built from a fresh run's state, as `checkpoint.restore` builds it from disk."""
-  setup, state = train_loop.setup_run(config)
+  setup, state = loop.setup_run(config)
   tree = {"teacher": state.teacher.variables, "student": state.student.variables}
   return ckpt_lib.Restored(config=config, step=0, model=setup.teacher_model,
                            variables=inference.network_variables(tree, "teacher"),
@@ -66,7 +66,7 @@ def test_selection_is_the_sampler_and_every_frame_is_a_no_op():
   same, n_same = inference.Selection().select(x, jnp.asarray(n), None)
   assert same is x and n_same is not None and np.array_equal(n_same, n)
   picked, nk = inference.Selection(4, "first_middle_last").select(x, jnp.asarray(n), None)
-  expected, expected_nk = sampling.sample_frames(x, jnp.asarray(n), 4, "first_middle_last")
+  expected, expected_nk = rules.sample_frames(x, jnp.asarray(n), 4, "first_middle_last")
   np.testing.assert_array_equal(picked, expected)
   np.testing.assert_array_equal(nk, expected_nk)
   assert inference.Selection(4, "uniform").input_frames() == (4, "uniform")
@@ -79,7 +79,7 @@ def test_scorer_apply_is_dequantize_select_apply():
   scorer = inference.Scorer(restored.student_model, inference.Selection(4, "uniform"))
   frames, n = frames_batch()
   got = scorer.apply(restored.student_variables, frames, n).probabilities
-  x, nk = sampling.sample_frames(dequantize(frames, n), jnp.asarray(n), 4, "uniform")
+  x, nk = rules.sample_frames(dequantize(frames, n), jnp.asarray(n), 4, "uniform")
   want = restored.student_model.apply(restored.student_variables, x, nk, train=False).probabilities
   np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
   assert got.shape == (4, C) and np.all((np.asarray(got) >= 0) & (np.asarray(got) <= 1))
@@ -90,7 +90,7 @@ def test_preselected_frames_from_the_host_give_the_same_scores():
   the network as preselected, they score exactly as the on-device selection from all frames."""
   network = inference.Network.from_restored(restored_of(tiny_config()), "student")
   frames, n = frames_batch(seed=1)
-  indices, nk = sampling.frame_indices_np(n, 4, "uniform", max_frames=T)
+  indices, nk = rules.frame_indices_np(n, 4, "uniform", max_frames=T)
   picked = np.take_along_axis(frames, indices[..., None], axis=1)
   picked[np.arange(4)[None, :] >= nk[:, None]] = 0
   on_device = network.probabilities(frames, n)

@@ -1,4 +1,4 @@
-"""The learned frame selector (fewframes_jax/selection/learned.py): top-k in time on hand-worked scores
+"""The learned frame selector (fewframes_jax/sampling/learned.py): top-k in time on hand-worked scores
 (n < k, n = 0, ties, padding never chosen), a scorer that sees only real frames, the straight-through
 selection's forward value and its perturbed top-k gradient against finite differences."""
 import jax
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from fewframes_jax import inference
-from fewframes_jax.sampling import PAD_INDEX
-from fewframes_jax.selection import learned
+from fewframes_jax.sampling.rules import PAD_INDEX
+from fewframes_jax.sampling import learned
 from numpy_reference import frames_with_garbage
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
@@ -168,7 +168,7 @@ def test_the_spec_reads_the_config_and_checks_its_fields():
 def test_a_scorer_with_the_far_from_mean_prior_starts_as_far_from_mean():
   """Its learned residual is zero-initialised: before training it picks exactly `far_from_mean`'s frames
   (all features), and its residual still moves the scores once trained."""
-  from fewframes_jax.selection import content  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.sampling import content  # pylint: disable=g-import-not-at-top
   scorer = learned.FrameScorer(feature_sizes=SIZES, streams="all", hidden=3, mlp=5, prior="far_from_mean")
   params = learned.init_params(scorer, jax.random.PRNGKey(1), frames=T)
   lengths = jnp.asarray([10, 7, 3, 0, 1], jnp.int32)

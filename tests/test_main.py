@@ -14,7 +14,7 @@ import pytest
 
 from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax import metrics as metrics_lib
-from fewframes_jax import predict
+from fewframes_jax.evaluation import predict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = "--config=configs/nextvlad_k10.py:tiny"

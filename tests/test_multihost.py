@@ -18,10 +18,10 @@ import pytest
 
 import runs_testlib as lib
 from fewframes_jax import checkpoint as ckpt_lib
-from fewframes_jax import evaluate as eval_lib
+from fewframes_jax.evaluation import evaluate as eval_lib
 from fewframes_jax import parallel
-from fewframes_jax import train as train_lib
-from fewframes_jax import train_loop
+from fewframes_jax.train import trainer as train_lib
+from fewframes_jax.train import loop
 from fewframes_jax.data import stream
 
 STEPS = 4
@@ -78,7 +78,7 @@ def test_skipped_records_are_counted_over_processes(two_process_run):
 
 def _reference_batches(config, steps):
   """The global batches of the 2-process run: each process's local batch, process 0's rows first."""
-  streams = [train_loop._train_batches(config, stream.Position(), process_index=p, process_count=2)  # pylint: disable=protected-access
+  streams = [loop._train_batches(config, stream.Position(), process_index=p, process_count=2)  # pylint: disable=protected-access
              for p in range(2)]
   batches = []
   for _ in range(steps):
@@ -92,7 +92,7 @@ def _reference_batches(config, steps):
 def test_matches_single_process_on_same_global_batches(two_process_run, fast_compile):
   assert jax.process_count() == 1 and jax.device_count() == 1
   config = lib.tiny_config(two_process_run["data"], steps=STEPS, **two_process_run["spec"]["overrides"])
-  nets, state = train_loop.setup_run(config)
+  nets, state = loop.setup_run(config)
   initial = lib.flatten(jax.device_get(ckpt_lib.state_to_tree(state)))
   step = train_lib.jit_train_step(nets)
   for batch in _reference_batches(config, STEPS):
@@ -116,7 +116,7 @@ def test_matches_single_process_on_same_global_batches(two_process_run, fast_com
     manager.close()
   # Each process's next record in its own stream (a process reads 2 of the 4 files, 4 rows a step).
   assert meta["data_position"] == {"positions": [[0, 0, STEPS * 4], [0, 0, STEPS * 4]]}
-  single = train_loop.run_eval(config, nets, restored, eval_lib.make_eval_step(nets.scorers(), mesh), mesh)
+  single = loop.run_eval(config, nets, restored, eval_lib.make_eval_step(nets.scorers(), mesh), mesh)
   multi = two_process_run["results"][0][0]["eval"]
   assert set(single) == set(multi) == {"teacher", "student"}
   for net in single:

@@ -1,4 +1,4 @@
-"""Tests for fewframes_jax.selection.nested and the coarse-to-fine rule of fewframes_jax.sampling: every
+"""Tests for fewframes_jax.sampling.nested and the coarse-to-fine rule of fewframes_jax.sampling.rules: every
 order is a permutation of the real frames, its first k frames are a valid k-frame selection at every n,
 and the selections are nested."""
 import jax
@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fewframes_jax import sampling
-from fewframes_jax.selection import content, learned, nested
+from fewframes_jax.sampling import rules
+from fewframes_jax.sampling import content, learned, nested
 
 T = 40
 SCORER = learned.FrameScorer(feature_sizes=(4, 2), streams="all", hidden=3, mlp=5)
@@ -30,12 +30,12 @@ def _ranks(frames, num, order):
 
 
 def test_coarse_to_fine_reads_middle_first_last_then_bisects():
-  order = np.argsort(sampling.coarse_to_fine_ranks(300)[300], kind="stable")
+  order = np.argsort(rules.coarse_to_fine_ranks(300)[300], kind="stable")
   # round(p * 299) for p = 1/2, 0, 1, 1/4, 3/4, 1/8, 3/8, 5/8, 7/8 (halves up)
   assert order[:9].tolist() == [150, 0, 299, 75, 224, 37, 112, 187, 262]
-  assert np.argsort(sampling.coarse_to_fine_ranks(5)[5], kind="stable").tolist() == [2, 0, 4, 1, 3]
+  assert np.argsort(rules.coarse_to_fine_ranks(5)[5], kind="stable").tolist() == [2, 0, 4, 1, 3]
   # at k = 2^m + 1 the selection is a uniform grid with both ends
-  idx, nk = sampling.frame_indices_np(np.array([33]), 5, "coarse_to_fine", max_frames=T)
+  idx, nk = rules.frame_indices_np(np.array([33]), 5, "coarse_to_fine", max_frames=T)
   assert idx[0].tolist() == [0, 8, 16, 24, 32] and nk[0] == 5
 
 
@@ -63,7 +63,7 @@ def test_first_k_are_a_valid_nested_selection_at_every_n_and_k(order):
       real = idx[b, :nk[b]]
       assert nk[b] == min(length, k)
       assert (np.diff(real) > 0).all() and (real < max(length, 1)).all()  # time order, never padding
-      assert (idx[b, nk[b]:] == sampling.PAD_INDEX).all()
+      assert (idx[b, nk[b]:] == rules.PAD_INDEX).all()
       if length <= k:
         assert real.tolist() == list(range(length))  # a short video gives all of its frames
       if previous is not None:
@@ -78,7 +78,7 @@ def test_a_traced_budget_matches_the_static_rules():
   fn = jax.jit(lambda ranks, num, k: nested.budget_indices(ranks, num, k, 10))
   for k in (1, 4, 7, 10):
     got = fn(nested.frame_ranks(frames, num, "coarse_to_fine"), num, jnp.int32(k))
-    want = sampling.frame_indices(num, k, "coarse_to_fine", max_frames=T)
+    want = rules.frame_indices(num, k, "coarse_to_fine", max_frames=T)
     np.testing.assert_array_equal(np.asarray(got[0])[:, :k], np.asarray(want[0]))
     np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(want[1]))
     got = fn(nested.frame_ranks(frames, num, "far_from_mean"), num, jnp.int32(k))

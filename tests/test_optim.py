@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from configs import base
-from fewframes_jax import optim
+from fewframes_jax.train import optim
 
 
 # Compile-bound; XLA's optimisation passes do not change what these tests check.

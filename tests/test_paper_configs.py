@@ -6,7 +6,7 @@ import pytest
 
 from configs import base
 from configs import paper as paper_configs
-from fewframes_jax import configs_lib
+from fewframes_jax import run_config
 from fewframes_jax.errors import UserError
 from fewframes_jax.paper import grid as grid_lib
 from fewframes_jax.paper.grid import baseline_cell, distill_cell, ensemble_cell, finetune_cell, teacher_cell
@@ -51,7 +51,7 @@ def test_cell_configs_set_mode_losses_teachers_and_data():
 
 
 def test_the_student_blocks_follow_k_once_resolved():
-  resolved = configs_lib.resolve(_config(distill_cell("hrnn", 0, "serial", "rep", 10), PRESETS["tiny"]))
+  resolved = run_config.resolve(_config(distill_cell("hrnn", 0, "serial", "rep", 10), PRESETS["tiny"]))
   assert resolved.student.hrnn.num_blocks == 2 and resolved.teacher.hrnn.num_blocks == 4
 
 
@@ -110,6 +110,6 @@ def test_a_content_aware_selector_is_a_baseline_row_when_asked_for(method):
   grid = PRESETS["tiny"].make_grid(ks=(10,), sections=("table1",), rows=(), baselines=("uniform", method))
   cells = [c for c in grid_lib.build_cells(grid) if c.mode == "student_only"]
   assert [c.key for c in cells] == ["hrnn/seed0/uniform_k10", f"hrnn/seed0/{method}_k10"]
-  resolved = configs_lib.resolve(_config(cells[1], PRESETS["tiny"]))
-  configs_lib.validate(resolved)
+  resolved = run_config.resolve(_config(cells[1], PRESETS["tiny"]))
+  run_config.validate(resolved)
   assert resolved.mode == "student_only" and (resolved.student.sampling, resolved.student.k) == (method, 10)

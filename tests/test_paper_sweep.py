@@ -1,17 +1,15 @@
-"""The sweep runner: the cell cache and its config hashes, and a 2x2 micro-grid end to end (tiny sizes,
-3 steps) with its markdown, both PNGs, Table 3's timing, and reruns served from the cache."""
+"""The sweep runner: a 2x2 micro-grid end to end (tiny sizes, 3 steps) with its markdown, both PNGs, Table
+3's timing, and reruns served from the cache."""
 import json
 import os
 import shutil
 
 import matplotlib.image
-import ml_collections
 import pytest
 
 from configs import paper as paper_configs
 from fewframes_jax.errors import UserError
 from fewframes_jax.paper import eval_time
-from fewframes_jax.paper import grid as grid_lib
 from fewframes_jax.paper import render
 from fewframes_jax.paper import sweep
 
@@ -20,63 +18,6 @@ SMALL = paper_configs.PRESETS["small"]
 
 def _config(cell, where=lambda key: "/runs/" + key):
   return paper_configs.cell_config(cell, SMALL, workdir_of=where)
-
-
-def test_config_hash_ignores_where_dependencies_live_not_what_the_cell_is():
-  serial = grid_lib.distill_cell("hrnn", 2, "serial", "rep", 10)
-  moved = _config(serial, lambda key: "/x/" + key)
-  same = _config(serial)
-  other = _config(grid_lib.distill_cell("hrnn", 3, "serial", "rep", 10))
-  assert moved.teacher_workdir != same.teacher_workdir
-  assert sweep.config_hash(moved) == sweep.config_hash(same) != sweep.config_hash(other)
-  # ... and a retrained teacher (another dependency hash) invalidates its students.
-  assert sweep.config_hash(same, ["aaaa"]) != sweep.config_hash(same, ["bbbb"]) != sweep.config_hash(same)
-
-
-def test_config_hash_keeps_cells_valid_when_an_unset_field_is_added():
-  """A config field added later with an unset default (None or '': a feature that is off) leaves every
-  cached cell's hash as it was; a set value of it, or a changed existing value, does not."""
-  config = _config(grid_lib.baseline_cell("hrnn", 0, 10, "uniform"))
-  before = sweep.config_hash(config)
-  config.student.new_feature = ""
-  config.data.another = None
-  config.student.new_group = ml_collections.ConfigDict({"mode": "", "width": None})  # a group, all unset
-  assert sweep.config_hash(config) == before
-  config.student.new_group.width = 3
-  assert sweep.config_hash(config) != before
-  config.student.new_group.width = None
-  config.student.new_feature = "on"
-  assert sweep.config_hash(config) != before
-  config.student.new_feature = ""
-  config.optim.clip_mode = "global"
-  assert sweep.config_hash(config) != before
-
-
-def test_cell_cache_serves_matching_records_and_refuses_or_clears_stale_ones(tmp_path):
-  layout = sweep.Layout(str(tmp_path))
-  cell = grid_lib.baseline_cell("hrnn", 0, 10, "uniform")
-  logs = []
-  cache = sweep.CellCache(layout, log=logs.append)
-  assert cache.lookup(cell, "abc") is None
-  stored = cache.store(cell, "abc", {"gap": 0.5})
-  assert stored["key"] == cell.key and stored["cell"]["sampling"] == "uniform"
-  as_json = json.loads(json.dumps(stored))  # tuples read back as lists
-  assert json.load(open(layout.cell(cell.key))) == as_json == cache.lookup(cell, "abc")
-  os.makedirs(os.path.join(layout.run(cell.key), "checkpoints"))
-  with pytest.raises(UserError, match="uniform_k10.json: cached result of another config"):
-    cache.lookup(cell, "def")
-  assert os.path.exists(layout.cell(cell.key))  # refusing deletes nothing
-  recompute = sweep.CellCache(layout, recompute_stale=True, log=logs.append)
-  assert recompute.lookup(cell, "def") is None
-  assert not os.path.exists(layout.cell(cell.key)) and not os.path.exists(layout.run(cell.key))
-  assert logs == [f"{cell.key}: stale cache entry, recomputing"]
-
-
-def test_layout_prefixes_only_the_report_files(tmp_path):
-  named = sweep.Layout(str(tmp_path), "seeds3")
-  assert named.report("tables.md") == str(tmp_path / "seeds3_tables.md")
-  assert named.cell("a/b") == str(tmp_path / "cells" / "a/b.json")
-  assert sweep.Layout(str(tmp_path)).report("pareto.png") == str(tmp_path / "pareto.png")
 
 
 def _table(markdown: str, title: str):
@@ -127,8 +68,8 @@ def test_micro_grid_end_to_end_then_rerun_from_cache(tmp_path, monkeypatch):
   def refuse(*args, **kwargs):
     raise AssertionError("the rerun retrained or retimed a cached cell")
 
-  from fewframes_jax import train_loop  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(train_loop, "train_and_evaluate", refuse)
+  from fewframes_jax.train import loop  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(loop, "train_and_evaluate", refuse)
   monkeypatch.setattr(eval_time, "time_eval", refuse)
   again = run()
   assert (again.trained, again.cached) == (0, 3)

@@ -36,9 +36,9 @@ def _child(out_dir):
   """Runs in the 8-device subprocess."""
   import chex  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  from fewframes_jax import evaluate as eval_lib  # pylint: disable=g-import-not-at-top
-  from fewframes_jax import train as train_lib  # pylint: disable=g-import-not-at-top
-  from fewframes_jax import train_loop  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.evaluation import evaluate as eval_lib  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.train import trainer as train_lib  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.train import loop  # pylint: disable=g-import-not-at-top
   from fewframes_jax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
 
   assert jax.device_count() == DEVICES, jax.devices()
@@ -49,7 +49,7 @@ def _child(out_dir):
   config = lib.tiny_config({"train": "unused", "eval": "unused"})
   config.data.batch_size = BATCH
   config.optim.learning_rate = 1e-3
-  nets, initial = train_loop.setup_run(config, mesh=parallel.make_mesh(jax.devices()[:1]), seed=0)
+  nets, initial = loop.setup_run(config, mesh=parallel.make_mesh(jax.devices()[:1]), seed=0)
   initial = jax.device_get(initial)
   train_batches = [_batch(s) for s in range(STEPS)]
   eval_batches = [_batch(100), _batch(101, valid_rows=5)]
@@ -83,7 +83,7 @@ def _child(out_dir):
   report["compiles_before"] = len(compiles)  # the listener does see compiles
   compiles.clear()
   try:
-    train_loop.train_and_evaluate(config, os.path.join(out_dir, "run"))
+    loop.train_and_evaluate(config, os.path.join(out_dir, "run"))
     report["indivisible"] = "no error"
   except ValueError as e:
     report["indivisible"] = str(e)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fewframes_jax import sampling
+from fewframes_jax.sampling import rules
 from fewframes_jax.data import bad_records, records, yt8m
 
 FS = (8, 4)  # rgb, audio bytes per frame
@@ -66,7 +66,7 @@ def test_student_input_of_mismatched_records_equals_the_full_path(mismatch_file)
   full = _read(path)
   for method in ("uniform", "last"):
     student = _read(path, student_frames=(2, method))
-    frames_k, num_frames_k = sampling.sample_frames(jnp.asarray(full["frames"]), jnp.asarray(full["num_frames"]),
+    frames_k, num_frames_k = rules.sample_frames(jnp.asarray(full["frames"]), jnp.asarray(full["num_frames"]),
                                                     2, method)
     np.testing.assert_array_equal(student["frames"], np.asarray(frames_k), err_msg=method)
     np.testing.assert_array_equal(student["num_frames_k"], np.asarray(num_frames_k))

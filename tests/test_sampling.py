@@ -1,4 +1,4 @@
-"""Tests for fewframes_jax.sampling: hand-worked index lists, invariants, and numpy/jax agreement."""
+"""Tests for fewframes_jax.sampling.rules: hand-worked index lists, invariants, and numpy/jax agreement."""
 import functools
 
 import jax
@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fewframes_jax import sampling
-from fewframes_jax.sampling import SAMPLING_METHODS, frame_indices, frame_indices_np, sample_frames
+from fewframes_jax.sampling import rules
+from fewframes_jax.sampling.rules import SAMPLING_METHODS, frame_indices, frame_indices_np, sample_frames
 
 DETERMINISTIC = tuple(m for m in SAMPLING_METHODS if m != "random")
 
@@ -20,7 +20,7 @@ def _idx(n, k, method, max_frames=300, rng=None):
   """Real indices (slots < num_frames_k) and num_frames_k of one video, via the device path."""
   idx, nk = frame_indices(jnp.array([n], jnp.int32), k, method, rng, max_frames=max_frames)
   idx, nk = np.asarray(idx)[0], int(nk[0])
-  assert (idx[nk:] == sampling.PAD_INDEX).all(), idx
+  assert (idx[nk:] == rules.PAD_INDEX).all(), idx
   return idx[:nk].tolist(), nk
 
 
@@ -95,7 +95,7 @@ def test_invariants_over_all_lengths(method):
     real = idx[b, :nk[b]]
     assert (np.diff(real) > 0).all(), (method, n[b], real)  # sorted, distinct
     assert ((real >= 0) & (real < n_clip[b])).all(), (method, n[b], real)  # never padding frames
-    assert (idx[b, nk[b]:] == sampling.PAD_INDEX).all()
+    assert (idx[b, nk[b]:] == rules.PAD_INDEX).all()
     if method != "stride_padded":
       assert nk[b] == min(n_clip[b], k)
       if n_clip[b] <= k:
@@ -115,8 +115,8 @@ def test_numpy_and_jax_agree(method, k, max_frames):
 def test_random_rule_is_shared_given_the_same_noise():
   n = np.array([0, 3, 9, 20, 40, 40])
   noise = np.random.default_rng(0).random((len(n), 40), dtype=np.float32)
-  a = sampling._select(np, n.astype(np.int32), 9, "random", 40, noise)
-  b = sampling._select(jnp, jnp.array(n, jnp.int32), 9, "random", 40, jnp.array(noise))
+  a = rules._select(np, n.astype(np.int32), 9, "random", 40, noise)
+  b = rules._select(jnp, jnp.array(n, jnp.int32), 9, "random", 40, jnp.array(noise))
   np.testing.assert_array_equal(a[0], np.asarray(b[0]))
   np.testing.assert_array_equal(a[1], np.asarray(b[1]))
   # The chosen frames are the top-k noise values inside the true length.
@@ -180,7 +180,7 @@ def test_sample_frames_indices_match_host_path():
 
 def test_gather_frames_extra_dims():
   vals = jnp.arange(2 * 5 * 2 * 3, dtype=jnp.float32).reshape(2, 5, 2, 3) + 1
-  out = sampling.gather_frames(vals, jnp.array([[4, 1], [2, 0]]), jnp.array([2, 1]))
+  out = rules.gather_frames(vals, jnp.array([[4, 1], [2, 0]]), jnp.array([2, 1]))
   np.testing.assert_array_equal(out[0, 0], vals[0, 4])
   np.testing.assert_array_equal(out[0, 1], vals[0, 1])
   np.testing.assert_array_equal(out[1, 0], vals[1, 2])

@@ -1,4 +1,4 @@
-"""How the learned selector trains (fewframes_jax/selection/scorer_training.py and its train step): the
+"""How the learned selector trains (fewframes_jax/sampling/scorer_training.py and its train step): the
 teacher's single-frame targets and the ranking loss against naive references, a step that trains the
 scorer and never the frozen teacher (both training modes), the config checks, and a saved run whose
 restored selector picks the same frames."""
@@ -10,14 +10,15 @@ import pytest
 import runs_testlib as lib
 from configs import base
 from fewframes_jax import checkpoint as ckpt_lib
-from fewframes_jax import configs_lib
+from fewframes_jax import run_config
 from fewframes_jax import inference
-from fewframes_jax import student_loss
-from fewframes_jax import train as train_lib
-from fewframes_jax import train_loop
+from fewframes_jax.train import student_loss
+from fewframes_jax.train import trainer as train_lib
+from fewframes_jax.train import run_setup
+from fewframes_jax.train import loop
 from fewframes_jax.data.quantization import dequantize
-from fewframes_jax.selection import learned
-from fewframes_jax.selection import scorer_training
+from fewframes_jax.sampling import learned
+from fewframes_jax.sampling import scorer_training
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
@@ -54,8 +55,8 @@ def test_drawn_frames_are_distinct_real_frames():
 @pytest.mark.parametrize("family", ["hrnn", "nextvlad"])
 def test_single_frame_probabilities_are_the_teachers_on_a_one_frame_video(family):
   config = selector_config(family)
-  setup = train_lib.make_setup(config)
-  teacher = train_lib.init_state(setup, jax.random.PRNGKey(0)).teacher
+  setup = run_setup.make_setup(config)
+  teacher = run_setup.init_state(setup, jax.random.PRNGKey(0)).teacher
   x = dequantize(jnp.asarray(batch()["frames"][:2, :3]), jnp.asarray([3, 3], jnp.int32))  # [2, 3, D]
   got = jax.jit(lambda x: scorer_training.single_frame_probabilities(setup.teacher_model, teacher.variables, x,
                                                                     jax.random.PRNGKey(1)))(x)
@@ -100,8 +101,8 @@ def test_label_agreement_and_ranking_loss_against_loops():
                                           ("netvlad", "end_to_end")])  # every family, each way twice
 def test_a_step_trains_the_scorer_and_never_the_frozen_teacher(family, train):
   config = selector_config(family, mode="serial", train=train)
-  setup = train_lib.make_setup(config)
-  state = train_lib.init_state(setup, jax.random.PRNGKey(0))
+  setup = run_setup.make_setup(config)
+  state = run_setup.init_state(setup, jax.random.PRNGKey(0))
   assert learned.SELECTOR_KEY in state.student.params
   new, metrics = jax.jit(lambda s, b: train_lib.train_step(s, b, setup=setup))(state, batch())
   assert ("student/selector" in metrics) == (train == "rank")
@@ -118,8 +119,8 @@ def test_a_finetuned_rank_scorer_stays_as_it_is():
   """Stage 2 (finetune: no teacher) trains the student on the frames its rank-trained scorer picks; the
   scorer gets no gradient and stays."""
   config = selector_config("nextvlad", mode="finetune", train="rank")
-  setup = train_lib.make_setup(config)
-  state = train_lib.init_state(setup, jax.random.PRNGKey(0))
+  setup = run_setup.make_setup(config)
+  state = run_setup.init_state(setup, jax.random.PRNGKey(0))
   new, metrics = jax.jit(lambda s, b: train_lib.train_step(s, b, setup=setup))(state, batch())
   assert "student/selector" not in metrics and "student/ce" in metrics
   for a, b in zip(jax.tree.leaves(state.student.params[learned.SELECTOR_KEY]),
@@ -133,8 +134,8 @@ def test_the_ranking_loss_alone_moves_only_the_scorer():
   config = selector_config("hrnn", mode="serial", train="rank")
   config.loss.ce = config.loss.pred = config.loss.rep = 0.0
   config.loss.ce = 1e-30  # combine_student_losses needs one nonzero weight; negligible
-  setup = train_lib.make_setup(config)
-  state = train_lib.init_state(setup, jax.random.PRNGKey(0))
+  setup = run_setup.make_setup(config)
+  state = run_setup.init_state(setup, jax.random.PRNGKey(0))
   b = batch()
   frames = dequantize(jnp.asarray(b["frames"]), jnp.asarray(b["num_frames"]))
   rank = scorer_training.rank_targets(setup.teacher_model, state.teacher.variables, frames,
@@ -154,27 +155,27 @@ def test_the_ranking_loss_alone_moves_only_the_scorer():
 
 
 def test_config_checks():
-  ok = configs_lib.resolve(base.experiment("hrnn", k=10, arg="tiny,mode=parallel,sampling=learned"))
-  configs_lib.validate(ok)
+  ok = run_config.resolve(base.experiment("hrnn", k=10, arg="tiny,mode=parallel,sampling=learned"))
+  run_config.validate(ok)
   bad = base.experiment("hrnn", k=10, arg="tiny,mode=student_only,sampling=learned")
-  with pytest.raises(configs_lib.ConfigError, match="learns from the teacher"):
-    configs_lib.validate(configs_lib.resolve(bad))
+  with pytest.raises(run_config.ConfigError, match="learns from the teacher"):
+    run_config.validate(run_config.resolve(bad))
   bad.student.selector.train = "end_to_end"
-  configs_lib.validate(configs_lib.resolve(bad))
+  run_config.validate(run_config.resolve(bad))
   stage2 = base.experiment("hrnn", k=10, arg="tiny,mode=finetune,sampling=learned")
-  configs_lib._validate_selector(configs_lib.resolve(stage2))  # pylint: disable=protected-access  (rank kept fixed)
+  run_config._validate_selector(run_config.resolve(stage2))  # pylint: disable=protected-access  (rank kept fixed)
   bad.student.selector.streams = "video"
-  with pytest.raises(configs_lib.ConfigError, match="streams"):
-    configs_lib.validate(configs_lib.resolve(bad))
+  with pytest.raises(run_config.ConfigError, match="streams"):
+    run_config.validate(run_config.resolve(bad))
   unused = base.experiment("hrnn", k=10, arg="tiny,mode=parallel")
   unused.student.selector.streams = "audio"
-  with pytest.raises(configs_lib.ConfigError, match="only sampling='learned'"):
-    configs_lib.validate(configs_lib.resolve(unused))
+  with pytest.raises(run_config.ConfigError, match="only sampling='learned'"):
+    run_config.validate(run_config.resolve(unused))
 
 
 def test_a_saved_selector_picks_the_same_frames_after_restore(tmp_path):
   config = selector_config("hrnn", mode="parallel", streams="audio")
-  setup, state = train_loop.setup_run(config)
+  setup, state = loop.setup_run(config)
   state, _ = jax.jit(lambda s, b: train_lib.train_step(s, b, setup=setup))(state, batch(1))  # a trained scorer
   manager = ckpt_lib.make_manager(str(tmp_path))
   ckpt_lib.save(manager, state, config, force=True)

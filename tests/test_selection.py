@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fewframes_jax import sampling
-from fewframes_jax import selection
-from fewframes_jax.selection import content
+from fewframes_jax.sampling import rules
+from fewframes_jax.sampling import methods
+from fewframes_jax.sampling import content
 
 T, D = 20, 4
 
@@ -75,7 +75,7 @@ def test_random_videos_give_distinct_increasing_real_frames(method):
   idx, nk = content.content_indices(jnp.asarray(frames), jnp.asarray(lengths), 6, method)
   for row, n in zip(np.asarray(idx), lengths):
     real = row[:min(n, 6)]
-    assert np.all(np.diff(real) > 0) and np.all(real < n) and np.all(row[min(n, 6):] == sampling.PAD_INDEX)
+    assert np.all(np.diff(real) > 0) and np.all(real < n) and np.all(row[min(n, 6):] == rules.PAD_INDEX)
   np.testing.assert_array_equal(nk, np.minimum(lengths, 6))
 
 
@@ -83,18 +83,18 @@ def test_select_frames_is_one_entry_point():
   rng = np.random.default_rng(1)
   frames = jnp.asarray(rng.standard_normal([3, T, D]).astype(np.float32))
   n = jnp.asarray([20, 5, 11], jnp.int32)
-  for method in sampling.SAMPLING_METHODS:
+  for method in rules.SAMPLING_METHODS:
     if method == "random":
       continue
-    got = selection.select_frames(frames, n, 4, method, return_indices=True)
-    want = sampling.sample_frames(frames, n, 4, method, return_indices=True)
+    got = methods.select_frames(frames, n, 4, method, return_indices=True)
+    want = rules.sample_frames(frames, n, 4, method, return_indices=True)
     for a, b in zip(got, want):
       np.testing.assert_array_equal(a, b)
-  fk, nk, idx = selection.select_frames(frames, n, 4, "far_from_mean", return_indices=True)
-  np.testing.assert_array_equal(fk, sampling.gather_frames(frames, idx, nk))
-  assert set(selection.SELECTION_METHODS) == set(sampling.SAMPLING_METHODS) | set(content.CONTENT_METHODS) | {
+  fk, nk, idx = methods.select_frames(frames, n, 4, "far_from_mean", return_indices=True)
+  np.testing.assert_array_equal(fk, rules.gather_frames(frames, idx, nk))
+  assert set(methods.SELECTION_METHODS) == set(rules.SAMPLING_METHODS) | set(content.CONTENT_METHODS) | {
       "learned"}
-  assert selection.needs_every_frame("far_from_mean") and not selection.needs_every_frame("uniform")
-  assert selection.needs_every_frame("learned")
+  assert methods.needs_every_frame("far_from_mean") and not methods.needs_every_frame("uniform")
+  assert methods.needs_every_frame("learned")
   with pytest.raises(ValueError, match="scorer's parameters"):  # applied by inference.Selection, with them
-    selection.select_frames(frames, n, 4, "learned")
+    methods.select_frames(frames, n, 4, "learned")

@@ -1,10 +1,10 @@
-"""What a selector costs (fewframes_jax/cost/selection_cost.py): frames and bytes read per rule, the scorer's
+"""What a selector costs (fewframes_jax/benchmark/selection_cost.py): frames and bytes read per rule, the scorer's
 XLA FLOPs against its layer arithmetic, and the whole forward counting the scorer on every frame slot."""
 import pytest
 
 from configs import base
-from fewframes_jax import configs_lib
-from fewframes_jax.cost import selection_cost
+from fewframes_jax import run_config
+from fewframes_jax.benchmark import selection_cost
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
@@ -45,5 +45,5 @@ def test_the_whole_forward_counts_the_scorer_on_every_slot():
   scorer = selection_cost.scorer_flops(config("learned", "all"))
   assert uniform < ffm  # the same model; far_from_mean computes a distance per frame slot
   assert learned - uniform >= 0.9 * scorer
-  share = selection_cost.scorer_share(configs_lib.resolve(config("learned", "audio")), [6, 12])
+  share = selection_cost.scorer_share(run_config.resolve(config("learned", "audio")), [6, 12])
   assert set(share) == {6, 12} and share[6]["share"] > share[12]["share"] > 0

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import runs_testlib as lib
-from fewframes_jax import sampling
+from fewframes_jax.sampling import rules
 from fewframes_jax.data import yt8m
 
 T = 40                      # max_frames
@@ -13,7 +13,7 @@ SIZES = (8, 4)              # rgb, audio bytes per frame
 C = 5
 # Empty, shorter than k, exactly k, odd lengths, full, and longer than T (truncated to T).
 LENGTHS = (0, 1, 3, 5, 9, 10, 11, 17, 29, 39, 40, 57)
-DETERMINISTIC = tuple(m for m in sampling.SAMPLING_METHODS if m != "random")
+DETERMINISTIC = tuple(m for m in rules.SAMPLING_METHODS if m != "random")
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def full(pattern):
 @pytest.mark.parametrize("method", DETERMINISTIC)
 def test_student_input_equals_on_device_sampling(pattern, full, method, k):
   student = read_all(pattern, (k, method))
-  frames_k, num_frames_k = sampling.sample_frames(jnp.asarray(full["frames"]),
+  frames_k, num_frames_k = rules.sample_frames(jnp.asarray(full["frames"]),
                                                   jnp.asarray(full["num_frames"]), k, method)
   assert student["frames"].shape == (full["frames"].shape[0], k, sum(SIZES))
   assert student["frames"].dtype == np.uint8

@@ -1,4 +1,4 @@
-"""Tests for fewframes_jax.student_loss: each of the paper's terms gets the right inputs (the student's
+"""Tests for fewframes_jax.train.student_loss: each of the paper's terms gets the right inputs (the student's
 forward on exactly its selected frames, the teacher's per-frame states at those frames, the cross-family
 projection) and the total weights them; checked against a recomputation with plain `model.apply` calls
 and numpy indexing."""
@@ -10,8 +10,8 @@ import pytest
 import runs_testlib as lib
 from configs import base
 from fewframes_jax import losses
-from fewframes_jax import student_loss
-from fewframes_jax import train_loop
+from fewframes_jax.train import student_loss
+from fewframes_jax.train import loop
 from fewframes_jax.data.quantization import dequantize
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
@@ -57,7 +57,7 @@ def naive_terms(setup, state, frames, num_frames, labels, selected, rng):
     ("nextvlad", "hrnn", dict(WEIGHTS, rep_intermediate=0.0)),  # cross-family: L_rep through the projection
 ])
 def test_each_term_takes_the_right_inputs_and_the_total_weights_them(teacher, student, weights):
-  setup, state = train_loop.setup_run(config(teacher, student, weights))
+  setup, state = loop.setup_run(config(teacher, student, weights))
   assert setup.pred_distance == "mse" and (setup.projection_dim > 0) == (teacher != student)
   b = jax.tree.map(jnp.asarray, lib.random_batch(1, (T, 7, 2, 0), max_frames=T, feature_dim=16, num_classes=C))
   frames = dequantize(b["frames"], b["num_frames"])

@@ -5,12 +5,12 @@ import pytest
 
 from configs import base
 from fewframes_jax import checkpoint as ckpt_lib
-from fewframes_jax import configs_lib
-from fewframes_jax import evaluate as eval_lib
-from fewframes_jax import sampling
-from fewframes_jax import student_loss
-from fewframes_jax import train as train_lib
-from fewframes_jax import train_loop
+from fewframes_jax import run_config
+from fewframes_jax.evaluation import evaluate as eval_lib
+from fewframes_jax.sampling import rules
+from fewframes_jax.train import student_loss
+from fewframes_jax.train import trainer as train_lib
+from fewframes_jax.train import loop
 from fewframes_jax.data.quantization import dequantize
 
 NUM_CLASSES = 6
@@ -61,7 +61,7 @@ def make_batch(seed=0, batch=4):
 
 
 def setup(config, seed=0):
-  return train_loop.setup_run(config, seed=seed)
+  return loop.setup_run(config, seed=seed)
 
 
 def tree_allclose(a, b, **kw):
@@ -106,7 +106,7 @@ def test_shared_head_is_the_teachers():
 
   @jax.jit  # one compile instead of one per operation
   def head_of_student(state, frames, num_frames):
-    fk, nk = sampling.sample_frames(dequantize(frames, num_frames), num_frames, 4, "uniform")
+    fk, nk = rules.sample_frames(dequantize(frames, num_frames), num_frames, 4, "uniform")
     rep, _ = nets.student_model.apply(state.student.variables, fk, nk, train=False,
                                       method=nets.student_model.encode)
     return nets.teacher_model.apply(state.teacher.variables, rep, train=False, method=nets.teacher_model.classify)
@@ -154,8 +154,8 @@ def test_serial_rejects_mismatched_teacher(tmp_path):
   config.teacher_workdir = str(tmp_path / "teacher")
   config.teacher.nextvlad.hidden_size = 32
   config.student.nextvlad.hidden_size = 32
-  with pytest.raises(configs_lib.ConfigError, match="does not match config.teacher"):
-    configs_lib.validate(config)
+  with pytest.raises(run_config.ConfigError, match="does not match config.teacher"):
+    run_config.validate(config)
 
 
 def test_cross_family_projection_belongs_to_student():
@@ -218,8 +218,8 @@ def test_ensemble_of_teachers_from_two_families(tmp_path):
   state, metrics = step_fn(nets)(state, batch)
   assert np.isfinite(float(metrics["student/loss"]))
   config.share_classifier = True
-  with pytest.raises(configs_lib.ConfigError, match="no single classifier to share"):
-    configs_lib.validate(config)
+  with pytest.raises(run_config.ConfigError, match="no single classifier to share"):
+    run_config.validate(config)
 
 
 def test_shared_head_runs_in_inference_mode_for_the_student_in_training():
@@ -235,7 +235,7 @@ def test_shared_head_runs_in_inference_mode_for_the_student_in_training():
 
   @jax.jit  # one compile instead of one per operation
   def student_and_heads(state, frames, num_frames):
-    fk, nk = sampling.sample_frames(dequantize(frames, num_frames), num_frames, 4, "uniform")
+    fk, nk = rules.sample_frames(dequantize(frames, num_frames), num_frames, 4, "uniform")
     rep, _, probs, _ = student_loss.forward(setup_, state.student.params, state.student.batch_stats,
                                             state.teacher, fk, nk, train=True, rng=jax.random.PRNGKey(3))
     head_eval = setup_.teacher_model.apply(state.teacher.variables, rep, train=False,
@@ -254,18 +254,18 @@ def test_a_content_aware_selector_trains_and_evaluates_like_any_rule():
   frames from the dequantized frames, and the student's input path must ship every frame."""
   config = tiny_config("student_only")
   config.student.sampling = "far_from_mean"
-  configs_lib.validate(config)
+  run_config.validate(config)
   setup_, state = setup(config)
   assert setup_.selection.input_frames() is None
   batch = make_batch()
   state, metrics = step_fn(setup_)(state, batch)
   assert np.isfinite(float(metrics["student/ce"]))
   out = eval_fn(setup_)(state, batch, jax.random.PRNGKey(0))
-  from fewframes_jax import selection  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.sampling import methods  # pylint: disable=g-import-not-at-top
 
   @jax.jit  # one compile instead of one per operation
   def student_on_selected(variables, frames, num_frames):
-    fk, nk = selection.select_frames(dequantize(frames, num_frames), num_frames, 4, "far_from_mean")
+    fk, nk = methods.select_frames(dequantize(frames, num_frames), num_frames, 4, "far_from_mean")
     return setup_.student_model.apply(variables, fk, nk, train=False).probabilities
 
   probs = student_on_selected(state.student.variables, batch["frames"], batch["num_frames"])

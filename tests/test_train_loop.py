@@ -7,11 +7,11 @@ import pytest
 
 import runs_testlib as lib
 from fewframes_jax import checkpoint as ckpt_lib
-from fewframes_jax import evaluate as eval_lib
+from fewframes_jax.evaluation import evaluate as eval_lib
 from fewframes_jax import parallel
-from fewframes_jax import predict
-from fewframes_jax import train as train_lib
-from fewframes_jax import train_loop
+from fewframes_jax.evaluation import predict
+from fewframes_jax.train import run_setup
+from fewframes_jax.train import loop
 
 NUM_EVAL = 11  # eval shards of 4, 4, 3 videos; the first record of shard 1 has a label out of range
 
@@ -25,13 +25,13 @@ def setup(tmp_path_factory, fast_compile):  # pylint: disable=unused-argument  (
                            bad_eval_shards=(1,))
   config = lib.tiny_config(data, steps=1, **{"data.on_error": "skip"})
   mesh = parallel.make_mesh()
-  setup_, state = train_loop.setup_run(config, mesh=mesh)
+  setup_, state = loop.setup_run(config, mesh=mesh)
   return config, setup_, state, eval_lib.make_eval_step(setup_.scorers(), mesh), mesh
 
 
 def test_eval_skips_are_counted_and_the_rest_evaluated(setup):
   config, setup_, state, eval_step, mesh = setup
-  results = train_loop.run_eval(config, setup_, state, eval_step, mesh)
+  results = loop.run_eval(config, setup_, state, eval_step, mesh)
   assert set(results) == {"teacher", "student"}
   for metrics in results.values():
     assert metrics["skipped_records"] == 1
@@ -43,11 +43,11 @@ def test_eval_bad_record_raises_with_on_error_raise(setup):
   config = config.copy_and_resolve_references()
   config.data.on_error = "raise"
   with pytest.raises(ValueError, match=r"eval-1\.tfrecord.*record 0.*label"):
-    train_loop.run_eval(config, setup_, state, eval_step, mesh)
+    loop.run_eval(config, setup_, state, eval_step, mesh)
 
 
 def _train(config, workdir):
-  return train_loop.train_and_evaluate(config, str(workdir))
+  return loop.train_and_evaluate(config, str(workdir))
 
 
 def test_every_mode_that_calls_the_model_with_willow_random_frames(setup, tmp_path):
@@ -78,10 +78,10 @@ def test_every_mode_that_calls_the_model_with_willow_random_frames(setup, tmp_pa
   teacher_head = ckpt_lib.restore(str(stage1_dir), best=True).variables["params"]["head"]
   finetune = config.copy_and_resolve_references()
   finetune.mode, finetune.init_workdir = "finetune", str(stage1_dir)
-  loaded = train_loop.load_networks(finetune)
+  loaded = loop.load_networks(finetune)
   for a, b in zip(jax.tree.leaves(loaded.student_variables["params"]["head"]), jax.tree.leaves(teacher_head)):
     np.testing.assert_array_equal(a, b)
-  setup_ = train_lib.make_setup(finetune)
+  setup_ = run_setup.make_setup(finetune)
   assert not setup_.has_teacher and setup_.train_student and not setup_.shared_head
   assert dict(setup_.loss_weights) == {"ce": 1.0, "pred": 0.0, "rep": 0.0, "rep_intermediate": 0.0}
   out = _train(finetune, tmp_path / "finetune")

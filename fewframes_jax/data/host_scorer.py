@@ -31,7 +31,7 @@ import numpy as np
 
 from fewframes_jax.data import quantization
 from fewframes_jax.data import records
-from fewframes_jax.sampling import PAD_INDEX
+from fewframes_jax.sampling.rules import PAD_INDEX
 
 LAYERS = ("project", "hidden", "score")  # the scorer's Dense layers, in order (`FrameScorer`)
 PAD_SCORE = -1e9                          # = `selection.learned.PAD_SCORE` (this module needs no Flax)

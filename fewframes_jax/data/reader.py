@@ -28,7 +28,7 @@ from typing import List, NamedTuple
 
 import numpy as np
 
-from fewframes_jax import sampling
+from fewframes_jax.sampling import rules
 from fewframes_jax.data import bad_records
 from fewframes_jax.data import records
 
@@ -89,9 +89,9 @@ class RecordReader:
         self.host_scorer = student_frames[2]
         self._scored_feature = self.host_scorer.feature_index(self.feature_sizes)
       else:
-        sampling.frame_indices_np(np.zeros([1], np.int32), k, method, seed_or_rng=0, max_frames=max_frames)
+        rules.frame_indices_np(np.zeros([1], np.int32), k, method, seed_or_rng=0, max_frames=max_frames)
         if method != "random":  # the rule for every length 0..T, looked up per record
-          table, table_k = sampling.frame_indices_np(np.arange(max_frames + 1), k, method,
+          table, table_k = rules.frame_indices_np(np.arange(max_frames + 1), k, method,
                                                      max_frames=max_frames)
           self._index_table, self._num_k_table = tf.constant(table), tf.constant(table_k)
 
@@ -331,7 +331,7 @@ class RecordReader:
       num_k = np.zeros([len(lengths)], np.int32)
       for row, (n, fi, ri) in enumerate(zip(lengths, file_indices, record_indices)):
         rng = np.random.default_rng([self.seed, int(fi), int(ri)])  # per record: chunking-invariant
-        idx, nk = sampling.frame_indices_np(np.array([n], np.int32), k, method, seed_or_rng=rng,
+        idx, nk = rules.frame_indices_np(np.array([n], np.int32), k, method, seed_or_rng=rng,
                                             max_frames=self.max_frames)
         indices[row], num_k[row] = idx[0], nk[0]
       return indices, num_k

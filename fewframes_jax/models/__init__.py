@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 import ml_collections
 
+from fewframes_jax.models.budget import at_budget, hrnn_block_length
 from fewframes_jax.models.classifiers import Logistic, MoE
 from fewframes_jax.models.common import ModelOutput, VideoModel, load_whitening
 from fewframes_jax.models.netvlad import GatedNetVLAD
@@ -87,5 +88,5 @@ def build_model(model_config: ml_collections.ConfigDict, *, num_classes: int,
   return VideoModel(encoder=encoder, head=head)
 
 
-__all__ = ["DTYPES", "FAMILY_FIELDS", "MODEL_NAMES", "RECURRENT", "ModelOutput", "VideoModel", "build_model", "hrnn_student_blocks",
+__all__ = ["DTYPES", "at_budget", "hrnn_block_length", "FAMILY_FIELDS", "MODEL_NAMES", "RECURRENT", "ModelOutput", "VideoModel", "build_model", "hrnn_student_blocks",
            "input_norm_of", "model_config_at_k"]

@@ -5,7 +5,7 @@
 * `Logistic`: a dense layer with bias and a sigmoid ([L]'s `LogisticModel`, NeXtVLAD's head).
 
 Regularisation (the anchors' per-layer L2) is applied by the optimizer to the head's kernels,
-see `fewframes_jax/train.py`.
+see `fewframes_jax/train/trainer.py`.
 """
 from typing import Any
 

@@ -13,7 +13,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from fewframes_jax import evaluate
+from fewframes_jax.evaluation import evaluate
 from fewframes_jax import inference
 
 

@@ -88,7 +88,7 @@ def judgement_auc(teacher, config, *, max_videos: int = 100) -> Dict[str, float]
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from fewframes_jax.data import synthetic, yt8m  # pylint: disable=g-import-not-at-top
   from fewframes_jax.data.quantization import dequantize  # pylint: disable=g-import-not-at-top
-  from fewframes_jax.selection import scorer_training  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.sampling import scorer_training  # pylint: disable=g-import-not-at-top
   d = config.data
   if "synthetic-v" not in d.eval_pattern:
     raise UserError("judgement_auc needs the bundled synthetic data (its generator knows the evidence)")

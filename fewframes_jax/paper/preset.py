@@ -5,7 +5,7 @@ config live with the configs (`configs/paper.py`); the sweep (`sweep.py`) reads 
 it (timing, fast compilation, the report's title).
 """
 import dataclasses
-from typing import Any, Tuple
+from typing import Any, Mapping, Tuple
 
 from fewframes_jax.errors import UserError
 from fewframes_jax.paper.grid import Grid
@@ -60,3 +60,10 @@ class Preset:
   def title(self) -> str:
     scale = f" x {self.schedule_scale:g} schedule" if self.schedule_scale != 1.0 else ""
     return f"preset `{self.name}`{scale}"
+
+
+def named(presets: Mapping[str, Preset], name: str) -> Preset:
+  """`presets[name]`, or a `UserError` that lists the names."""
+  if name not in presets:
+    raise UserError(f"--preset={name!r}: expected one of {sorted(presets)}")
+  return presets[name]

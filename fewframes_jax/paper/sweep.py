@@ -7,9 +7,9 @@
 * a family's Teacher-Skyline is trained once per seed (and per data fraction for Table 2); every
   serial row restores it (frozen, best checkpoint) instead of training its own;
 * each finished cell's result is cached as `<out>/cells/<cell key>.json` with a hash of its config
-  (`config_hash`): a rerun reads it instead of training, and an interrupted sweep resumes (a cell killed
-  mid-training resumes from its checkpoints). A cached cell whose config no longer matches is an error,
-  or, with `recompute_stale`, is deleted with its run and retrained (`CellCache`);
+  (`run_cache.py`, shared with the studies): a rerun reads it instead of training, and an interrupted
+  sweep resumes (a cell killed mid-training resumes from its checkpoints). A cached cell whose config no
+  longer matches is an error, or, with `recompute_stale`, is deleted with its run and retrained;
 * Table 3 times the eval forward pass of the teacher and the Serial students (`eval_time.py`), cached
   as `<out>/timing/<cell key>.json`;
 * outputs: `<out>/tables.md`, `<out>/gap_vs_k.png`, `<out>/pareto.png` and `<out>/last_run.json`
@@ -21,8 +21,6 @@ cell into its training config (`configs/paper.py:cell_config`).
 import contextlib
 import dataclasses
 import functools
-import hashlib
-import json
 import os
 import shutil
 import time
@@ -31,44 +29,17 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 import jax
 import ml_collections
 
-from fewframes_jax import configs_lib
-from fewframes_jax.errors import UserError
+from fewframes_jax import run_config
 from fewframes_jax.paper import eval_time
 from fewframes_jax.paper import plots
 from fewframes_jax.paper import render
+from fewframes_jax.paper import run_cache
+from fewframes_jax.paper.run_cache import Layout, Record, RunCache, config_hash, read_json, write_json
 from fewframes_jax.paper.grid import BEST_ROW, Cell, Grid, build_cells, reported_cell, teacher_cell
 from fewframes_jax.paper.preset import Preset
 
 # (cell, preset, *, workdir_of: cell key -> its run folder, data: config.data overrides) -> config
 CellConfig = Callable[..., ml_collections.ConfigDict]
-Record = Dict[str, Any]
-DEPENDENCY_FIELDS = ("teacher_workdir", "teacher_workdirs", "init_workdir")
-
-
-def _without_unset(tree: Any) -> Any:
-  """A config dict without the fields that are unset (None or ''), at any depth, nor the sub-dicts left
-  empty by that (a group of new fields, all unset)."""
-  if isinstance(tree, dict):
-    kept = {k: _without_unset(v) for k, v in tree.items() if v is not None and v != ""}
-    return {k: v for k, v in kept.items() if not (isinstance(v, dict) and not v)}
-  return tree
-
-
-def config_hash(config: ml_collections.ConfigDict, dep_hashes: Sequence[str] = ()) -> str:
-  """A hash of everything that shapes a cell's result: its config (dependency locations excluded, the
-  output folder may move) and the hashes of the cells it reads (a retrained teacher invalidates its
-  serial students). Unset fields (None or '') are left out, so a config field added later whose default
-  is unset (a feature that is off) keeps the cached cells valid; any other new or changed value makes
-  them stale."""
-  d = config.to_dict()
-  for field in DEPENDENCY_FIELDS:
-    d.pop(field, None)
-  d = _without_unset(d)
-  if dep_hashes:
-    d = {"config": d, "deps": list(dep_hashes)}
-  return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 # ------------------------------------------------------------------------------------------------
 # One cell
 
@@ -78,7 +49,7 @@ def config_hash(config: ml_collections.ConfigDict, dep_hashes: Sequence[str] = (
 def network_cost(config: ml_collections.ConfigDict, net: str) -> Tuple[float, int]:
   """(FLOPs per video, parameters) of a resolved config's teacher (all frames) or student (k frames),
   from `cost.flops.model_cost` (memoised there by architecture)."""
-  from fewframes_jax.cost import flops  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.metrics import flops  # pylint: disable=g-import-not-at-top
   from fewframes_jax.models import build_model  # pylint: disable=g-import-not-at-top
   d = config.data
   frames = d.max_frames if net == "teacher" else config.student.k
@@ -88,91 +59,23 @@ def network_cost(config: ml_collections.ConfigDict, net: str) -> Tuple[float, in
   return flops.model_cost(model, frames=frames, feature_dim=sum(d.feature_sizes))
 
 
+def evaluated_network(cell: Cell) -> str:
+  """The network a cell reports: its teacher for a Teacher-Skyline cell, else its student."""
+  return "teacher" if cell.mode == "teacher" else "student"
+
+
 def run_cell(cell: Cell, config: ml_collections.ConfigDict, workdir: str) -> Record:
   """Trains and evaluates one cell; returns its result record: the evaluated network's eval metrics
   (`render` reads gap, map_all_classes, ...), flops, params, steps, seconds, frames, and for a student
-  its teacher's GAP."""
-  from fewframes_jax import train_loop  # pylint: disable=g-import-not-at-top
-  start = time.perf_counter()
-  out = train_loop.train_and_evaluate(config, workdir)
-  seconds = time.perf_counter() - start
-  net = "teacher" if cell.mode == "teacher" else "student"
-  if net not in out["eval"]:
-    raise RuntimeError(f"cell {cell.key}: the run in {workdir} returned no {net} evaluation")
-  flops, params = network_cost(configs_lib.resolve(config), net)
-  record = {key: float(value) for key, value in out["eval"][net].items()}
-  record.update(flops=float(flops), params=int(params), steps=int(out["step"]), seconds=round(seconds, 2),
-                frames=int(config.data.max_frames if net == "teacher" else config.student.k))
-  if net == "student" and "teacher" in out["eval"]:
-    record["teacher_gap"] = float(out["eval"]["teacher"]["gap"])
-  return record
+  its teacher's GAP (`run_cache.train_run`)."""
+  net = evaluated_network(cell)
+  record = run_cache.train_run(config, workdir, evaluated=net)
+  flops, params = network_cost(run_config.resolve(config), net)
+  return dict(record, flops=float(flops), params=int(params))
 
 
 # ------------------------------------------------------------------------------------------------
-# The output folder and the caches
-
-
-def read_json(path: str) -> Optional[Any]:
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except FileNotFoundError:
-    return None
-
-
-def write_json(path: str, obj: Any) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1, sort_keys=True)
-  os.replace(tmp, path)  # atomic: a killed sweep never leaves a half-written cache entry
-
-
-@dataclasses.dataclass(frozen=True)
-class Layout:
-  """Where a sweep's files go under `out` (absolute); `report_name` prefixes the report's files."""
-  out: str
-  report_name: str = ""
-
-  def run(self, key: str) -> str:
-    return os.path.join(self.out, "runs", key)
-
-  def cell(self, key: str) -> str:
-    return os.path.join(self.out, "cells", key + ".json")
-
-  def timing(self, key: str) -> str:
-    return os.path.join(self.out, "timing", key + ".json")
-
-  def report(self, name: str) -> str:
-    return os.path.join(self.out, f"{self.report_name}_{name}" if self.report_name else name)
-
-
-@dataclasses.dataclass
-class CellCache:
-  """The per-cell result cache (`<out>/cells/<key>.json`, each record with its `config_hash`)."""
-  layout: Layout
-  recompute_stale: bool = False
-  log: Callable[[str], None] = print
-
-  def lookup(self, cell: Cell, digest: str) -> Optional[Record]:
-    """The cached record of `cell` if its hash is `digest`; None if there is none. A record of another
-    config is a `UserError`, or with `recompute_stale` is deleted with the cell's run (None)."""
-    path = self.layout.cell(cell.key)
-    record = read_json(path)
-    if record is None or record.get("config_hash") == digest:
-      return record
-    if not self.recompute_stale:
-      raise UserError(f"{path}: cached result of another config (hash {record.get('config_hash')} != "
-                      f"{digest}); delete it, or its whole folder, or use another --out (or --recompute_stale)")
-    self.log(f"{cell.key}: stale cache entry, recomputing")
-    os.remove(path)
-    shutil.rmtree(self.layout.run(cell.key), ignore_errors=True)
-    return None
-
-  def store(self, cell: Cell, digest: str, record: Record) -> Record:
-    record = dict(record, config_hash=digest, cell=dataclasses.asdict(cell), key=cell.key)
-    write_json(self.layout.cell(cell.key), record)
-    return record
+# The caches
 
 
 def default_jax_cache_dir() -> str:
@@ -216,7 +119,7 @@ class Sweep:
   seconds: float
 
 
-def train_cells(cells: Sequence[Cell], config_of: Callable[[Cell], ml_collections.ConfigDict], cache: CellCache,
+def train_cells(cells: Sequence[Cell], config_of: Callable[[Cell], ml_collections.ConfigDict], cache: RunCache,
                 log: Callable[[str], None]) -> Tuple[Dict[str, Record], int]:
   """Each cell's record, from the cache or from `run_cell`, in order (dependencies first; a cached
   dependency without its run folder is retrained first: `ensure_run`). Returns (results by key, number
@@ -229,27 +132,27 @@ def train_cells(cells: Sequence[Cell], config_of: Callable[[Cell], ml_collection
     where = f"[{i}/{len(cells)}] {cell.key}"
     config = config_of(cell)
     digest = hashes[cell.key] = config_hash(config, [hashes[d] for d in cell.deps])
-    record = cache.lookup(cell, digest)
+    record = cache.lookup(cell.key, digest)
     if record is not None:
       results[cell.key] = record
       log(f"{where}: cached, GAP {record['gap']:.4f}")
       continue
     trained += sum(ensure_run(dep, by_key, config_of, cache, results, log) for dep in cell.deps)
-    record = results[cell.key] = cache.store(cell, digest, run_cell(cell, config, cache.layout.run(cell.key)))
+    record = results[cell.key] = cache.store(cell.key, digest, run_cell(cell, config, cache.layout.run(cell.key)),
+                                             cell=dataclasses.asdict(cell))
     trained += 1
     log(f"{where}: GAP {record['gap']:.4f} mAP† {record['map_all_classes']:.4f} ({record['seconds']:.0f} s)")
   return results, trained
 
 
 def ensure_run(key: str, by_key: Mapping[str, Cell], config_of: Callable[[Cell], ml_collections.ConfigDict],
-               cache: CellCache, results: Dict[str, Record], log: Callable[[str], None]) -> int:
+               cache: RunCache, results: Dict[str, Record], log: Callable[[str], None]) -> int:
   """Retrains cell `key` if its result is cached but its run folder has no checkpoint (a cache is
   committed, runs are not) and another cell or Table 3 reads that run, its own dependencies first.
   Training is deterministic, so it gives the cached result again; if it does not, the new record
   replaces the cached one and the log says so. Returns the number of cells retrained."""
-  from fewframes_jax import checkpoint  # pylint: disable=g-import-not-at-top
   run_dir = cache.layout.run(key)
-  if os.path.isdir(checkpoint.checkpoint_dir(run_dir)) and checkpoint.complete_steps(run_dir):
+  if run_cache.has_checkpoint(run_dir):
     return 0
   cell, cached = by_key[key], results[key]
   retrained = sum(ensure_run(dep, by_key, config_of, cache, results, log) for dep in cell.deps)
@@ -259,7 +162,7 @@ def ensure_run(key: str, by_key: Mapping[str, Cell], config_of: Callable[[Cell],
   if record["gap"] != cached["gap"]:
     log(f"{key}: retrained GAP {record['gap']:.6f} != cached {cached['gap']:.6f}; the cache now holds the "
         "retrained result")
-    results[key] = cache.store(cell, cached["config_hash"], record)
+    results[key] = cache.store(key, cached["config_hash"], record, cell=dataclasses.asdict(cell))
   return retrained + 1
 
 
@@ -282,7 +185,7 @@ def time_table3(grid: Grid, preset: Preset, layout: Layout, config_of: Callable[
     ensure(cell.key)
   networks = {cell.key: checkpoint.restore(layout.run(cell.key), best=True).network(which)
               for cell, which in missing}
-  data = configs_lib.resolve(config_of(missing[0][0])).data
+  data = run_config.resolve(config_of(missing[0][0])).data
   batches = eval_time.load_eval_batches(data, preset.timing_videos)
   for key, record in eval_time.time_eval(networks, batches, repeats=preset.timing_repeats).items():
     flops, params = network_cost(networks[key].config, networks[key].which)
@@ -295,7 +198,7 @@ def time_table3(grid: Grid, preset: Preset, layout: Layout, config_of: Callable[
 def fraction_labels(config: ml_collections.ConfigDict, fractions: Sequence[float]) -> Dict[float, str]:
   """'10% (500 videos = 12.5%)': the training videos each fraction actually uses (whole files are kept)."""
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top
-  pattern = configs_lib.resolve(config).data.train_pattern
+  pattern = run_config.resolve(config).data.train_pattern
   files = yt8m.list_files(pattern)
   counts = {f: yt8m.count_records(f) for f in files}
   total = sum(counts.values())
@@ -359,7 +262,7 @@ def run(*, preset: Preset, cell_config: CellConfig, out: str, grid: Optional[Gri
     return cell_config(cell, preset, workdir_of=layout.run, data=data)
 
   with jax_options(cache_dir, preset.fast_compile):
-    cache = CellCache(layout, recompute_stale, log)
+    cache = RunCache(layout, recompute_stale, log)
     results, trained = train_cells(cells, config_of, cache, log)
     by_key = {cell.key: cell for cell in cells}
     ensure = lambda key: ensure_run(key, by_key, config_of, cache, results, log)  # noqa: E731

@@ -1,0 +1,306 @@
+"""`train_and_evaluate(config, workdir)`: the whole run, from data to the final summary table.
+
+One pass of set-up, then the loop:
+1. the config is resolved and validated once (`configs_lib`: bundled data when no pattern is given;
+   every check, including the fit of the runs it resumes or loads, before anything compiles);
+2. the runs it loads are read once (serial: the frozen teacher of `config.teacher_workdir(s)`;
+   finetune: the student of `config.init_workdir`), the networks and optimizers are built once
+   (`train.make_setup`), and the state is created once, directly replicated on the mesh, or restored
+   from the latest checkpoint of `workdir` into its abstract shape (a resume);
+3. train with the jitted step, logging each loss term, the learning rate and throughput to
+   TensorBoard and a progress bar; evaluate every `train.eval_every` steps and at the end (the
+   inference path of `evaluate.py`, the same that scores a saved workdir);
+4. checkpoint every `train.checkpoint_every` steps and at the end (latest N plus best eval GAP);
+5. print a summary: teacher and student GAP, mAP, Hit@1, FLOPs per video and their ratio.
+
+Resuming is exact: the step RNG is folded from (seed, step), and the training input is a
+deterministic function of the seed, so a resumed run skips the batches it has consumed.
+"""
+import json
+import os
+import time
+from typing import Any, Dict, NamedTuple, Optional
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from fewframes_jax import checkpoint as ckpt_lib
+from fewframes_jax import run_config
+from fewframes_jax.evaluation import evaluate as eval_lib
+from fewframes_jax import parallel
+from fewframes_jax.train import preemption
+from fewframes_jax.train import summary as summary_lib
+from fewframes_jax.train import trainer as train_lib
+from fewframes_jax.train import run_setup
+from fewframes_jax.data import stream
+from fewframes_jax.models.ensemble import TeacherEnsemble
+
+
+def print_status(message: str) -> None:
+  """One line for the user, on process 0 only (also logged)."""
+  logging.info(message)
+  if jax.process_index() == 0:
+    print(message, flush=True)
+
+
+class LoadedNetworks(NamedTuple):
+  """What a run loads from other runs: serial's frozen teacher (model and variables: a trained
+  teacher or an ensemble of them), finetune's stage-1 student variables."""
+  teacher_model: Any = None
+  teacher_variables: Optional[Dict[str, Any]] = None
+  student_variables: Optional[Dict[str, Any]] = None
+
+
+def _restored_network(workdir: str, which: str):
+  restored = ckpt_lib.restore(workdir, best=True)
+  model = restored.model if which == "teacher" else restored.student_model
+  variables = restored.variables if which == "teacher" else restored.student_variables
+  if variables is None:
+    raise run_config.ConfigError(f"the checkpoint in {workdir!r} has no {which}")
+  return model, variables
+
+
+def load_networks(config: ml_collections.ConfigDict) -> LoadedNetworks:
+  """The best checkpoint's teacher of `config.teacher_workdir`, or the ensemble of the teachers of
+  `config.teacher_workdirs` (comma-separated; families may differ); or, for finetune, the best
+  checkpoint's student of `config.init_workdir` (with its classifier)."""
+  if config.mode == "finetune":
+    return LoadedNetworks(student_variables=_restored_network(config.init_workdir, "student")[1])
+  if config.mode != "serial":
+    return LoadedNetworks()
+  if not config.teacher_workdirs:
+    return LoadedNetworks(*_restored_network(config.teacher_workdir, "teacher"))
+  members, params, batch_stats = [], {}, {}
+  for m, workdir in enumerate(w.strip() for w in config.teacher_workdirs.split(",")):
+    model, variables = _restored_network(workdir, "teacher")
+    members.append(model)
+    params[f"members_{m}"] = variables["params"]
+    batch_stats[f"members_{m}"] = variables["batch_stats"]
+  return LoadedNetworks(TeacherEnsemble(tuple(members)), {"params": params, "batch_stats": batch_stats})
+
+
+def setup_run(config: ml_collections.ConfigDict, *, mesh=None, seed: Optional[int] = None):
+  """A run's set-up and its fresh state (step 0, on the mesh) for a resolved, validated config: the
+  networks it loads, `train.make_setup`, `train.create_state`. -> (TrainSetup, DistillState)."""
+  mesh = mesh or parallel.make_mesh()
+  loaded = load_networks(config)
+  setup = run_setup.make_setup(config, teacher_model=loaded.teacher_model)
+  rng = jax.random.PRNGKey(config.seed if seed is None else seed)
+  return setup, run_setup.create_state(setup, rng, mesh, teacher_variables=loaded.teacher_variables,
+                                       student_variables=loaded.student_variables)
+
+
+def initial_state(config: ml_collections.ConfigDict, setup: run_setup.TrainSetup, loaded: LoadedNetworks,
+                  manager, mesh):
+  """Where to start, placed on the mesh: the latest checkpoint of the run (restored into the abstract
+  state, no throw-away initialisation) and its input position, else a fresh state at the start of the
+  stream. -> (state, start step, this process's `stream.Position`)."""
+  rng = jax.random.PRNGKey(config.seed)
+  variables = dict(teacher_variables=loaded.teacher_variables, student_variables=loaded.student_variables)
+  latest = manager.latest_step()
+  if latest is None:
+    return run_setup.create_state(setup, rng, mesh, **variables), 0, stream.Position()
+  abstract = run_setup.create_state(setup, rng, mesh, abstract=True, **variables)
+  state, meta = ckpt_lib.restore_state(manager, latest, abstract)
+  return state, int(meta["step"]), resume_position(meta)
+
+
+def saved_positions(position: stream.Position) -> Dict[str, Any]:
+  """The `data_position` saved with a checkpoint: every process's next record, in process order
+  (a collective: every process calls it at the same step)."""
+  if jax.process_count() == 1:
+    positions = [list(position)]
+  else:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    positions = np.asarray(multihost_utils.process_allgather(np.asarray(position, np.int64))).tolist()
+  return {"positions": [[int(v) for v in p] for p in positions]}
+
+
+def resume_position(meta: Dict[str, Any]) -> stream.Position:
+  """This process's stream position from a checkpoint's meta (`saved_positions`)."""
+  saved = meta.get("data_position")
+  if not isinstance(saved, dict) or "positions" not in saved:
+    raise run_config.ConfigError(
+        f"the checkpoint of step {meta.get('step')} has no input position (data_position={saved!r}: it was "
+        "saved by an older version, which resumed by re-reading its batches); resume it with that version, "
+        "or start a new workdir")
+  positions = saved["positions"]
+  if len(positions) != jax.process_count():
+    raise run_config.ConfigError(
+        f"the checkpoint of step {meta.get('step')} was saved by {len(positions)} processes, each with its own "
+        f"input position; resume it with {len(positions)} processes (now {jax.process_count()})")
+  return stream.Position(*positions[jax.process_index()])
+
+
+def _check_data_files(config) -> None:
+  """Fails now, before any network is built, restored or compiled, when the train or eval pattern
+  matches no file (FileNotFoundError naming the pattern: a one-line user error in `main`)."""
+  from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  for pattern in (config.data.train_pattern, config.data.eval_pattern):
+    yt8m.list_files(pattern)
+
+
+def _train_batches(config, start: stream.Position, counter=None, process_index=None, process_count=None):
+  """This process's training batches from stream position `start` (each row has its `position`)."""
+  from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  d = config.data
+  ds = yt8m.make_dataset(d.train_pattern, parallel.local_batch_size(d.batch_size, process_count),
+                         training=True, seed=config.seed, shuffle_buffer=d.shuffle_buffer,
+                         file_fraction=d.train_fraction, skip_counter=counter, process_index=process_index,
+                         process_count=process_count, start=start, **yt8m.config_options(d))
+  return yt8m.as_numpy_batches(ds, skip_counter=counter)
+
+
+def run_eval(config, setup: run_setup.TrainSetup, state, eval_step, mesh) -> Dict[str, Dict[str, float]]:
+  """{'teacher'|'student': metrics} of the live state over the eval set, with the record counts
+  (`evaluate.evaluate_dataset`)."""
+  return eval_lib.evaluate_dataset(setup.scorers(), train_lib.eval_variables(state), config.data, mesh=mesh,
+                                   eval_step=eval_step)
+
+
+def selection_gap(results: Dict[str, Dict[str, float]]) -> Dict[str, float]:
+  """The metric that ranks checkpoints: the student's GAP when there is a student, else the teacher's."""
+  net = "student" if "student" in results else "teacher"
+  return {"gap": float(results[net]["gap"])}
+
+
+class _Logger:
+  """TensorBoard scalars and the progress bar (process 0), with the training throughput."""
+
+  def __init__(self, config, workdir: str, start_step: int, num_steps: int):
+    self.writer = self.progress = None
+    if jax.process_index() == 0:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self.writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      if config.train.progress_bar:
+        from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+        self.progress = tqdm(total=num_steps, initial=start_step, desc=config.mode, dynamic_ncols=True)
+    self.batch_size = config.data.batch_size
+    self._start, self._videos = time.perf_counter(), 0
+
+  def step(self) -> None:
+    self._videos += self.batch_size
+    if self.progress is not None:
+      self.progress.update(1)
+
+  def train_metrics(self, metrics: Dict[str, float], step: int) -> None:
+    metrics = dict(metrics, videos_per_sec=self._videos / max(time.perf_counter() - self._start, 1e-9))
+    self._start, self._videos = time.perf_counter(), 0
+    self.scalars("train", metrics, step)
+    if self.progress is not None:
+      self.progress.set_postfix({key: f"{metrics[key]:.4g}" for key in ("teacher/ce", "student/loss",
+                                                                         "videos_per_sec") if key in metrics})
+
+  def scalars(self, prefix: str, values: Dict[str, float], step: int) -> None:
+    if self.writer is not None:
+      for key, value in values.items():
+        self.writer.add_scalar(f"{prefix}/{key}", float(value), step)
+      self.writer.flush()
+
+  def close(self) -> None:
+    if self.progress is not None:
+      self.progress.close()
+    if self.writer is not None:
+      self.writer.close()
+
+
+def _check_finite(pending) -> None:
+  """Every step's losses are checked before anything is saved, so a NaN never reaches a checkpoint."""
+  for step, metrics in jax.device_get(pending):
+    run_config.check_finite({k: float(v) for k, v in metrics.items()}, step)
+  pending.clear()
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+  """Trains and evaluates; returns {'step', 'eval', 'summary', 'state', 'skipped_records' (training
+  records skipped, by reason), 'frame_count_mismatches' (training records with unequal rgb/audio
+  frame counts)}."""
+  from fewframes_jax.data import bad_records  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  config = run_config.resolve(config)
+  run_config.validate(config, workdir=workdir)
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.data.batch_size, mesh)
+  parallel.check_batch_size(config.data.eval_batch_size, mesh, what="data.eval_batch_size")
+  _check_data_files(config)
+  os.makedirs(workdir, exist_ok=True)
+  loaded = load_networks(config)
+  setup = run_setup.make_setup(config, teacher_model=loaded.teacher_model)
+  num_steps = run_config.num_train_steps(config)
+  manager = ckpt_lib.make_manager(workdir, keep=config.train.keep_checkpoints)
+  state, start_step, position = initial_state(config, setup, loaded, manager, mesh)
+  if start_step:
+    print_status(f"Resumed from {workdir} at step {start_step}")
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  train_step = train_lib.jit_train_step(setup)
+  eval_step = eval_lib.make_eval_step(setup.scorers(), mesh)
+  logger = _Logger(config, workdir, start_step, num_steps)
+  counter = bad_records.SkipCounter()
+  batches = _train_batches(config, position, counter)
+  results: Dict[str, Dict[str, float]] = {}
+  step, pending, preempted = start_step, [], False
+  with preemption.PreemptionWatch(manager, install_handler=jax.process_count() == 1) as watch:
+    while step < num_steps and not preempted:
+      batch = next(batches)
+      position = stream.Position.after(batch["position"][-1])
+      state, step_metrics = train_step(state, parallel.to_global(batch, mesh))
+      step += 1
+      pending.append((step, step_metrics))
+      logger.step()
+      is_last = step == num_steps
+      preempted = not is_last and watch.should_stop(step)
+      do_log = step % config.train.log_every == 0 or is_last
+      do_eval = is_last or (config.train.eval_every and step % config.train.eval_every == 0)
+      do_save = is_last or preempted or step % config.train.checkpoint_every == 0
+      if do_log or do_eval or do_save:
+        _check_finite(pending)
+      if do_log:
+        logger.train_metrics({k: float(v) for k, v in jax.device_get(step_metrics).items()}, step)
+      if do_eval:
+        results = run_eval(config, setup, state, eval_step, mesh)
+        print_status(f"step {step} eval: {eval_lib.format_metrics(results)}")
+        logger.scalars("eval", {f"{net}/{k}": v for net, r in results.items() for k, v in r.items()}, step)
+      if do_save:  # asynchronous: training goes on while Orbax writes (the next save waits for it)
+        ckpt_lib.save(manager, state, config, metrics=selection_gap(results) if do_eval else None,
+                      data_position=saved_positions(position), force=is_last or preempted)
+  if step == start_step and start_step > 0:  # nothing left to train: evaluate the restored state
+    results = run_eval(config, setup, state, eval_step, mesh)
+  manager.wait_until_finished()
+  manager.close()
+  counts = _record_counts(counter)
+  if preempted:
+    logger.close()
+    print_status(f"Stopped at step {step} on a preemption signal; the checkpoint of step {step} is saved. "
+                 "Run the same command again to resume there.")
+    return {"step": step, "eval": {}, "summary": "", "state": state, "preempted": True, **counts}
+  return _finish(config, workdir, setup, state, step, results, counts, logger)
+
+
+def _record_counts(counter) -> Dict[str, Any]:
+  """The training records skipped (by reason) and those with unequal rgb/audio frame counts, summed over
+  processes (a collective)."""
+  return {"skipped_records": parallel.sum_over_processes(counter.by_reason()),
+          "frame_count_mismatches": eval_lib.record_counts(counter)["frame_count_mismatches"]}
+
+
+def _finish(config, workdir, setup, state, step, results, counts, logger) -> Dict[str, Any]:
+  """Reports the training records skipped (by reason) or with unequal rgb/audio frame counts, then
+  prints and saves the summary."""
+  skipped, mismatches = counts["skipped_records"], counts["frame_count_mismatches"]
+  if sum(skipped.values()):
+    print_status(f"skipped {sum(skipped.values())} bad training records: "
+                 f"{({k: v for k, v in skipped.items() if v})}")
+  if mismatches:
+    print_status(f"{mismatches} training records had unequal rgb/audio frame counts (read up to the shorter)")
+  logger.scalars("data", {"skipped_records": sum(skipped.values()), "frame_count_mismatches": mismatches}, step)
+  logger.close()
+  summary = summary_lib.summary_table(config, setup, step, results)
+  if jax.process_index() == 0:
+    print(summary, flush=True)
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump({"step": step, "eval": results, **counts}, f, indent=2, default=float)
+  return {"step": step, "eval": results, "summary": summary, "state": state, "preempted": False, **counts}

@@ -1,0 +1,112 @@
+"""The cached runs shared by the paper sweep and the studies: config hashes, the cache's stale policy, the
+layout, and a run cached, served, refused when stale and stopped by a preemption signal."""
+import dataclasses
+import json
+import os
+
+import ml_collections
+import pytest
+
+from configs import paper as paper_configs
+from fewframes_jax.errors import UserError
+from fewframes_jax.paper import grid as grid_lib
+from fewframes_jax.paper import run_cache
+
+SMALL = paper_configs.PRESETS["small"]
+
+
+def _config(cell, where=lambda key: "/runs/" + key):
+  return paper_configs.cell_config(cell, SMALL, workdir_of=where)
+
+
+def test_config_hash_ignores_where_dependencies_live_not_what_the_cell_is():
+  serial = grid_lib.distill_cell("hrnn", 2, "serial", "rep", 10)
+  moved = _config(serial, lambda key: "/x/" + key)
+  same = _config(serial)
+  other = _config(grid_lib.distill_cell("hrnn", 3, "serial", "rep", 10))
+  assert moved.teacher_workdir != same.teacher_workdir
+  assert run_cache.config_hash(moved) == run_cache.config_hash(same) != run_cache.config_hash(other)
+  # ... and a retrained teacher (another dependency hash) invalidates its students.
+  assert run_cache.config_hash(same, ["aaaa"]) != run_cache.config_hash(same, ["bbbb"]) != run_cache.config_hash(same)
+
+
+def test_config_hash_keeps_cells_valid_when_an_unset_field_is_added():
+  """A config field added later with an unset default (None or '': a feature that is off) leaves every
+  cached cell's hash as it was; a set value of it, or a changed existing value, does not."""
+  config = _config(grid_lib.baseline_cell("hrnn", 0, 10, "uniform"))
+  before = run_cache.config_hash(config)
+  config.student.new_feature = ""
+  config.data.another = None
+  config.student.new_group = ml_collections.ConfigDict({"mode": "", "width": None})  # a group, all unset
+  assert run_cache.config_hash(config) == before
+  config.student.new_group.width = 3
+  assert run_cache.config_hash(config) != before
+  config.student.new_group.width = None
+  config.student.new_feature = "on"
+  assert run_cache.config_hash(config) != before
+  config.student.new_feature = ""
+  config.optim.clip_mode = "global"
+  assert run_cache.config_hash(config) != before
+
+
+def test_run_cache_serves_matching_records_and_refuses_or_clears_stale_ones(tmp_path):
+  layout = run_cache.Layout(str(tmp_path))
+  cell = grid_lib.baseline_cell("hrnn", 0, 10, "uniform")
+  logs = []
+  cache = run_cache.RunCache(layout, log=logs.append)
+  assert cache.lookup(cell.key, "abc") is None
+  stored = cache.store(cell.key, "abc", {"gap": 0.5}, cell=dataclasses.asdict(cell))
+  assert stored["key"] == cell.key and stored["cell"]["sampling"] == "uniform"
+  as_json = json.loads(json.dumps(stored))  # tuples read back as lists
+  assert json.load(open(layout.cell(cell.key))) == as_json == cache.lookup(cell.key, "abc")
+  os.makedirs(os.path.join(layout.run(cell.key), "checkpoints"))
+  with pytest.raises(UserError, match="uniform_k10.json: cached result of another config"):
+    cache.lookup(cell.key, "def")
+  assert os.path.exists(layout.cell(cell.key))  # refusing deletes nothing
+  recompute = run_cache.RunCache(layout, recompute_stale=True, log=logs.append)
+  assert recompute.lookup(cell.key, "def") is None
+  assert not os.path.exists(layout.cell(cell.key)) and not os.path.exists(layout.run(cell.key))
+  assert logs == [f"{cell.key}: stale cache entry, recomputing"]
+
+
+def test_layout_prefixes_only_the_report_files(tmp_path):
+  named = run_cache.Layout(str(tmp_path), "seeds3")
+  assert named.report("tables.md") == str(tmp_path / "seeds3_tables.md")
+  assert named.cell("a/b") == str(tmp_path / "cells" / "a/b.json")
+  assert run_cache.Layout(str(tmp_path)).report("pareto.png") == str(tmp_path / "pareto.png")
+
+
+def _fake_loop(monkeypatch, calls, *, preempted=False):
+  from fewframes_jax.train import loop  # pylint: disable=g-import-not-at-top
+
+  def train_and_evaluate(config, workdir):
+    calls.append(workdir)
+    return {"preempted": preempted, "step": 7, "eval": {"student": {"gap": 0.25 + len(calls)},
+                                                         "teacher": {"gap": 0.75}}}
+
+  monkeypatch.setattr(loop, "train_and_evaluate", train_and_evaluate)
+
+
+def test_a_run_is_trained_once_then_served_and_a_report_trains_nothing(tmp_path, monkeypatch):
+  calls = []
+  _fake_loop(monkeypatch, calls)
+  cache = run_cache.RunCache(run_cache.Layout(str(tmp_path)), log=lambda m: None)
+  config = _config(grid_lib.baseline_cell("hrnn", 0, 10, "uniform"))
+  assert cache.result("hrnn/seed0/a", config, train=False) is None and calls == []
+  first = cache.result("hrnn/seed0/a", config, extend=lambda r: dict(r, flops=5.0))
+  assert (first["gap"], first["teacher_gap"], first["steps"], first["frames"], first["flops"]) == (1.25, 0.75, 7, 10, 5.0)
+  assert calls == [str(tmp_path / "runs" / "hrnn/seed0/a")]
+  assert cache.result("hrnn/seed0/a", config) == first and len(calls) == 1  # served from the cache
+  config.optim.learning_rate *= 2
+  with pytest.raises(UserError, match="cached result of another config"):
+    cache.result("hrnn/seed0/a", config)
+
+
+def test_a_preempted_run_is_not_cached(tmp_path, monkeypatch):
+  calls = []
+  _fake_loop(monkeypatch, calls, preempted=True)
+  cache = run_cache.RunCache(run_cache.Layout(str(tmp_path)))
+  config = _config(grid_lib.baseline_cell("hrnn", 0, 10, "uniform"))
+  with pytest.raises(run_cache.RunPreempted, match="preemption signal at step 7"):
+    cache.result("k", config)
+  assert not os.path.exists(cache.layout.cell("k"))

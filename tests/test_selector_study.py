@@ -1,0 +1,50 @@
+"""The selector study (`paper/selector_study.py`): its rows' configs, its keys, and real data reaching
+every run's config; its command line takes the real-data flags of `launch.paper_tables`."""
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs import paper as paper_configs
+from fewframes_jax.errors import UserError
+from fewframes_jax.paper import selector_study
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STUDY = selector_study.SelectorStudy(out="/tmp/unused", baselines="/tmp/base", preset=paper_configs.PRESETS["long"],
+                                     cell_config=paper_configs.cell_config)
+
+
+def test_rows_are_configured_as_named():
+  distilled = STUDY.config("rank_all_ffm+distill", 1, 10, teacher_workdir="/t")
+  assert (distilled.mode, distilled.student.sampling, distilled.student.selector.train,
+          distilled.student.selector.prior, distilled.teacher_workdir, distilled.seed) == (
+              "serial", "learned", "rank", "far_from_mean", "/t", 1)
+  judged = STUDY.config("rank_all", 0, 10, teacher_workdir="/t")  # ranked by the teacher, CE alone
+  assert judged.mode == "serial" and judged.loss.pred == judged.loss.rep == 0.0 and not judged.share_classifier
+  alone = STUDY.config("e2e_all", 0, 6, teacher_workdir="/t")
+  assert alone.mode == "student_only" and alone.student.k == 6
+  assert STUDY.config("uniform+distill", 0, 30, teacher_workdir="/t").student.sampling == "uniform"
+  assert selector_study.run_key("hrnn", 2, "rank_all+distill", 30) == "hrnn/seed2/rank_all_distill_k30"
+  assert STUDY.teacher_dir(1) == "/tmp/base/runs/hrnn/seed1/teacher"
+  with pytest.raises(UserError, match="unknown"):
+    selector_study.parse_rows("rank_all,nope")
+
+
+def test_real_data_reaches_every_run():
+  data = dict(train_pattern="/yt8m/train*.tfrecord", eval_pattern="/yt8m/validate*.tfrecord", num_classes=3862,
+              num_train_examples=3888919)
+  study = dataclasses.replace(STUDY, data=data)
+  for row in list(selector_study.SELECTOR_ROWS) + list(selector_study.SWEEP_ROWS):
+    config = study.config(row, 0, 10, teacher_workdir="/t")
+    assert {key: config.data[key] for key in data} == data, row
+
+
+@pytest.mark.parametrize("script", ["launch.selector_study", "launch.anyk_study", "launch.paper_tables"])
+def test_every_study_command_takes_the_real_data_flags(script):
+  out = subprocess.run([sys.executable, "-m", script, "--help"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+  assert out.returncode == 0, out.stderr
+  for flag in ("--train_pattern", "--eval_pattern", "--num_classes", "--num_train_examples"):
+    assert flag in out.stdout, (script, flag)
