@@ -97,6 +97,14 @@ def test_waves_equal_one_video_at_a_time_and_the_offline_outputs(family):
   np.testing.assert_array_equal(waves.frames_read, np.minimum(np.asarray(LENGTHS), np.asarray(EXITS)[waves.exit_index]))
 
 
+def test_waves_over_no_videos_return_empty_results():
+  _, _, variables, _, plan, view = plan_and_view("nextvlad")
+  waves = early_exit.run_waves(plan, early_exit.ExitPolicy("confident", 0.5), variables,
+                               *[np.asarray(a)[:0] for a in view], batch_size=4)
+  assert waves.probabilities.shape == (0, test_anyk.C) and waves.probabilities.dtype == np.float32
+  assert waves.exit_index.shape == waves.frames_read.shape == (0,) and waves.batches_per_exit == [0, 0, 0]
+
+
 def test_policies_and_rule_scores():
   assert early_exit.ExitPolicy.parse("") is None
   assert early_exit.ExitPolicy.parse("stable:0.9") == early_exit.ExitPolicy("stable", 0.9)
