@@ -148,7 +148,8 @@ class Scorer:
     Args:
       variables: {'params', 'batch_stats'} of `model` (a student's include its classifier).
       frames_u8: uint8[B, T, D] (or [B, k, D] when `preselected`).
-      num_frames: i32[B] true lengths (num_frames_k when `preselected`).
+      num_frames: i32[B] true lengths (num_frames_k when `preselected`), cut to the frames given as the
+        records signature's reader cuts them.
       rng: the eval batch's key (`eval_key`); default `eval_key(0)`.
       preselected: the frames are already this network's selection (the student-only input path).
 
@@ -156,7 +157,7 @@ class Scorer:
       ModelOutput (probabilities f32[B, C], representation f32[B, E], ...).
     """
     rng = eval_key(0) if rng is None else rng
-    num_frames = num_frames.astype(jnp.int32)
+    num_frames = jnp.clip(num_frames.astype(jnp.int32), 0, frames_u8.shape[1])
     frames = dequantize(frames_u8, num_frames)
     variables, selector_params = split_selector(variables)
     if preselected:

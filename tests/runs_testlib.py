@@ -6,7 +6,7 @@ config, optionally with a fault injected, and writes what it ended with:
   <result>.<process>.npz   this process's copy of the final state (flattened paths -> arrays)
 Faults (`fault`): 'kill_in_save=S' (SIGKILL inside step S's save, after its files are written, before
 Orbax's atomic rename), 'nan_at=S' (the batch of step S gets a NaN frame value), 'sigterm_at=S' (SIGTERM
-to itself once step S has run).
+to itself once step S has run, and again each time the loop then waits for its checkpoint to be written).
 Multi-host: the FEWFRAMES_COORDINATOR / _NUM_PROCESSES / _PROCESS_ID environment (parallel.py).
 """
 import json
@@ -216,11 +216,29 @@ def _inject_fault(fault: str) -> None:
         if int(out[0].step) == target:
           print(f"FAULT: SIGTERM during step {target}", flush=True)
           os.kill(os.getpid(), signal.SIGTERM)
+          signalled.append(target)
         return out
 
       return step_and_signal
 
+    from fewframes_jax import checkpoint  # pylint: disable=g-import-not-at-top
+    make_manager, signalled = checkpoint.make_manager, []
+
+    def manager_signalled_again(*args, **kwargs):  # a second SIGTERM while the save is being written
+      manager = make_manager(*args, **kwargs)
+      wait = manager.wait_until_finished
+
+      def signal_then_wait():
+        if signalled:
+          print(f"FAULT: SIGTERM again while waiting for the save of step {target}", flush=True)
+          os.kill(os.getpid(), signal.SIGTERM)
+        return wait()
+
+      manager.wait_until_finished = signal_then_wait
+      return manager
+
     train_lib.jit_train_step = jit_then_signal
+    checkpoint.make_manager = manager_signalled_again
     return
   if kind == "kill_in_save":
     from orbax.checkpoint._src.path import atomicity  # pylint: disable=g-import-not-at-top

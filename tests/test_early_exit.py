@@ -42,10 +42,26 @@ def test_every_exit_equals_the_student_at_that_budget(family, order):
   config, setup, variables, b, plan, view = plan_and_view(family, order)
   assert plan.incremental == (family != "hrnn")
   outputs = jax.jit(plan.outputs)(variables, view)
-  for k, got in zip(EXITS, outputs):
+  n = jnp.asarray(b["num_frames"])
+  frames = dequantize(jnp.asarray(b["frames"]), n)
+  fed = [[] for _ in LENGTHS]  # per video, the frames every exit so far has fed the model
+  for e, (k, got) in enumerate(zip(EXITS, outputs)):
     scorer = inference.student_scorer(config, setup.student_model, k)
-    want = jax.jit(scorer.apply)(variables, jnp.asarray(b["frames"]), jnp.asarray(b["num_frames"])).probabilities
+    want = jax.jit(scorer.apply)(variables, jnp.asarray(b["frames"]), n).probabilities
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=INCREMENTAL_ATOL)
+    # the frames: those the exits fed (incremental: the new ones of each exit) are the student's at k
+    chosen, nk = scorer.selection.select(frames, n, inference.eval_key(0),
+                                         selector_params=inference.split_selector(variables)[1])
+    exit_frames, count, _ = plan.exit_frames(view, e)
+    for v in range(len(LENGTHS)):
+      rows = np.asarray(exit_frames)[v, :int(count[v])].tolist()
+      fed[v] = fed[v] + rows if plan.incremental else rows
+      assert sorted(fed[v]) == sorted(np.asarray(chosen)[v, :int(nk[v])].tolist()), (k, v)
+    # the tolerance tells frames apart: the student at k on other frames (the uniform rule) is far off
+    other = inference.student_scorer(config, setup.student_model, k)
+    other = inference.Scorer(other.model, inference.Selection(k, "uniform", other.selection.slots))
+    wrong = other.apply(variables, jnp.asarray(b["frames"]), n).probabilities
+    assert float(jnp.abs(wrong - got).max()) > 100 * INCREMENTAL_ATOL
 
 
 def test_an_incremental_exit_feeds_only_its_new_frames_and_never_reads_past_the_video():
@@ -88,6 +104,10 @@ def test_waves_equal_one_video_at_a_time_and_the_offline_outputs(family):
   expected_exit = np.where((confidence >= policy.threshold).any(1), np.argmax(confidence >= policy.threshold, 1), 2)
   np.testing.assert_array_equal(waves.exit_index, expected_exit)
   assert len(set(waves.exit_index.tolist())) > 1
+  # the outputs tell videos apart (a video answered with another's frames or carry would show)
+  for i in range(len(LENGTHS)):
+    for j in range(i):
+      assert np.abs(outputs[i] - outputs[j]).max(-1).min() > 100 * INCREMENTAL_ATOL, (i, j)
   np.testing.assert_allclose(waves.probabilities, outputs[np.arange(len(LENGTHS)), waves.exit_index],
                              atol=INCREMENTAL_ATOL)
   one_by_one = early_exit.run_waves(plan, policy, variables, *arrays, batch_size=1)
@@ -96,6 +116,14 @@ def test_waves_equal_one_video_at_a_time_and_the_offline_outputs(family):
   survivors = [len(LENGTHS), int((waves.exit_index >= 1).sum()), int((waves.exit_index == 2).sum())]
   assert waves.batches_per_exit == [-(-s // 4) for s in survivors]  # survivors compacted into full batches
   np.testing.assert_array_equal(waves.frames_read, np.minimum(np.asarray(LENGTHS), np.asarray(EXITS)[waves.exit_index]))
+
+
+def test_waves_over_no_videos_return_empty_results():
+  _, _, variables, _, plan, view = plan_and_view("nextvlad")
+  waves = early_exit.run_waves(plan, specs.ExitPolicy("confident", 0.5), variables,
+                               *[np.asarray(a)[:0] for a in view], batch_size=4)
+  assert waves.probabilities.shape == (0, test_anyk.C) and waves.probabilities.dtype == np.float32
+  assert waves.exit_index.shape == waves.frames_read.shape == (0,) and waves.batches_per_exit == [0, 0, 0]
 
 
 def test_policies_and_rule_scores():

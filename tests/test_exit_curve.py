@@ -30,7 +30,18 @@ def anyk_run(tmp_path_factory, fast_compile):  # pylint: disable=unused-argument
                                              "student.hrnn.num_blocks": 0})
   workdir = str(root / "run")
   loop.train_and_evaluate(config, workdir)
-  return workdir, config, exit_curve.run(workdir, gate_videos=16)
+  curve_rows, inputs = exit_curve.curve_rows, {}
+
+  def keep_inputs(records, plan, flops, **kwargs):  # the records, for thresholds that split the videos
+    inputs.update(records=records, plan=plan, flops=flops, kwargs=kwargs)
+    return curve_rows(records, plan, flops, **kwargs)
+
+  exit_curve.curve_rows = keep_inputs
+  try:
+    curve = exit_curve.run(workdir, gate_videos=16)
+  finally:
+    exit_curve.curve_rows = curve_rows
+  return workdir, config, dict(curve, inputs=inputs)
 
 
 def _row(curve, rule, threshold):
@@ -44,10 +55,13 @@ def test_the_curve_equals_the_eval_of_the_saved_run_at_each_budget_and_with_earl
   cli = lib.tiny_config({"train": "", "eval": ""}, **{"student.budget": k})
   got = predict.evaluate_restored(workdir, cli)["student"]
   assert got["gap"] == pytest.approx(_row(curve, "budget", k)["gap"], abs=1e-6)
-  for rule, threshold in (("confident", 0.5), ("gate", 0.9)):
-    cli = lib.tiny_config({"train": "", "eval": ""}, **{"student.exit": f"{rule}:{threshold}"})
+  gaps = [_row(curve, "budget", k)["gap"] for k in EXITS]  # the exits' answers differ: the GAP tells them apart
+  assert min(abs(a - b) for i, a in enumerate(gaps) for b in gaps[:i]) > 1e-4
+  for rule in ("confident", "gate"):
+    row = _splitting_row(curve, rule)
+    assert sum(1 for count in row["exit_share"] if count) >= 2, row  # videos stop at different exits
+    cli = lib.tiny_config({"train": "", "eval": ""}, **{"student.exit": f"{rule}:{row['threshold']!r}"})
     got = predict.evaluate_restored(workdir, cli)["student"]
-    row = _row(curve, rule, threshold)
     assert got["gap"] == pytest.approx(row["gap"], abs=1e-6)
     assert got["mean_frames_read"] == pytest.approx(row["mean_frames"])
   # FLOPs: a NeXtVLAD exit adds only its new frames (2, 2, then 4) to the carried sums, then the head
@@ -55,6 +69,23 @@ def test_the_curve_equals_the_eval_of_the_saved_run_at_each_budget_and_with_earl
   assert per_exit[0] <= per_exit[1] < per_exit[2] and curve["flops"]["gate"] > 0
   stable = _row(curve, "stable", 1.0)
   assert stable["mean_flops"] == pytest.approx(np.dot(stable["exit_share"], np.cumsum(per_exit)) / 20, rel=1e-6)
+
+
+def _splitting_row(curve, rule):
+  """The curve's row of `rule` at a threshold inside the widest gap between the videos' first-exit scores:
+  some videos stop at the first exit, the others go on (a threshold far from every score: the device's
+  float32 rounding cannot move a video across it)."""
+  inputs = curve["inputs"]
+  records, kwargs = inputs["records"], inputs["kwargs"]
+  if rule == "gate":
+    scores = np.asarray(kwargs["gate"].score(jnp.asarray(records.features[:, 0])))
+  else:
+    scores = records.rule_scores[rule][:, 0]
+  values = np.unique(scores)
+  i = int(np.argmax(np.diff(values)))
+  threshold = float((values[i] + values[i + 1]) / 2)
+  rows = exit_curve.curve_rows(records, inputs["plan"], inputs["flops"], **dict(kwargs, thresholds={rule: (threshold,)}))
+  return _row({"rows": rows}, rule, threshold)
 
 
 def test_predict_writes_the_frames_each_video_read(anyk_run, tmp_path):

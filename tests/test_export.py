@@ -237,6 +237,21 @@ def test_main_export_writes_the_savedmodel_the_jax_artifact_and_the_info(run):
   assert teacher["checkpoint_step"] == ckpt_lib.find_step(run.workdir, best=True)
 
 
+def test_the_flops_of_an_anyk_hrnn_below_a_whole_block_and_of_a_learned_selector():
+  """An any-k H-RNN (blocks of 6) at budget 4 runs on 6 slots; a learned order's scorer reads all T."""
+  import test_anyk  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.benchmark import selection_cost  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.train import run_setup  # pylint: disable=g-import-not-at-top
+  for order in ("coarse_to_fine", "learned"):
+    config = test_anyk.anyk_config("hrnn", order=order)
+    scorer = inference.student_scorer(config, run_setup.make_setup(config).student_model, 4)
+    assert scorer.selection.slots == 6
+    network = inference.Network(which="student", scorer=scorer, variables={}, config=config)
+    want = flops_lib.model_cost(scorer.model, frames=6, feature_dim=16)[0] + selection_cost.scorer_flops(config)
+    assert (selection_cost.scorer_flops(config) > 0) == (order == "learned")
+    assert export.export_info(network)["flops_per_video"] == pytest.approx(want)
+
+
 def test_export_of_a_network_the_run_lacks_is_a_user_error(run, monkeypatch, tmp_path):
   restored = ckpt_lib.restore(run.workdir)
   restored.student_model = restored.student_variables = None  # as a teacher-mode run

@@ -110,6 +110,16 @@ def test_equal_scores_pick_the_earliest_frames(pattern, full):
   np.testing.assert_array_equal(indices, expected)
 
 
+def test_the_dense_path_given_a_length_past_t_picks_the_records_paths_frames(full):
+  """A caller of the dense signature passes a record's own length (27 > T); the records path cuts it to T."""
+  scorer, params = scorer_and_params("audio", 0)
+  lengths = full["num_frames"].copy()
+  lengths[:len(LENGTHS)] = LENGTHS
+  for got, want in zip(device_selection(dict(full, num_frames=lengths), scorer, params),
+                       device_selection(full, scorer, params)):
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
 def test_the_ranking_is_the_devices_for_nan_zeros_infinities_and_padding():
   tf = records.tensorflow()
   nan, inf = np.float32(np.nan), np.float32(np.inf)

@@ -89,6 +89,21 @@ def test_the_scorer_uses_the_videos_mean_frame():
   assert s[0, 0] != s[1, 0]
 
 
+@pytest.mark.parametrize("prior", learned.PRIORS)
+def test_a_length_past_the_frames_given_is_cut_to_them(prior):
+  """As every selection rule: n > T scores (and selects) as n = T."""
+  scorer = learned.FrameScorer(feature_sizes=SIZES, hidden=3, mlp=5, prior=prior)
+  params = learned.init_params(scorer, jax.random.PRNGKey(1), frames=T)
+  x = jnp.asarray(frames_with_garbage(6, np.array([T, T]), T, sum(SIZES), garbage=False))
+  at_t = scorer.apply({"params": params}, x, jnp.asarray([T, T], jnp.int32))
+  past = scorer.apply({"params": params}, x, jnp.asarray([T + 15, T + 1], jnp.int32))
+  np.testing.assert_array_equal(np.asarray(past), np.asarray(at_t))
+  sel = inference.Selection(k=4, method=learned.METHOD, scorer=scorer)
+  for got, want in zip(sel.select(x, jnp.asarray([T + 15, T + 1]), None, return_indices=True, selector_params=params),
+                       sel.select(x, jnp.asarray([T, T]), None, return_indices=True, selector_params=params)):
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
 def test_selection_applies_the_scorer_and_the_straight_through_forward_is_the_hard_selection():
   scorer, params = _scorer("all")
   lengths = jnp.asarray([10, 3, 0], jnp.int32)
@@ -104,28 +119,44 @@ def test_selection_applies_the_scorer_and_the_straight_through_forward_is_the_ha
     np.testing.assert_array_equal(np.asarray(hard_frames)[b, :n], np.asarray(frames)[b, np.asarray(want_idx)[b, :n]])
     assert (np.asarray(hard_frames)[b, n:] == 0).all()
   soft_frames, _ = sel.select(frames, lengths, jax.random.PRNGKey(0), selector_params=params, differentiable=True)
-  np.testing.assert_allclose(np.asarray(soft_frames), np.asarray(hard_frames), atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(soft_frames), np.asarray(hard_frames))  # exactly, not to rounding
   with pytest.raises(ValueError, match="scorer's parameters"):
     sel.select(frames, lengths, None)
   with pytest.raises(ValueError, match="only it, takes a scorer"):
     inference.Selection(k=4, method="uniform", scorer=scorer)
 
 
-def test_gradients_reach_the_scorer_through_the_perturbed_top_k():
+def test_the_straight_through_gradient_is_the_perturbed_top_ks_and_the_hard_one_is_a_gather():
+  """differentiable=True: the scores get exactly the perturbed top-k's VJP of the loss's gradient at the hard
+  frames (d loss / d frames_k = g: the scores get that of P x for g, P from the same key). False: the scores
+  get none, and the frames get the hard gather's gradient alone (g at the chosen frames, 0 elsewhere)."""
   scorer, params = _scorer("all")
   lengths = jnp.asarray([10, 7], jnp.int32)
   frames = jnp.asarray(frames_with_garbage(5, np.asarray(lengths), T, sum(SIZES), garbage=False))
   target = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, sum(SIZES))), jnp.float32)
+  key = jax.random.PRNGKey(3)
 
-  def loss(p, differentiable):
-    scores = scorer.apply({"params": p}, frames, lengths)
-    x, _ = learned.select_learned(frames, lengths, 3, scores, differentiable=differentiable,
-                                  rng=jax.random.PRNGKey(3), samples=16)
-    return jnp.sum((x - target) ** 2)
+  def loss(scores, x, differentiable):
+    x_k, _ = learned.select_learned(x, lengths, 3, scores, differentiable=differentiable, rng=key, samples=16)
+    return jnp.sum((x_k - target) ** 2)
 
-  grads = jax.grad(loss)(params, True)
+  scores = scorer.apply({"params": params}, frames, lengths)
+  hard, _, idx = learned.select_learned(frames, lengths, 3, scores, return_indices=True)
+  g = 2 * (hard - target)  # d loss / d frames_k at the hard selection
+  _, vjp = jax.vjp(lambda s: learned.perturbed_selection(s, lengths, key, 3, 0.5, 16), scores)
+  want = vjp(jnp.einsum("bkd,btd->bkt", g, frames))[0]
+  got = jax.grad(loss)(scores, frames, True)
+  assert float(jnp.abs(want).sum()) > 0
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
+  grad_scores, grad_frames = jax.grad(loss, argnums=(0, 1))(scores, frames, False)
+  assert not np.asarray(grad_scores).any()
+  scattered = np.zeros(frames.shape, np.float32)
+  for b in range(2):
+    scattered[b, np.asarray(idx)[b]] = np.asarray(g)[b]
+  np.testing.assert_allclose(np.asarray(grad_frames), scattered, rtol=1e-6)
+  # ... and through the scorer, every layer of it gets a gradient
+  grads = jax.grad(lambda p: loss(scorer.apply({"params": p}, frames, lengths), frames, True))(params)
   assert all(np.abs(np.asarray(g)).sum() > 0 for g in jax.tree.leaves(grads))
-  assert all(np.abs(np.asarray(g)).sum() == 0 for g in jax.tree.leaves(jax.grad(loss)(params, False)))
 
 
 def test_the_perturbed_top_k_gradient_matches_finite_differences_of_its_expectation():

@@ -108,3 +108,18 @@ def test_per_video_budgets_and_gathered_frames():
     nested.frame_ranks(frames, num, "learned")
   with pytest.raises(ValueError, match="'learned' order, and only it"):
     nested.frame_ranks(frames, num, "far_from_mean", scores=jnp.zeros([3, T]))
+
+
+def test_a_nan_score_is_a_real_frame_ranked_last_among_the_real_frames():
+  """As `learned.top_k_in_time` and the host scorer rank it: the ranks stay a permutation of the real
+  frames, and every budget's frames are the top-k rule's, in time order."""
+  nan = np.float32(np.nan)
+  scores = jnp.asarray([[0.5, nan, 0.2, 0.1, 9.0, 9.0], [nan, -np.inf, nan, 1.0, 0.0, 0.0]], jnp.float32)
+  n = jnp.asarray([4, 4], jnp.int32)
+  ranks = nested.ranks_by_score(scores, jnp.arange(6)[None, :] < n[:, None])
+  np.testing.assert_array_equal(np.asarray(ranks), [[0, 3, 1, 2, 6, 6], [2, 1, 3, 0, 6, 6]])
+  for k in range(1, 7):
+    got = nested.budget_indices(ranks, n, k, 6)
+    want = learned.learned_indices(scores, n, k)
+    np.testing.assert_array_equal(np.asarray(got[0])[:, :k], np.asarray(want[0]), err_msg=f"k={k}")
+    np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(want[1]))

@@ -1,7 +1,8 @@
 """Preemption and failures, with real worker processes (tests/runs_testlib.py) on CPU.
 
 One run is trained without interruption. Another, with the same command, is sent SIGTERM during step 3
-(as SLURM or a preemptible VM does): it saves step 3 and exits 0 with a message. Restarted, it resumes
+(as SLURM or a preemptible VM does), and again while it waits for the save: it saves step 3 and exits 0
+with a message. Restarted, it resumes
 at step 3 and is SIGKILLed inside the save of step 4 (files written, not yet renamed). Restarted once
 more, it resumes from step 3, the last complete checkpoint (the torn save ignored), and ends with every
 array of its state bit-identical to the uninterrupted run's. A third run gets a NaN in the batch of step
@@ -64,6 +65,7 @@ def test_preempted_and_killed_runs_restart_bit_identical_and_nan_stops(setup):
   log = _read(_log(setup, "term"))
   assert code == 0, lib.tail(_log(setup, "term"))  # a clean exit, not a kill
   assert "FAULT: SIGTERM during step 3" in log and "Stopped at step 3 on a preemption signal" in log
+  assert "FAULT: SIGTERM again while waiting for the save of step 3" in log
   assert _complete_steps(resumed["workdir"]) == [2, 3] and "Traceback" not in log
   meta = ckpt_lib.read_json_item(resumed["workdir"], 3, "meta")
   assert meta["data_position"] == {"positions": [[0, 0, 3 * 8]]}  # the stream position saved with it

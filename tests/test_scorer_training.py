@@ -52,6 +52,18 @@ def test_drawn_frames_are_distinct_real_frames():
   assert set(positions[1][valid[1]].tolist()) == set(range(5))
 
 
+def test_more_frames_per_video_than_slots_leave_the_rest_invalid():
+  """frames_per_video m = 16 > T = 10 (data.max_frames): every real frame once, m - n invalid slots."""
+  n = jnp.asarray([10, 4, 0], jnp.int32)
+  positions, valid = scorer_training.draw_frames(jax.random.PRNGKey(1), n, 10, 16)
+  assert positions.shape == valid.shape == (3, 16)
+  positions, valid = np.asarray(positions), np.asarray(valid)
+  np.testing.assert_array_equal(valid.sum(1), [10, 4, 0])
+  for b, length in enumerate([10, 4, 0]):
+    assert sorted(positions[b][valid[b]].tolist()) == list(range(length))
+    assert (positions[b][~valid[b]] == 0).all()
+
+
 @pytest.mark.parametrize("family", ["hrnn", "nextvlad"])
 def test_single_frame_probabilities_are_the_teachers_on_a_one_frame_video(family):
   config = selector_config(family)

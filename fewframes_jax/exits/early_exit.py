@@ -267,6 +267,9 @@ def run_waves(plan: ExitPlan, policy: specs.ExitPolicy, variables, frames: np.nd
     active = active[go_on]
     carry = jax.tree.map(lambda *xs: jnp.concatenate(xs)[go_on], *carries) if carries else None
     previous = probs[go_on]
+  if final is None:  # no videos: [0, C], C from the first exit's output shape
+    probs = jax.eval_shape(step(0), variables, frames, ranks, num_frames, None, None)[0]
+    final = np.zeros(probs.shape, np.float32)
   return WaveResult(probabilities=final, exit_index=exit_index,
                     frames_read=plan.frames_read(num_frames, exit_index), batches_per_exit=batches_per_exit)
 

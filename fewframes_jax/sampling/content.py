@@ -56,15 +56,21 @@ def feature_change_indices(frames: jax.Array, num_frames: jax.Array, k: int):
   return _finish(jnp.minimum(spread, n - k + j), num_frames, k)
 
 
-def top_k_in_time(score: jax.Array, num_frames: jax.Array, k: int):
-  """The k real frames of highest `score` f32[B, T], re-sorted by time (ties: the earlier frame; padding
-  frames never, whatever their score). -> (indices i32[B, k], num_frames_k i32[B]) as `_finish`."""
-  real = jnp.arange(score.shape[1])[None, :] < num_frames[:, None]
-  # Padding ranks after every real frame: a rank key of (is padding, -score), by two stable sorts.
+def by_decreasing_score(score: jax.Array, real: jax.Array) -> jax.Array:
+  """i32[B, T]: the frames by decreasing `score` f32[B, T] (ties: the earlier frame; NaN after every
+  number), then every padding frame (`real` bool[B, T] False), whatever its score."""
+  # A rank key of (is padding, -score), by two stable sorts.
   order = jnp.argsort(-score, axis=1, stable=True)
-  order = jnp.take_along_axis(order, jnp.argsort(~jnp.take_along_axis(real, order, axis=1), axis=1,
-                                                 stable=True), axis=1)
-  return _finish(jnp.sort(order[:, :k], axis=1), num_frames, k)
+  return jnp.take_along_axis(order, jnp.argsort(~jnp.take_along_axis(real, order, axis=1), axis=1,
+                                                stable=True), axis=1)
+
+
+def top_k_in_time(score: jax.Array, num_frames: jax.Array, k: int):
+  """The k real frames of highest `score` f32[B, T], re-sorted by time (ties: the earlier frame; NaN
+  after every number; padding frames never, whatever their score). -> (indices i32[B, k], num_frames_k
+  i32[B]) as `_finish`."""
+  real = jnp.arange(score.shape[1])[None, :] < num_frames[:, None]
+  return _finish(jnp.sort(by_decreasing_score(score, real)[:, :k], axis=1), num_frames, k)
 
 
 def far_from_mean_indices(frames: jax.Array, num_frames: jax.Array, k: int):

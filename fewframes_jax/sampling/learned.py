@@ -114,7 +114,8 @@ def stream_slice(feature_sizes: Sequence[int], streams: str) -> Tuple[int, int]:
 
 
 class FrameScorer(nn.Module):
-  """Scores every frame. (frames f32[B, T, D], num_frames i32[B]) -> f32[B, T], `PAD_SCORE` at padding.
+  """Scores every frame. (frames f32[B, T, D], num_frames i32[B]) -> f32[B, T], `PAD_SCORE` at padding;
+  a length past T counts T frames (as every selection rule).
 
   FLOPs per frame: about 2 * width * hidden + 2 * (2 * hidden) * mlp + 2 * mlp, width = the streams read
   (1152 for all, 128 for audio on YouTube-8M): at the defaults (hidden 4, mlp 16) XLA counts 3.2 M per
@@ -137,6 +138,7 @@ class FrameScorer(nn.Module):
                        f"{self.feature_sizes}")
     if self.prior not in PRIORS:
       raise ValueError(f"student.selector.prior={self.prior!r}: expected one of {PRIORS}")
+    num_frames = jnp.clip(num_frames.astype(jnp.int32), 0, frames.shape[1])
     real = frame_mask(num_frames, frames.shape[1])
     x = jnp.where(real[..., None], frames[..., start:stop].astype(jnp.float32), 0.0)
     count = jnp.maximum(num_frames, 1).astype(jnp.float32)[:, None, None]
@@ -213,7 +215,8 @@ def select_learned(frames: jax.Array, num_frames: jax.Array, k: int, scores: jax
   indices i32[B, k] if `return_indices`; rows past num_frames_k are exact zeros.
 
   `differentiable`: the forward value is the same hard selection; the gradient reaches `scores` through
-  `perturbed_selection(scores, ..., rng)` (straight-through: frames_k + P x - stop_gradient(P x)).
+  `perturbed_selection(scores, ..., rng)` (straight-through: frames_k + (P x - stop_gradient(P x)), whose
+  value is frames_k exactly: the bracket is an exact zero).
   """
   if k > frames.shape[1]:
     raise ValueError(f"k={k} frames per student video must be <= the {frames.shape[1]} frames given")
@@ -225,7 +228,7 @@ def select_learned(frames: jax.Array, num_frames: jax.Array, k: int, scores: jax
       raise ValueError("select_learned(differentiable=True) needs an rng for the perturbed top-k")
     p = perturbed_selection(scores, num_frames, rng, k, sigma, samples)
     soft = jnp.einsum("bkt,btd->bkd", p, frames.astype(jnp.float32)).astype(frames_k.dtype)
-    frames_k = frames_k + soft - jax.lax.stop_gradient(soft)
+    frames_k = frames_k + (soft - jax.lax.stop_gradient(soft))
   if return_indices:
     return frames_k, nk, indices
   return frames_k, nk

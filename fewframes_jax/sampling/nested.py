@@ -25,6 +25,7 @@ from typing import Optional, Tuple
 import jax
 import jax.numpy as jnp
 
+from fewframes_jax.sampling import content
 from fewframes_jax.sampling import rules
 from fewframes_jax.specs import NESTED_ORDERS
 
@@ -55,10 +56,10 @@ def frame_ranks(frames: jax.Array, num_frames: jax.Array, order: str, *,
 
 
 def ranks_by_score(score: jax.Array, real: jax.Array) -> jax.Array:
-  """i32[B, T]: the real frames' ranks by decreasing `score` f32[B, T] (ties: the earlier frame);
-  padding frames (`real` False) get T."""
+  """i32[B, T]: the real frames' ranks by decreasing `score` f32[B, T] (ties: the earlier frame; a NaN
+  ranks after every number, as `content.top_k_in_time` has it); padding frames (`real` False) get T."""
   b, t = score.shape
-  by_rank = jnp.argsort(-jnp.where(real, score, -jnp.inf), axis=1, stable=True)
+  by_rank = content.by_decreasing_score(score, real)
   ranks = jnp.zeros([b, t], jnp.int32).at[jnp.arange(b)[:, None], by_rank].set(
       jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t)))
   return jnp.where(real, ranks, t)

@@ -26,10 +26,12 @@ from fewframes_jax.models.common import frame_mask
 
 def draw_frames(rng: jax.Array, num_frames: jax.Array, max_frames: int, m: int) -> Tuple[jax.Array, jax.Array]:
   """m distinct real frames per video, drawn uniformly without replacement.
-  -> (positions i32[B, m], valid bool[B, m]); a video of n < m frames has m - n invalid slots (position 0)."""
+  -> (positions i32[B, m], valid bool[B, m]); a video of n < m frames has m - n invalid slots (position 0),
+  m > max_frames included."""
   real = frame_mask(num_frames, max_frames)
   keys = jnp.where(real, jax.random.uniform(rng, real.shape), 2.0)  # padding sorts last
   positions = jnp.argsort(keys, axis=1)[:, :m].astype(jnp.int32)
+  positions = jnp.pad(positions, ((0, 0), (0, m - positions.shape[1])))  # m > max_frames: invalid slots
   valid = jnp.arange(m)[None, :] < jnp.minimum(num_frames, m)[:, None]
   return jnp.where(valid, positions, 0), valid
 

@@ -267,10 +267,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
       if do_save:  # asynchronous: training goes on while Orbax writes (the next save waits for it)
         ckpt_lib.save(manager, state, config, metrics=selection_gap(results) if do_eval else None,
                       data_position=saved_positions(position), force=is_last or preempted)
+    # inside the watch: a second SIGTERM cannot kill the save being written
+    manager.wait_until_finished()
+    manager.close()
   if step == start_step and start_step > 0:  # nothing left to train: evaluate the restored state
     results = run_eval(config, setup, state, eval_step, mesh)
-  manager.wait_until_finished()
-  manager.close()
   counts = _record_counts(counter)
   if preempted:
     logger.close()

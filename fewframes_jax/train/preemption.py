@@ -2,8 +2,9 @@
 
 SLURM and preemptible VMs send SIGTERM some seconds before they kill a job. A single-process run
 installs a SIGTERM handler that only sets a flag; the training loop checks `should_stop(step)` after
-each step, saves a checkpoint there, waits for it, and exits with status 0 and a message, so the job
-can be restarted and resumes exactly where it stopped. A multi-process run leaves SIGTERM to JAX's
+each step, saves a checkpoint there, waits for it (the handler stays installed until the save is
+written, so a repeated SIGTERM cannot kill it), and exits with status 0 and a message, so the job can be
+restarted and resumes exactly where it stopped. A multi-process run leaves SIGTERM to JAX's
 preemption service (started by `jax.distributed.initialize`), which agrees on one step for every
 process; Orbax's `CheckpointManager.reached_preemption(step)` reports it.
 """
