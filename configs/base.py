@@ -120,6 +120,13 @@ def get_config() -> ml_collections.ConfigDict:
   d = c.data = ml_collections.ConfigDict()
   d.train_pattern = ""           # empty: the bundled synthetic dataset (generated on first use)
   d.eval_pattern = ""
+  # Or a prepared TFDS dataset of fewframes_jax/data/tfds_yt8m.py (docs/data_tfds.md), e.g.
+  # 'yt8m_frame_level/2018': its two splits become train_pattern and eval_pattern (leave those empty),
+  # its class count num_classes, its train split's size num_train_examples (when 0).
+  d.tfds_name = ""
+  d.tfds_data_dir = ""           # empty: TFDS's default ($TFDS_DATA_DIR or ~/tensorflow_datasets)
+  d.tfds_train_split = "train"
+  d.tfds_eval_split = "validation"
   d.num_classes = 4716           # [PDF]/[CODE]: the 2017 release (4716); 2018+ uses 3862
   d.max_frames = 300             # [G] max_frames=300
   d.feature_names = ("rgb", "audio")

@@ -11,7 +11,7 @@ projection owned and trained by the student, and each network keeps its own clas
 (share_classifier=False). Loss weights: the student family's (`configs.base.FAMILY_LOSS`).
 The RESULTS.md row: `launch.paper_tables` section `cross`.
 """
-from configs import base
+from fewframes_jax.configs import base
 
 
 def get_config(arg=None):

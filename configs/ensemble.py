@@ -14,7 +14,7 @@ by the student: one linear map onto the concatenated representations), summed ov
 (share_classifier=False). `student=lstm` and `k=...` in the argument as in the other configs.
 The RESULTS.md row: `launch.paper_tables` section `cross` (the ensemble row).
 """
-from configs import base
+from fewframes_jax.configs import base
 
 
 def get_config(arg=None):

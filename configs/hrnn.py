@@ -9,7 +9,7 @@ student on k frames in ceil(k/6) blocks (k=30: 5 x 6 as the official code).
 
 Add `,cpu` to the argument for the 2-core CPU size. Paper figures: Table 1 in ../shared/PAPER.md.
 """
-from configs import base
+from fewframes_jax.configs import base
 
 
 def get_config(arg=None):

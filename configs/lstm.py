@@ -2,7 +2,7 @@
 
   python -m fewframes_jax.main --config=configs/lstm.py:k=10,cpu --workdir=runs/lstm_k10_cpu
 """
-from configs import base
+from fewframes_jax.configs import base
 
 
 def get_config(arg=None):

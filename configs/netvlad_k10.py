@@ -7,7 +7,7 @@ Variants by argument: `:mode=teacher` (skyline), `:mode=student_only,sampling=ra
 `:mode=serial` with `--config.teacher_workdir=<teacher run>`, `:mode=finetune` with `--config.init_workdir=...`.
 Expected results and timings: README.md and RESULTS.md.
 """
-from configs import base
+from fewframes_jax.configs import base
 
 
 def get_config(arg=None):

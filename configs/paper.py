@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping
 
 import ml_collections
 
-from configs import base
+from fewframes_jax.configs import base
 from fewframes_jax.paper.grid import LOSSES, SELECTOR_BASELINES, Cell, make_cell
 from fewframes_jax.paper.preset import Preset
 

@@ -10,13 +10,17 @@
                   without checkpoints; `absl.app.UsageError`) prints `error: <message>` on one line
                   and exits with status 2.
                   Any other exception is a bug and keeps its traceback.
+  parse_flags     also points `--config=configs/<file>.py[:arg]` at the installed config files (the
+                  package `fewframes_jax.configs`) when the working folder holds no such file: the
+                  documented commands run from a clone and from an install alike.
   define_data_flags() / data_overrides()   the real-data flags every study command takes
                   (--train_pattern, --eval_pattern, --num_classes, --num_train_examples) and the
                   `config.data` overrides they give ({} for the bundled data).
 """
+import importlib.util
 import os
 import sys
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 USER_ERROR_EXIT_CODE = 2
 HELP_FLAGS = frozenset(("--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml"))
@@ -44,12 +48,50 @@ def _last_line(text: str) -> str:
   return lines[-1] if lines else ""
 
 
+CONFIG_FOLDER = "configs"  # the repository's folder of config files: the package `fewframes_jax.configs`
+
+
+def installed_configs() -> Optional[str]:
+  """The folder of the package `fewframes_jax.configs` (the repository's `configs/` in a clone, the
+  installed copy otherwise), found without importing it; None when it is not installed."""
+  spec = importlib.util.find_spec(f"fewframes_jax.{CONFIG_FOLDER}")
+  if spec is None or not spec.submodule_search_locations:
+    return None
+  return list(spec.submodule_search_locations)[0]
+
+
+def resolve_config_path(value: str) -> str:
+  """A `--config` value `path[:arg]` as given when `path` exists; else, for `configs/<file>.py`, the
+  installed config file of that name (`installed_configs`), the argument kept. A path that neither
+  names is returned unchanged (config_flags then reports it)."""
+  path, colon, arg = value.partition(":")
+  parts = os.path.normpath(path).split(os.sep)
+  if os.path.exists(path) or len(parts) < 2 or parts[0] != CONFIG_FOLDER:
+    return value
+  folder = installed_configs()
+  candidate = os.path.join(folder, *parts[1:]) if folder else ""
+  return candidate + colon + arg if candidate and os.path.isfile(candidate) else value
+
+
+def resolve_config_args(argv: Sequence[str]) -> List[str]:
+  """argv with the value of `--config=...` (or `--config ...`) passed through `resolve_config_path`."""
+  out = list(argv)
+  for i, arg in enumerate(out):
+    if arg.startswith("--config="):
+      out[i] = "--config=" + resolve_config_path(arg[len("--config="):])
+    elif arg == "--config" and i + 1 < len(out):
+      out[i + 1] = resolve_config_path(out[i + 1])
+  return out
+
+
 def parse_flags(argv):
   """absl's flag parsing, with every parsing error on one line: a config file whose `get_config(arg)`
   rejects its argument (config_flags embeds that traceback in its message: its last line is kept), an
   override of a config field that does not exist (config_flags raises a bare KeyError/AttributeError
-  there), a value of the wrong type, a missing required flag."""
+  there), a value of the wrong type, a missing required flag. A `--config` path is resolved first
+  (`resolve_config_args`)."""
   from absl import flags  # pylint: disable=g-import-not-at-top
+  argv = resolve_config_args(argv)
   try:
     args = flags.FLAGS(argv)
   except SystemExit:

@@ -32,9 +32,13 @@ def _require(condition: bool, message: str) -> None:
 
 
 def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A copy of `config` with the bundled dataset filled in when no train pattern is given."""
+  """A copy of `config` with its data's file patterns filled in: a prepared TFDS dataset's splits
+  (`data.tfds_name`), else the bundled dataset when no train pattern is given."""
   config = ml_collections.ConfigDict(config.to_dict())
   d = config.data
+  if d.get("tfds_name"):
+    from fewframes_jax.data import tfds_yt8m  # pylint: disable=g-import-not-at-top  (TensorFlow Datasets)
+    tfds_yt8m.use_prepared(d)
   if not d.train_pattern:
     from fewframes_jax.data import bundled, synthetic  # pylint: disable=g-import-not-at-top
     b = d.bundled

@@ -14,7 +14,7 @@ cli.quiet_start()
 
 from absl import app, flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from configs import paper as paper_configs  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fewframes_jax.configs import paper as paper_configs  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Output folder (cells, runs, tables.md, plots).")

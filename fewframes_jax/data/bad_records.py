@@ -1,7 +1,8 @@
 """What the YouTube-8M reader (`reader.py`) rejects and how it reports it: the bad-record reasons and
 `on_error` modes, the errors it raises (one line naming the file and record), the `SkipCounter` of what it
-skipped and of the records whose features have different frame counts, and the release check (the id
-key of the records against `num_classes`).
+skipped and of the records whose features have different frame counts, the release check (the id
+key of the records against `num_classes`) and the video-level check (records of YouTube-8M's
+video-level partition, which hold no frames).
 """
 from typing import Dict
 
@@ -17,10 +18,20 @@ RELEASE_NUM_CLASSES = {"id": 3862, "video_id": 4716}  # each release's vocabular
 REASONS = ("corrupt_file", "missing_id", "missing_feature", "bad_frame_size", "bad_label")
 ERROR_MARKER = "fewframes_jax bad record"  # starts the text of the in-graph assertions, by kind
 RELEASE_MARKER = "fewframes_jax release mismatch"
+VIDEO_LEVEL_MARKER = "fewframes_jax video-level record"
+# Context features of a video-level record (`tf.train.Example`: one mean vector per video, no frames).
+VIDEO_LEVEL_KEYS = ("mean_rgb", "mean_audio")
+# Where each release's frame-level partitions are (the official download script's `partition=`).
+FRAME_LEVEL_PARTITIONS = {"2018+": "2/frame/{train,validate,test}", "2017": "1/frame_level/{train,validate,test}"}
 
 
 class BadRecordError(errors.UserError):
   """A record (or file) failed validation; the message names the file and the record index."""
+
+
+class VideoLevelRecordError(BadRecordError):
+  """A record of YouTube-8M's video-level partition given to the frame-level reader; the message (one
+  line) names the file and record, says what the record is and which partition to download instead."""
 
 
 class ReleaseMismatchError(errors.UserError):
@@ -77,10 +88,21 @@ def release_conflict(id_key: str, num_classes: int) -> bool:
   return (id_key == "video_id") != (num_classes == RELEASE_NUM_CLASSES["video_id"])
 
 
-def release_message(id_key: str, num_classes: int) -> str:
-  """One line: the key seen, the class count given, the right one, and the flags to set."""
+def release_message(id_key: str, num_classes: int, fix: str = "") -> str:
+  """One line: the key seen, the class count given, the right one, and what to do (`fix`; default:
+  the config flags to set)."""
   release = "the 2017 release" if id_key == "video_id" else "the 2018+ releases"
   right = RELEASE_NUM_CLASSES[id_key]
+  fix = fix or (f"set --config.data.num_classes={right}, or --config.data.check_release=False to "
+                "proceed")
   return (f"records keyed '{id_key}' ({release} of YouTube-8M, {right} classes) are read with "
-          f"num_classes={num_classes}; set --config.data.num_classes={right}, or "
-          "--config.data.check_release=False to proceed")
+          f"num_classes={num_classes}; {fix}")
+
+
+def video_level_message(feature_names) -> str:
+  """One line: what a video-level record is and which frame-level partitions to download instead."""
+  partitions = " or ".join(f"partition={p} ({release})" for release, p in FRAME_LEVEL_PARTITIONS.items())
+  return (f"a video-level YouTube-8M record (context {', '.join(VIDEO_LEVEL_KEYS)}: one mean vector per "
+          f"video, no frames), but this reader needs frame-level records (feature lists "
+          f"{', '.join(feature_names)}: one vector per frame): download the frame-level partitions with the "
+          f"official download script, {partitions}, not the video-level ones (2/video/..., 1/video_level/...)")

@@ -15,6 +15,12 @@ video), a frame whose byte length is not the feature size or that holds other th
 (not a SequenceExample, a feature of the wrong dtype) stops the pass in both modes, with a
 `BadRecordError` naming the file and record.
 
+Two record formats (`RECORD_FORMATS`): "yt8m", the official `SequenceExample` above; "tfds", the
+`tf.train.Example` that TFDS writes for this project's builder (`tfds_yt8m.py`): the same context keys,
+and each feature one bytes value holding all its frames (frame f at bytes [f * size, (f + 1) * size)).
+Both are parsed into the same per-frame lists, so validation, decoding and the errors are the same
+(a "tfds" blob whose length is not a multiple of the feature size is a `bad_frame_size`).
+
 Features with different frame counts are not bad records: as in the TF Model Garden reader, a video's
 length is the minimum over its features and every stream is cut there (zero rows from that length
 on). Such records are counted in `SkipCounter.frame_count_mismatches`, in both modes.
@@ -22,6 +28,10 @@ on). Such records are counted in `SkipCounter.frame_count_mismatches`, in both m
 Release check (`check_release`): a record keyed `id` (2018+ releases, 3862 classes) read with
 num_classes=4716, or one keyed `video_id` (2017 release, 4716 classes) read with another count, stops
 the pass in both modes with a `ReleaseMismatchError`: the class count is then wrong, silently.
+
+Video-level check: a record of YouTube-8M's video-level partition (context `mean_rgb` / `mean_audio`,
+none of the feature lists) is the wrong download, not a damaged record: it stops the pass in both modes,
+before the release check, with a `VideoLevelRecordError` that names the frame-level partitions.
 """
 import sys
 from typing import List, NamedTuple
@@ -33,6 +43,7 @@ from fewframes_jax.data import bad_records
 from fewframes_jax.data import records
 
 _FIRST_RECORD_CODE = 2  # error codes: 1 + index in REASONS; REASONS[1:] are found by parsing a record
+RECORD_FORMATS = ("yt8m", "tfds")
 
 
 def _tf():
@@ -60,13 +71,17 @@ class RecordReader:
 
   def __init__(self, files, *, num_classes, max_frames, feature_names, feature_sizes, id_key="auto",
                on_error="raise", counter=None, check_release=True, chunk_size=64, student_frames=None,
-               seed=0, record_fraction=None):
+               seed=0, record_fraction=None, release_fix="", record_format="yt8m"):
     tf = _tf()
+    if record_format not in RECORD_FORMATS:
+      raise ValueError(f"record_format must be one of {RECORD_FORMATS}, got {record_format!r}")
     self.tf = tf
+    self.record_format = record_format
     self.files = list(files)
     self.on_error = on_error
     self.counter = bad_records.SkipCounter() if counter is None else counter
     self.check_release = check_release
+    self.release_fix = release_fix  # what a release mismatch's message tells to do (`release_message`)
     self.num_classes = num_classes
     self.max_frames = max_frames
     self.feature_names = tuple(feature_names)
@@ -158,11 +173,36 @@ class RecordReader:
     def fail():
       where = tf.gather(chunk.where, tf.where(keyed)[0, 0])
       message = tf.strings.join([bad_records.RELEASE_MARKER, ": ", where, ": ",
-                                 bad_records.release_message(key, self.num_classes)])
+                                 bad_records.release_message(key, self.num_classes, self.release_fix)])
       with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
         return tf.constant(False)
 
     return tf.cond(tf.reduce_any(keyed), fail, lambda: tf.constant(True))
+
+  def _check_video_level(self, chunk: _Chunk, serialized, missing_feature):
+    """Fails (in both modes) at the first record that lacks every feature list and holds a video-level
+    context feature (`bad_records.VIDEO_LEVEL_KEYS`), found by its key's bytes as in
+    `_missing_feature_lists`."""
+    tf = self.tf
+    suspects = tf.reduce_all(missing_feature, axis=1)
+
+    def check():
+      rows = tf.where(suspects)[:, 0]
+      subset = tf.gather(serialized, rows)
+      keyed = tf.zeros(tf.shape(subset), tf.bool)
+      for key in bad_records.VIDEO_LEVEL_KEYS:
+        keyed |= tf.strings.split(subset, sep=records.map_key_field(key)).row_lengths() > 1
+
+      def fail():
+        where = tf.gather(chunk.where, tf.gather(rows, tf.where(keyed)[0, 0]))
+        message = tf.strings.join([bad_records.VIDEO_LEVEL_MARKER, ": ", where, ": ",
+                                   bad_records.video_level_message(self.feature_names)])
+        with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
+          return tf.constant(False)
+
+      return tf.cond(tf.reduce_any(keyed), fail, lambda: tf.constant(True))
+
+    return tf.cond(tf.reduce_any(suspects), check, lambda: tf.constant(True))
 
   # ---- one chunk of records: parse, validate, describe, decode ----
 
@@ -178,6 +218,43 @@ class RecordReader:
         passed through as the field `position` of the rows kept.
     """
     tf = self.tf
+    chunk, ok, checked = self._checked_chunk(file_index, record_index, serialized)
+    mismatch = tf.reduce_any(chunk.counts != chunk.counts[:, :1], axis=1) & ok
+    counted = self.counter.mismatches.assign_add(tf.reduce_sum(tf.cast(mismatch, tf.int64)))
+    example = self._decode(chunk, mismatch, file_index, record_index)
+    if position is not None:
+      example["position"] = position
+    with tf.control_dependencies([checked, counted]):
+      if self.on_error == "skip":
+        example = tf.cond(tf.reduce_all(ok), lambda: example,
+                          lambda: {key: tf.boolean_mask(value, ok) for key, value in example.items()})
+      return {key: tf.identity(value) for key, value in example.items()}
+
+  def exact_chunk(self, file_index, record_index, serialized):
+    """A chunk of records, parsed, validated and checked as `parse_chunk` does (on_error='raise' only),
+    with every frame of every feature as stored: no `max_frames` cut, no padding, each feature its own
+    length (what a TFDS example holds, `tfds_yt8m.py`).
+
+    Returns a dict: record_index i64[n]; video_id string[n]; labels i64[L] with labels_splits i64[n + 1]
+    (record i's labels: labels[labels_splits[i]:labels_splits[i + 1]]); per feature `name`, uint8[F, size]
+    with `name`_splits i64[n + 1] (record i's frames, likewise).
+    """
+    if self.on_error != "raise":
+      raise ValueError("exact_chunk reads every record or fails (on_error='raise')")
+    tf = self.tf
+    chunk, _, checked = self._checked_chunk(file_index, record_index, serialized)
+    out = {"record_index": record_index, "video_id": chunk.video_id, "labels": chunk.labels.values,
+           "labels_splits": chunk.labels.row_splits}
+    for name, size, frames in zip(self.feature_names, self.feature_sizes, chunk.lists):
+      out[name] = tf.io.decode_raw(frames.flat_values, tf.uint8, fixed_length=size)
+      out[f"{name}_splits"] = frames.row_splits
+    with tf.control_dependencies([checked]):
+      return {key: tf.identity(value) for key, value in out.items()}
+
+  def _checked_chunk(self, file_index, record_index, serialized):
+    """(chunk, ok bool[n]: the good records, checked: a tensor to depend on): the chunk parsed and
+    validated; the video-level check, then the release check, then the bad records by `on_error`."""
+    tf = self.tf
     chunk = self._parse(file_index, record_index, serialized)
     code, missing_feature = self._validate(chunk, serialized)
     ok = tf.equal(code, 0)
@@ -190,18 +267,11 @@ class RecordReader:
                           fn_output_signature=tf.string)
       return self._handle_errors(tf.gather(code, rows), tf.gather(chunk.where, rows), details)
 
-    with tf.control_dependencies([self._check_release(chunk)]):  # before any bad-record error
+    with tf.control_dependencies([self._check_video_level(chunk, serialized, missing_feature)]):
+      release_checked = tf.identity(self._check_release(chunk))
+    with tf.control_dependencies([release_checked]):  # both before any bad-record error
       checked = tf.cond(tf.reduce_all(ok), lambda: tf.constant(True), report)
-    mismatch = tf.reduce_any(chunk.counts != chunk.counts[:, :1], axis=1) & ok
-    counted = self.counter.mismatches.assign_add(tf.reduce_sum(tf.cast(mismatch, tf.int64)))
-    example = self._decode(chunk, mismatch, file_index, record_index)
-    if position is not None:
-      example["position"] = position
-    with tf.control_dependencies([checked, counted]):
-      if self.on_error == "skip":
-        example = tf.cond(tf.reduce_all(ok), lambda: example,
-                          lambda: {key: tf.boolean_mask(value, ok) for key, value in example.items()})
-      return {key: tf.identity(value) for key, value in example.items()}
+    return chunk, ok, checked
 
   def _parse(self, file_index, record_index, serialized) -> _Chunk:
     tf = self.tf
@@ -211,8 +281,13 @@ class RecordReader:
     for key in self.id_keys:
       context_spec[key] = tf.io.RaggedFeature(tf.string)
     sequence_spec = {name: tf.io.RaggedFeature(tf.string) for name in self.feature_names}
-    context, sequences, _ = tf.io.parse_sequence_example(
-        serialized, context_features=context_spec, sequence_features=sequence_spec, example_names=where)
+    if self.record_format == "tfds":
+      context = tf.io.parse_example(serialized, {**context_spec, **sequence_spec}, example_names=where)
+      sequences = {name: _frames_of_blobs(context[name], size)
+                   for name, size in zip(self.feature_names, self.feature_sizes)}
+    else:
+      context, sequences, _ = tf.io.parse_sequence_example(
+          serialized, context_features=context_spec, sequence_features=sequence_spec, example_names=where)
     # The id: under the first key present, in `id_keys` order.
     video_id = tf.fill(tf.shape(serialized), "")
     unclaimed = tf.ones(tf.shape(serialized), tf.bool)
@@ -346,6 +421,26 @@ def _zero_rows_from(frames, num_frames):
   tf = _tf()
   keep = tf.range(tf.shape(frames)[1])[None, :] < num_frames[:, None]
   return tf.where(keep[:, :, None], frames, tf.zeros([], frames.dtype))
+
+
+def _frames_of_blobs(blobs, size: int):
+  """A "tfds" record's feature (string[n, (values)], normally one value of all its frames) as the
+  per-frame lists of a "yt8m" record: string[n, (frames), (1)], frame f = bytes [f * size, (f + 1) * size)
+  of the record's values joined; a shorter last piece is kept (a bad frame size for the validation)."""
+  tf = _tf()
+  joined = tf.strings.reduce_join(blobs, axis=1)
+  length = tf.strings.length(joined)
+  frames = (length + size - 1) // size
+  width = tf.reduce_max(tf.concat([frames, [0]], 0))
+  starts = tf.range(width)[None, :] * size
+  real = tf.range(width)[None, :] < frames[:, None]
+  pieces = tf.strings.substr(joined[:, None], tf.where(real, starts, 0),  # broadcast: no copy of a record
+                             tf.where(real, tf.minimum(size, length[:, None] - starts), 0))
+  splits_dtype = blobs.row_splits.dtype  # as the "yt8m" parse gives them
+  per_record = tf.RaggedTensor.from_tensor(pieces, lengths=tf.cast(frames, splits_dtype),
+                                           row_splits_dtype=splits_dtype)
+  one_value = tf.RaggedTensor.from_row_lengths(per_record.values, tf.ones(tf.shape(per_record.values), splits_dtype))
+  return per_record.with_values(one_value)
 
 
 def _row_any(flags, row_splits):

@@ -25,13 +25,24 @@ from `inference.Selection.input_frames(selector_params)`) decodes that stream of
 it in TensorFlow and picks the top k in time exactly as the device would (`host_scorer.py`); then only
 those k frames are decoded whole.
 
-Bad records (`on_error`), frame-count mismatches and the release check: see `reader.py` and
-`bad_records.py`. Errors surface from `as_numpy_batches` as `bad_records.BadRecordError` /
+The files are the official records (`reader.py`'s "yt8m" format), or the files of a split of a
+prepared TFDS dataset of this project's builder (`tfds_yt8m.py`; recognised by TFDS's
+`dataset_info.json` beside them, "tfds" format; `tfds_yt8m.prepared_split_files` gives the pattern):
+the same batches either way.
+
+Bad records (`on_error`), frame-count mismatches, the release and video-level checks: see `reader.py`
+and `bad_records.py`. Errors surface as `bad_records.BadRecordError` (`VideoLevelRecordError`) /
 `bad_records.ReleaseMismatchError`, at the latest in the batch that would hold the record, the last
-partial eval batch included.
+partial eval batch included: from `as_numpy_batches`, and from iterating the dataset `make_dataset`
+returns (`for batch in dataset`, `dataset.as_numpy_iterator()`, `tfds.as_numpy(dataset)`) rather than
+as TensorFlow's `InvalidArgumentError` (a dataset derived from it by further transformations raises
+TensorFlow's errors again: iterate it with `as_numpy_batches`).
 """
+import functools
 import glob
+import json
 import math
+import os
 import re
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -41,6 +52,10 @@ from fewframes_jax.data import bad_records
 from fewframes_jax.data import records
 from fewframes_jax.data import reader as reader_lib
 from fewframes_jax.data import stream as stream_lib
+
+
+TFDS_BUILDER_NAME = "yt8m_frame_level"  # `tfds_yt8m.Yt8mFrameLevel.name`
+TFDS_INFO = "dataset_info.json"  # what TFDS writes beside a prepared dataset's files
 
 
 def _tf():
@@ -71,6 +86,32 @@ def _glob(pattern: str) -> List[str]:
   if "://" in pattern:
     return _tf().io.gfile.glob(pattern)
   return glob.glob(pattern)
+
+
+def record_format(files: Sequence[str]) -> str:
+  """'tfds' when the files lie in prepared TFDS datasets of this project's builder (their folder holds
+  TFDS's dataset_info.json), 'yt8m' when none does (`reader.RECORD_FORMATS`).
+
+  Raises:
+    FileNotFoundError when some files are a prepared TFDS dataset and others are not, or the dataset is
+    another builder's.
+  """
+  tf = _tf()
+  folders = sorted({os.path.dirname(f) for f in files})
+  infos = {folder: os.path.join(folder, TFDS_INFO) for folder in folders}
+  prepared = [folder for folder, info in infos.items() if tf.io.gfile.exists(info)]
+  if not prepared:
+    return "yt8m"
+  if len(prepared) != len(folders):
+    raise FileNotFoundError(f"the input files mix a prepared TFDS dataset ({prepared[0]}) with other files "
+                            f"({sorted(set(folders) - set(prepared))[0]}): give one kind")
+  for folder in prepared:
+    with tf.io.gfile.GFile(infos[folder]) as f:
+      name = json.load(f).get("name")
+    if name != TFDS_BUILDER_NAME:
+      raise FileNotFoundError(f"{folder} is a prepared TFDS dataset of {name!r}, not of {TFDS_BUILDER_NAME!r} "
+                              "(fewframes_jax.data.tfds_yt8m)")
+  return "tfds"
 
 
 def select_fraction(files: Sequence[str], file_fraction: float) -> List[str]:
@@ -159,7 +200,8 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
   """Builds the input pipeline of one process.
 
   Args:
-    file_pattern: glob of TFRecord files (comma-separated globs allowed).
+    file_pattern: glob of TFRecord files (comma-separated globs allowed): official records, or a split
+      of a prepared TFDS dataset of `tfds_yt8m.py` (`record_format`).
     batch_size: per-process batch size B.
     num_classes: C; a label outside [0, C) is a bad record.
     max_frames: T; longer videos keep their first T frames, shorter ones are zero-padded.
@@ -205,7 +247,7 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
       files, num_classes=num_classes, max_frames=max_frames, feature_names=feature_names,
       feature_sizes=feature_sizes, id_key=id_key, on_error=on_error, counter=skip_counter,
       check_release=check_release, chunk_size=chunk_size, student_frames=student_frames, seed=seed,
-      record_fraction=record_fraction)
+      record_fraction=record_fraction, record_format=record_format(files))
   if training:
     chunks = stream_lib.training_records(reader, len(files), seed=seed + 7919 * process_index, repeat=repeat,
                                          shuffle_buffer=shuffle_buffer, cycle_length=cycle_length,
@@ -223,7 +265,7 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
       batches = _pad_to_batches(batches, pad_to_batches, batch_size, files, process_index)
   options = tf.data.Options()
   options.deterministic = True
-  return batches.with_options(options).prefetch(tf.data.AUTOTUNE)
+  return reporting(batches.with_options(options).prefetch(tf.data.AUTOTUNE))
 
 
 def _check_arguments(*, batch_size, max_frames, num_classes, chunk_size, on_error, id_key, feature_names,
@@ -296,34 +338,78 @@ def _pad_to_batches(batches, num_batches: int, batch_size: int, files, process_i
   return stream.scan(empty, records.graph_fn(delay)).skip(1).take(num_batches)
 
 
-def as_numpy_batches(dataset, *, skip_counter: Optional[bad_records.SkipCounter] = None
-                     ) -> Iterator[Dict[str, np.ndarray]]:
-  """Iterates a `make_dataset` dataset as dicts of numpy arrays.
+def reporting(dataset):
+  """The same dataset (same graph, elements and options) whose Python iterators raise the reader's
+  errors as the project's exceptions (`python_error`) instead of TensorFlow's."""
+  return _reporting_dataset_class()(dataset)
 
-  Turns the pipeline's in-graph assertions (and TF parser errors, which name the record) into
-  `bad_records.BadRecordError` or `bad_records.ReleaseMismatchError`, whose message is the assertion's one line,
-  and logs the skip and frame-count mismatch counts of `skip_counter` when the pass ends.
+
+@functools.lru_cache(maxsize=None)
+def _reporting_dataset_class():
+  """The `tf.data.Dataset` subclass of `reporting`, defined on first use (TensorFlow imported then).
+
+  It wraps the dataset's own variant, as TensorFlow's unary datasets that keep their input's structure
+  do; only `__iter__` (which `as_numpy_iterator` and `tfds.as_numpy` call) differs.
   """
-  tf = _tf()
-  iterator = iter(dataset.as_numpy_iterator())
-  while True:
+  from tensorflow.python.data.ops import dataset_ops  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+  _tf()
+
+  class ReportingDataset(dataset_ops.UnaryUnchangedStructureDataset):
+    """A dataset whose iterators raise `python_error`'s exceptions."""
+
+    def __init__(self, dataset):
+      super().__init__(dataset, dataset._variant_tensor)  # pylint: disable=protected-access
+
+    def __iter__(self):
+      return _ReportingIterator(super().__iter__())
+
+  return ReportingDataset
+
+
+class _ReportingIterator:
+  """A `tf.data` iterator whose `next` raises `python_error`'s exception for a reader error."""
+
+  def __init__(self, iterator):
+    self._iterator = iterator
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    tf = _tf()
     try:
-      batch = next(iterator)
-    except StopIteration:
-      break
+      return next(self._iterator)
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
-      error = _python_error(e.message)
+      error = python_error(e.message)
       if error is None:
         raise
       raise error from None
-    yield batch
+
+  def get_next(self):
+    return self.__next__()
+
+  def __getattr__(self, name):
+    return getattr(self._iterator, name)
+
+
+def as_numpy_batches(dataset, *, skip_counter: Optional[bad_records.SkipCounter] = None
+                     ) -> Iterator[Dict[str, np.ndarray]]:
+  """Iterates a `make_dataset` dataset (or one derived from it) as dicts of numpy arrays.
+
+  Turns the pipeline's in-graph assertions (and TF parser errors, which name the record) into
+  `bad_records.BadRecordError` or `bad_records.ReleaseMismatchError`, whose message is the assertion's one line
+  (`reporting`), and logs the skip and frame-count mismatch counts of `skip_counter` when the pass ends.
+  """
+  yield from reporting(dataset).as_numpy_iterator()
   if skip_counter is not None:
     skip_counter.log()
 
 
-def _python_error(message: str) -> Optional[ValueError]:
-  """The Python exception for a TF error message that holds a reader assertion or names a record."""
+def python_error(message: str) -> Optional[ValueError]:
+  """The Python exception for a TF error message that holds a reader assertion or names a record
+  (None for any other message)."""
   for marker, error_type in ((bad_records.RELEASE_MARKER, bad_records.ReleaseMismatchError),
+                             (bad_records.VIDEO_LEVEL_MARKER, bad_records.VideoLevelRecordError),
                              (bad_records.ERROR_MARKER, bad_records.BadRecordError)):
     start = message.find(marker)
     if start >= 0:  # the assertion's text runs to the end of its line
