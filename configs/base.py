@@ -72,10 +72,10 @@ def student_config(name: str, *, k: int, sampling: str = "uniform") -> ml_collec
   # frames as [CODE]'s `num_inputs_L1=5`; `models.hrnn_student_blocks`); a positive value wins.
   s.hrnn.num_blocks = 0
   # uniform | stride_padded | random | first | middle | last | first_middle_last | coarse_to_fine
-  # (sampling.py) | feature_change | far_from_mean (selection/content.py).
+  # (fewframes_jax/sampling/rules.py) | feature_change | far_from_mean (sampling/content.py).
   # At eval the same method is used; 'random' then draws from a fixed eval seed, so eval is deterministic.
   s.sampling = sampling
-  # Beyond the paper: one student for every budget k in [k_min, k] (fewframes_jax/anyk.py); its frames at
+  # Beyond the paper: one student for every budget k in [k_min, k] (fewframes_jax/train/student_loss.py); its frames at
   # budget k are the first k of the nested order `sampling` (coarse_to_fine | far_from_mean | learned: its
   # own rank-trained scorer, student.selector.*). Unset (None / ''): a fixed-k student, the paper's (and a
   # cached sweep cell's config hash is unchanged).
@@ -174,7 +174,7 @@ def get_config() -> ml_collections.ConfigDict:
   # that [CODE]'s `create_train_op(clip_gradient_norm=1.0)` and [G]/[W]/[L] call; global ([MG], TF2)
   # clips by the global norm; none.
   o.clip_mode = "per_tensor"
-  o.l2 = 1e-5                    # [L] --l2_penalty=1e-5 (on classifier weights; see train.py)
+  o.l2 = 1e-5                    # [L] --l2_penalty=1e-5 (on classifier weights; see fewframes_jax/train/optim.py)
   o.b1 = 0.9
   o.b2 = 0.999
   o.eps = 1e-8

@@ -67,7 +67,7 @@ PRESETS = {
             ("data.max_frames", 60), ("data.eval_batch_size", 250), ("teacher.hrnn.num_blocks", 10)),
         family_overrides=_CPU_LEARNING_RATES, finetune_steps=100, teacher_steps=600, grid=(("anchor_k", 10),),
         timing_repeats=3),
-    # Beyond the paper (frame selection, issue 12): the `long` bundled data (YouTube-8M lengths, 120-500
+    # Beyond the paper (frame selection): the `long` bundled data (YouTube-8M lengths, 120-500
     # frames stored, read up to 300; 1,800 train / 400 eval videos), max_frames 300 and the paper's H-RNN
     # teacher geometry (20 blocks of 15 frames), the small preset's widths, learning rates and step
     # counts; k = 6, 10, 30 with the content-aware selectors next to the paper's baselines. Its teacher's

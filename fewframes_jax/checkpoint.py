@@ -8,7 +8,7 @@ Each checkpoint step holds three plain Orbax items:
 Saves are atomic (Orbax writes to a temporary folder and renames it when complete), so a kill during
 a save leaves the previous checkpoint as the latest complete one.
 
-Kept: the latest `train.keep_checkpoints` steps and, in addition, the step with the best student
+Kept: the latest `config.train.keep_checkpoints` steps and, in addition, the step with the best student
 eval GAP (the teacher's in teacher mode): the paper selects the model on held-out data.
 
 Someone with only orbax-checkpoint installed can read the arrays without this project:
@@ -77,7 +77,7 @@ def save(manager: ocp.CheckpointManager, state, config: ml_collections.ConfigDic
   """Saves one step, asynchronously: the call returns once the arrays are copied off the device and
   Orbax writes them in the background (a next `save` first waits for this one; call
   `manager.wait_until_finished()` before exiting). `metrics` ({'gap': ...}) ranks the best step;
-  `data_position` (JSON) is where the input stream continues (`train_loop.saved_positions`)."""
+  `data_position` (JSON) is where the input stream continues (`train/loop.py:saved_positions`)."""
   step = int(jax.device_get(state.step))
   meta = {"step": step, "metrics": metrics or {}, "data_position": data_position}
   return manager.save(

@@ -2,12 +2,12 @@
 
 "Take a trained run, pick the teacher or the student (its k frames, its frame selection), dequantize,
 select the frames, apply the model" is written here once. Every consumer uses it: the trainer's own
-evaluation (`train.eval_step`), the evaluation of a saved workdir and the Kaggle CSV (`predict.py`),
-the Table 3 timing (`paper/sweep.py`) and the throughput benchmarks (`cost/`).
+evaluation (`evaluation/evaluate.py`), the evaluation of a saved workdir and the Kaggle CSV (`evaluation/predict.py`),
+the Table 3 timing (`paper/sweep.py`) and the throughput benchmarks (`benchmark/`).
 
-  Selection   which frames a network sees: every frame, or k of them by a selection rule (`selection/`:
-              the fixed rules of `sampling.py` and the content-aware ones).
-  Scorer      the static part (a model and its selection): `scorer.apply(variables, frames_u8, num_frames,
+  Selection   which frames a network sees: every frame, or k of them by a selection rule (`sampling/`:
+              the fixed rules, the content-aware ones, a learned frame scorer).
+  Forward      the static part (a model and its selection): `scorer.apply(variables, frames_u8, num_frames,
               rng)` is the pure forward, uint8 frames -> `ModelOutput`, traceable inside any jit.
   Network     one trained network ready to score videos: a scorer, its variables and the run it came
               from, built from `checkpoint.restore(...)` (`Network.from_restored`) or from a live train
@@ -54,13 +54,13 @@ def model_rngs(rng: jax.Array) -> Dict[str, jax.Array]:
 
 @dataclasses.dataclass(frozen=True)
 class Selection:
-  """Which frames a network sees: every frame (`k=None`), or `k` of them by `selection.select_frames`'s
+  """Which frames a network sees: every frame (`k=None`), or `k` of them by `sampling.methods.select_frames`'s
   `method` (uniform, random, ...), given to the model in `slots` frame slots (default k; an any-k H-RNN
-  student at a budget below a whole number of its blocks gets zero padding up to the block, `anyk.py`)."""
+  student at a budget below a whole number of its blocks gets zero padding up to the block, `models.at_budget`)."""
   k: Optional[int] = None
   method: str = "uniform"
   slots: Optional[int] = None
-  scorer: Any = None  # method 'learned': its `selection.learned.FrameScorer` (parameters: the network's)
+  scorer: Any = None  # method 'learned': its `sampling.learned.FrameScorer` (parameters: the network's)
 
   def __post_init__(self):
     if self.slots is not None and (self.k is None or self.slots < self.k):
@@ -82,7 +82,7 @@ class Selection:
              scores: Optional[jax.Array] = None, differentiable: bool = False, sigma: float = 0.5,
              samples: int = 8):
     """frames [B, T, D] (dequantized), num_frames i32[B] -> (frames [B, k, D], num_frames_k i32[B]) by
-    `selection.select_frames` (plus the indices i32[B, k] if `return_indices`); unchanged when every
+    `methods.select_frames` (plus the indices i32[B, k] if `return_indices`); unchanged when every
     frame is seen. A learned selection scores the frames with `selector_params` (its scorer's), or takes
     the `scores` f32[B, T] its scorer already gave, and, if `differentiable`, passes gradients to them
     (`learned.select_learned`, perturbed top-k from `rng`)."""
@@ -136,7 +136,7 @@ class Selection:
 
 
 @dataclasses.dataclass(frozen=True)
-class Scorer:
+class Forward:
   """A model and the frames it sees; `apply` is the whole eval forward from uint8 frames."""
   model: Any
   selection: Selection = Selection()
@@ -225,17 +225,17 @@ def eval_budget(config: ml_collections.ConfigDict, budget: Optional[int] = None)
   return int(budget or config.student.get("budget", 0) or config.student.k)
 
 
-def student_scorer(config: ml_collections.ConfigDict, model, budget: Optional[int] = None) -> Scorer:
+def student_forward(config: ml_collections.ConfigDict, model, budget: Optional[int] = None) -> Forward:
   """The student of a run ready to score: its k frames by its selection rule; an any-k student at
   `eval_budget(config, budget)` (its model and frame slots from `models.at_budget`)."""
   k = eval_budget(config, budget)
   if k is None:
-    return Scorer(model, student_selection(config))
+    return Forward(model, student_selection(config))
   budgets = specs.budgets_of(config)
   if not 1 <= k <= budgets.k_max:
     raise UserError(f"student.budget={k}: this any-k student takes budgets in [1, {budgets.k_max}]")
   model, slots = models.at_budget(model, k, budgets.k_max)
-  return Scorer(model, Selection(k=k, method=budgets.order, slots=slots if slots > k else None,
+  return Forward(model, Selection(k=k, method=budgets.order, slots=slots if slots > k else None,
                                  scorer=student_selection(config).scorer))  # the learned order's scorer
 
 
@@ -243,12 +243,12 @@ def student_scorer(config: ml_collections.ConfigDict, model, budget: Optional[in
 class Network:
   """One trained network ready to score videos.
 
-  which: 'teacher' | 'student'; scorer: its model and frame selection; variables: its
+  which: 'teacher' | 'student'; forward: its model and frame selection; variables: its
   {'params', 'batch_stats'} (cast for inference when the run computes in bfloat16); config: the run's
   resolved config; step: the checkpoint step (None for a live state).
   """
   which: str
-  scorer: Scorer
+  forward: Forward
   variables: Dict[str, Any]
   config: ml_collections.ConfigDict
   step: Optional[int] = None
@@ -263,10 +263,10 @@ class Network:
     if model is None or variables is None:
       raise ValueError(f"the checkpoint (step {restored.step}) has no {which}: its mode is "
                        f"{restored.config.mode!r}")
-    scorer = Scorer(model) if which == "teacher" else student_scorer(restored.config, model, budget)
-    network = cls(which=which, scorer=scorer, variables=variables, config=restored.config, step=restored.step)
+    forward = Forward(model) if which == "teacher" else student_forward(restored.config, model, budget)
+    network = cls(which=which, forward=forward, variables=variables, config=restored.config, step=restored.step)
     if cast:
-      network.variables = cast_for_inference(network.scorer, variables, max_frames=network.max_frames,
+      network.variables = cast_for_inference(network.forward, variables, max_frames=network.max_frames,
                                              feature_dim=network.feature_dim, dtype=restored.config.dtype)
     return network
 
@@ -280,12 +280,12 @@ class Network:
 
   @property
   def frames_seen(self) -> int:
-    return self.scorer.frames_seen(self.max_frames)
+    return self.forward.frames_seen(self.max_frames)
 
   @functools.cached_property
   def _probabilities(self):
     def fn(variables, frames_u8, num_frames, rng, preselected):
-      return self.scorer.apply(variables, frames_u8, num_frames, rng, preselected=preselected).probabilities
+      return self.forward.apply(variables, frames_u8, num_frames, rng, preselected=preselected).probabilities
     return jax.jit(fn, static_argnums=(4,))
 
   def probabilities(self, frames_u8, num_frames, *, batch_index: int = 0, preselected: bool = False
@@ -294,7 +294,7 @@ class Network:
     return self._probabilities(self.variables, frames_u8, num_frames, eval_key(batch_index), preselected)
 
 
-def cast_for_inference(scorer: Scorer, variables: Dict[str, Any], *, max_frames: int, feature_dim: int,
+def cast_for_inference(forward: Forward, variables: Dict[str, Any], *, max_frames: int, feature_dim: int,
                        dtype: Any) -> Dict[str, Any]:
   """`variables` with every leaf that the eval forward only ever uses cast to `dtype` stored in `dtype`.
 
@@ -310,7 +310,7 @@ def cast_for_inference(scorer: Scorer, variables: Dict[str, Any], *, max_frames:
     return variables
   x = jax.ShapeDtypeStruct((1, max_frames, feature_dim), jnp.uint8)
   n = jax.ShapeDtypeStruct((1,), jnp.int32)
-  closed = jax.make_jaxpr(lambda v, x, n: scorer.apply(v, x, n).probabilities)(variables, x, n)
+  closed = jax.make_jaxpr(lambda v, x, n: forward.apply(v, x, n).probabilities)(variables, x, n)
   leaves, treedef = jax.tree.flatten(variables)
   param_vars = closed.jaxpr.invars[:len(leaves)]
   castable = {id(v): True for v in param_vars}

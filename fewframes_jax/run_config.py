@@ -4,10 +4,10 @@
 student's blocks from its final k); `validate(config, workdir=...)` raises a `ConfigError` naming the
 field for every invalid setting, including a config that does not fit the checkpoints it would resume
 or load (read from their saved JSON configs only, so nothing is restored or compiled before the error).
-Both run once per run, at its start (`train_loop.train_and_evaluate`).
+Both run once per run, at its start (`train/loop.py:train_and_evaluate`).
 
 The names a config may use are defined by the modules that own them and only checked here: modes
-(`train.MODES`), model families (`models.MODEL_NAMES`), frame selection methods (`selection.SELECTION_METHODS`),
+(`specs.MODES`), model families (`models.MODEL_NAMES`), frame selection methods (`sampling.methods.SELECTION_METHODS`),
 prediction distances (`specs.PREDICTION_DISTANCES`), clipping modes (`specs.CLIP_MODES`), compute
 dtypes (`models.DTYPES`), and the reader's error policies and id keys (`data/bad_records.py`).
 """
@@ -131,7 +131,7 @@ def validate(config: ml_collections.ConfigDict, *, workdir: Optional[str] = None
 
 
 def _validate_selector(config: ml_collections.ConfigDict) -> None:
-  """A learned frame selector's settings (`selection/learned.py`); its 'rank' training needs a teacher."""
+  """A learned frame selector's settings (`sampling/learned.py`); its 'rank' training needs a teacher."""
   s = config.student
   if s.sampling != learned.METHOD:
     given = sorted(k for k, v in (s.get("selector") or {}).items() if v is not None and v != "")
@@ -153,7 +153,7 @@ def _validate_selector(config: ml_collections.ConfigDict) -> None:
 
 
 def _validate_budgets(config: ml_collections.ConfigDict) -> None:
-  """An any-k student's budgets and exits (`anyk.py`, `early_exit.py`); a fixed-k student must not ask
+  """An any-k student's budgets and exits (`specs.Budgets`, `specs.exits_of`); a fixed-k student must not ask
   for a budget or an exit."""
   s = config.student
   if s.get("k_min") is None:

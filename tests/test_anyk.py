@@ -66,12 +66,12 @@ def test_a_budget_k_forward_equals_a_forward_on_exactly_those_k_frames(family, o
   padded_forward = jax.jit(lambda k: setup.student_model.apply(
       variables, *nested.select_budget(frames, n, k, order, K_MAX)[:2], train=False).probabilities)
   for k in (K_MIN, 7, K_MAX):
-    scorer = inference.student_scorer(config, setup.student_model, k)
-    assert scorer.selection.k == k
-    exact, nk_exact = scorer.selection.select(frames, n, None)
+    forward = inference.student_forward(config, setup.student_model, k)
+    assert forward.selection.k == k
+    exact, nk_exact = forward.selection.select(frames, n, None)
     assert exact.shape[1] == (6 * -(-k // 6) if family == "hrnn" else k)
     np.testing.assert_array_equal(np.asarray(nk_exact), np.minimum(b["num_frames"], k))
-    got = jax.jit(scorer.apply)(variables, jnp.asarray(b["frames"]), n).probabilities
+    got = jax.jit(forward.apply)(variables, jnp.asarray(b["frames"]), n).probabilities
     np.testing.assert_allclose(np.asarray(got), np.asarray(padded_forward(k)), atol=2e-6)
 
 
@@ -124,12 +124,12 @@ def test_a_learned_order_student_trains_its_scorer_and_reads_its_top_k_at_every_
   ranks = nested.frame_ranks(frames, n, "learned", scores=scores)
   model_variables, _ = inference.split_selector(variables)
   for k in (K_MIN, 7, K_MAX):
-    scorer = inference.student_scorer(config, setup.student_model, k)
-    _, _, idx = scorer.selection.select(frames, n, None, return_indices=True,
+    forward = inference.student_forward(config, setup.student_model, k)
+    _, _, idx = forward.selection.select(frames, n, None, return_indices=True,
                                         selector_params=state.student.params["selector"])
     want_idx, nk = nested.budget_indices(ranks, n, k, k)
     np.testing.assert_array_equal(np.asarray(idx), np.asarray(want_idx))
-    got = jax.jit(scorer.apply)(variables, b["frames"], n).probabilities
+    got = jax.jit(forward.apply)(variables, b["frames"], n).probabilities
     want = setup.student_model.apply(model_variables, *nested.select_budget(frames, n, k, "learned", K_MAX,
                                                                             ranks=ranks)[:2], train=False)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want.probabilities), atol=2e-6)
@@ -181,8 +181,8 @@ def test_a_saved_any_k_run_restored_gives_the_same_outputs_at_every_budget(tmp_p
   live = train_lib.eval_variables(state)["student"]
   for k in (K_MIN, 8, K_MAX):
     net = restored.network("student", budget=k)
-    assert net.scorer.selection.k == k and net.frames_seen == k
-    want = inference.Network("student", inference.student_scorer(config, setup.student_model, k), live, config)
+    assert net.forward.selection.k == k and net.frames_seen == k
+    want = inference.Network("student", inference.student_forward(config, setup.student_model, k), live, config)
     np.testing.assert_array_equal(np.asarray(net.probabilities(b["frames"], b["num_frames"])),
                                   np.asarray(want.probabilities(b["frames"], b["num_frames"])))
-  assert restored.network("student").scorer.selection.k == K_MAX  # the default budget: the largest
+  assert restored.network("student").forward.selection.k == K_MAX  # the default budget: the largest

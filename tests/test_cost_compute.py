@@ -45,7 +45,7 @@ def _model_flops(scorer, frames):
 def test_timed_forward_is_the_scorers_eval_forward():
   config = tiny_config(k=5)
   common = dict(network="nextvlad", batch_size=B, feature_dim=D, num_classes=C, dtype="float32", seed=3)
-  teacher, student = compute.teacher_scorer(config), compute.student_scorer(config, 5)
+  teacher, student = compute.teacher_forward(config), compute.student_forward(config, 5)
   assert student.selection == inference.Selection(k=5, method="uniform")
   variables = {id(s): compute.served_variables(config, s) for s in (teacher, student)}
   for scorer, frames, preselected in ((teacher, T, False), (student, 5, True), (student, T, False)):
@@ -65,11 +65,11 @@ def test_inference_rows_count_the_models_flops_with_every_scan_step():
   config.teacher.hrnn.unroll = 2
   rows = compute.run_infer(config, ks=[8], warmup=0, steps=1, sampled=False)
   assert [(r["name"], r["frames"], r["k"]) for r in rows] == [("teacher", T, None), ("student_k8", 8, 8)]
-  for row, scorer in zip(rows, (compute.teacher_scorer(config, unroll=1), compute.student_scorer(config, 8))):
+  for row, forward in zip(rows, (compute.teacher_forward(config, unroll=1), compute.student_forward(config, 8))):
     assert set(row) == set(timing.ROW_FIELDS) and row["batch_size"] == B
     frames_u8 = jax.ShapeDtypeStruct((B, row["frames"], D), jnp.uint8)
     dequantize_flops = flops_lib.compiled_flops(dequantize, frames_u8, jax.ShapeDtypeStruct((B,), jnp.int32)) / B
-    expected = _model_flops(scorer, row["frames"]) + dequantize_flops
+    expected = _model_flops(forward, row["frames"]) + dequantize_flops
     assert expected <= row["flops_per_video"] <= 1.01 * expected
   h = config.teacher.hrnn.cells
   lstm = lambda d_in, steps: steps * 2 * (d_in * 4 * h + h * 4 * h)  # noqa: E731
@@ -96,7 +96,7 @@ def test_parallel_train_row():
       "train_parallel_k4", "train", "nextvlad+nextvlad", 4, T)
   assert row["compiled_memory_bytes"] > 0 and row["mfu"] is None  # CPU: no known peak
   # Forward + backward of both networks (and the optimizer) cost more than twice both forwards.
-  forwards = _model_flops(compute.teacher_scorer(config), T) + _model_flops(compute.student_scorer(config, 4), 4)
+  forwards = _model_flops(compute.teacher_forward(config), T) + _model_flops(compute.student_forward(config, 4), 4)
   assert row["flops_per_video"] > 2 * forwards
 
 
@@ -137,7 +137,7 @@ def test_served_bfloat16_weights_store_the_cast_kernels():
   """What `inference.cast_for_inference` stores (its outputs are bit-identical: tests/test_inference.py)."""
   config = tiny_config()
   config.dtype = "bfloat16"
-  cast = compute.served_variables(config, compute.student_scorer(config, 4))  # initialised in float32
+  cast = compute.served_variables(config, compute.student_forward(config, 4))  # initialised in float32
   enc = cast["params"]["encoder"]
   assert enc["hidden"]["kernel"].dtype == jnp.bfloat16
   assert cast["params"]["head"]["logits"]["kernel"].dtype == jnp.bfloat16
@@ -176,8 +176,8 @@ def test_bfloat16_eval_gap_matches_float32():
   gaps, probs = {}, {}
   for dtype in ("float32", "bfloat16"):
     config.dtype = dtype
-    scorer = compute.teacher_scorer(config)
-    probs[dtype] = np.asarray(jax.jit(lambda v, x, n, s=scorer: s.apply(v, x, n).probabilities)(
+    forward = compute.teacher_forward(config)
+    probs[dtype] = np.asarray(jax.jit(lambda v, x, n, s=forward: s.apply(v, x, n).probabilities)(
         state.teacher.variables, test["frames"], test["num_frames"]))
     gaps[dtype] = metrics_lib.global_average_precision(probs[dtype], test["labels"])
   assert gaps["float32"] > 0.6  # trained well above chance (about 0.3 for 6 classes)

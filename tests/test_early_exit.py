@@ -38,7 +38,7 @@ def plan_and_view(family, order="coarse_to_fine"):
                                           ("hrnn", "coarse_to_fine"), ("nextvlad", "learned")])
 def test_every_exit_equals_the_student_at_that_budget(family, order):
   """(The learned order: the student's own scorer ranks the frames, and the budget-k student reads its
-  top k, `inference.student_scorer`.)"""
+  top k, `inference.student_forward`.)"""
   config, setup, variables, b, plan, view = plan_and_view(family, order)
   assert plan.incremental == (family != "hrnn")
   outputs = jax.jit(plan.outputs)(variables, view)
@@ -46,11 +46,11 @@ def test_every_exit_equals_the_student_at_that_budget(family, order):
   frames = dequantize(jnp.asarray(b["frames"]), n)
   fed = [[] for _ in LENGTHS]  # per video, the frames every exit so far has fed the model
   for e, (k, got) in enumerate(zip(EXITS, outputs)):
-    scorer = inference.student_scorer(config, setup.student_model, k)
-    want = jax.jit(scorer.apply)(variables, jnp.asarray(b["frames"]), n).probabilities
+    forward = inference.student_forward(config, setup.student_model, k)
+    want = jax.jit(forward.apply)(variables, jnp.asarray(b["frames"]), n).probabilities
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=INCREMENTAL_ATOL)
     # the frames: those the exits fed (incremental: the new ones of each exit) are the student's at k
-    chosen, nk = scorer.selection.select(frames, n, inference.eval_key(0),
+    chosen, nk = forward.selection.select(frames, n, inference.eval_key(0),
                                          selector_params=inference.split_selector(variables)[1])
     exit_frames, count, _ = plan.exit_frames(view, e)
     for v in range(len(LENGTHS)):
@@ -58,8 +58,8 @@ def test_every_exit_equals_the_student_at_that_budget(family, order):
       fed[v] = fed[v] + rows if plan.incremental else rows
       assert sorted(fed[v]) == sorted(np.asarray(chosen)[v, :int(nk[v])].tolist()), (k, v)
     # the tolerance tells frames apart: the student at k on other frames (the uniform rule) is far off
-    other = inference.student_scorer(config, setup.student_model, k)
-    other = inference.Scorer(other.model, inference.Selection(k, "uniform", other.selection.slots))
+    other = inference.student_forward(config, setup.student_model, k)
+    other = inference.Forward(other.model, inference.Selection(k, "uniform", other.selection.slots))
     wrong = other.apply(variables, jnp.asarray(b["frames"]), n).probabilities
     assert float(jnp.abs(wrong - got).max()) > 100 * INCREMENTAL_ATOL
 

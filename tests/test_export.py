@@ -214,7 +214,7 @@ def test_main_export_writes_the_savedmodel_the_jax_artifact_and_the_info(run):
   with open(os.path.join(folder, export.INFO_FILE)) as f:
     info = json.load(f)
   c = run.restored.config
-  model = network.scorer.model
+  model = network.forward.model
   flops, params = flops_lib.model_cost(model, frames=10, feature_dim=1152)
   assert info["network"] == "student" and info["family"] == "nextvlad"
   assert (info["k"], info["selection"], info["frames_seen"]) == (10, "uniform", 10)
@@ -244,10 +244,10 @@ def test_the_flops_of_an_anyk_hrnn_below_a_whole_block_and_of_a_learned_selector
   from fewframes_jax.train import run_setup  # pylint: disable=g-import-not-at-top
   for order in ("coarse_to_fine", "learned"):
     config = test_anyk.anyk_config("hrnn", order=order)
-    scorer = inference.student_scorer(config, run_setup.make_setup(config).student_model, 4)
-    assert scorer.selection.slots == 6
-    network = inference.Network(which="student", scorer=scorer, variables={}, config=config)
-    want = flops_lib.model_cost(scorer.model, frames=6, feature_dim=16)[0] + selection_cost.scorer_flops(config)
+    forward = inference.student_forward(config, run_setup.make_setup(config).student_model, 4)
+    assert forward.selection.slots == 6
+    network = inference.Network(which="student", forward=forward, variables={}, config=config)
+    want = flops_lib.model_cost(forward.model, frames=6, feature_dim=16)[0] + selection_cost.scorer_flops(config)
     assert (selection_cost.scorer_flops(config) > 0) == (order == "learned")
     assert export.export_info(network)["flops_per_video"] == pytest.approx(want)
 
@@ -352,17 +352,17 @@ def tiny_network(family, which, method, *, init=True, dtype="float32"):
   c.dtype = dtype
   selection = inference.Selection() if which == "teacher" else inference.student_selection(c)
   model = build_model(c[which], num_classes=6, feature_sizes=(12, 4), dtype=c.dtype)
-  scorer = inference.Scorer(model, selection)
+  forward = inference.Forward(model, selection)
   frames = 12 if which == "teacher" else 4
   variables = flops_lib.abstract_variables(model, frames=frames, feature_dim=16)
   if init:
     key = jax.random.PRNGKey(0)
     variables = jax.jit(functools.partial(model.init, train=False))(
         {"params": key, "dropout": key, "frames": key}, np.zeros((1, frames, 16), np.float32), np.ones(1, np.int32))
-    variables = inference.cast_for_inference(scorer, variables, max_frames=12, feature_dim=16, dtype=c.dtype)
+    variables = inference.cast_for_inference(forward, variables, max_frames=12, feature_dim=16, dtype=c.dtype)
     if selection.learned:
       variables = with_random_selector(variables, selection.scorer)
-  return inference.Network(which=which, scorer=scorer, variables=variables, config=c)
+  return inference.Network(which=which, forward=forward, variables=variables, config=c)
 
 
 def with_random_selector(variables, scorer, seed=2):
@@ -380,10 +380,10 @@ def test_a_learned_audio_student_serves_from_records_as_the_project_scores():
   network = tiny_network("nextvlad", "student", "learned", init=True)
   network.config.student.selector.streams = "audio"
   selection = inference.student_selection(network.config)
-  network = inference.Network(which="student", scorer=inference.Scorer(network.scorer.model, selection),
+  network = inference.Network(which="student", forward=inference.Forward(network.forward.model, selection),
                               variables=with_random_selector(network.variables, selection.scorer, 3),
                               config=network.config)
-  assert network.scorer.selection.input_frames(inference.split_selector(network.variables)[1]) is not None
+  assert network.forward.selection.input_frames(inference.split_selector(network.variables)[1]) is not None
   lengths = (12, 7, 3, 1, 15)
   serialized = [record(f"v{i}".encode(), n, rgb=12, audio=4, seed=i) for i, n in enumerate(lengths)]
   _, signatures = saved_model.build_module(network)
@@ -406,7 +406,7 @@ def test_no_family_lowers_to_an_op_that_tensorflow_cannot_load(family):
     network = tiny_network(family, which, method, init=False)
     b, = jax.export.symbolic_shape("b")
     frames = network.frames_seen if preselected else network.max_frames
-    exported = jax.export.export(jax.jit(ranking.ranking_fn(network.scorer, preselected=preselected)),
+    exported = jax.export.export(jax.jit(ranking.ranking_fn(network.forward, preselected=preselected)),
                                  platforms=ranking.PLATFORMS)(
         network.variables, jax.ShapeDtypeStruct((b, frames, 16), np.uint8), jax.ShapeDtypeStruct((b,), np.int32))
     assert "composite" not in exported.mlir_module(), (family, which, method)
@@ -427,8 +427,8 @@ def test_other_families_run_in_tensorflow_as_in_jax(family, method, dtype):
   want = project_ranking(network, frames, num_frames)
   ranking = saved_model.tf_ranking_fn(network, network.variables, preselected=False)
   assert_same_ranking(*(t.numpy() for t in ranking(tf.constant(frames), tf.constant(num_frames))), *want)
-  if network.scorer.selection.input_frames():
-    k, rule = network.scorer.selection.input_frames()
+  if network.forward.selection.input_frames():
+    k, rule = network.forward.selection.input_frames()
     indices, num_k = rules.frame_indices_np(num_frames, k, rule, max_frames=12)
     picked = np.take_along_axis(frames, indices[:, :, None], axis=1)
     picked[np.arange(k)[None, :] >= num_k[:, None]] = 0

@@ -54,7 +54,7 @@ def scorer_and_params(streams, seed, *, zero=False, prior="none"):
 
 
 def device_selection(full, scorer, params):
-  """(frames_k f32[B, k, D], num_frames_k, indices) as `Scorer.apply` selects them from the full batch."""
+  """(frames_k f32[B, k, D], num_frames_k, indices) as `Forward.apply` selects them from the full batch."""
   selection = inference.Selection(K, learned.METHOD, scorer=scorer)
   n = jnp.asarray(full["num_frames"])
   return selection.select(dequantize(full["frames"], n), n, None, return_indices=True,
@@ -146,10 +146,10 @@ def learned_config(streams):
 
 def test_a_preselected_host_batch_scores_as_the_full_batch(pattern, full):
   config = learned_config("audio")
-  scorer = compute.student_scorer(config, K)
-  network = inference.Network(which="student", scorer=scorer, config=config,
-                              variables=compute.served_variables(config, scorer, precast=False))
-  spec = scorer.selection.input_frames(inference.split_selector(network.variables)[1])
+  forward = compute.student_forward(config, K)
+  network = inference.Network(which="student", forward=forward, config=config,
+                              variables=compute.served_variables(config, forward, precast=False))
+  spec = forward.selection.input_frames(inference.split_selector(network.variables)[1])
   host = read_all(pattern, spec)
   probs_host = network.probabilities(host["frames"], host["num_frames_k"], preselected=True)
   probs_full = network.probabilities(full["frames"], full["num_frames"])

@@ -76,9 +76,9 @@ def test_selection_is_the_sampler_and_every_frame_is_a_no_op():
 
 def test_scorer_apply_is_dequantize_select_apply():
   restored = restored_of(tiny_config())
-  scorer = inference.Scorer(restored.student_model, inference.Selection(4, "uniform"))
+  forward = inference.Forward(restored.student_model, inference.Selection(4, "uniform"))
   frames, n = frames_batch()
-  got = scorer.apply(restored.student_variables, frames, n).probabilities
+  got = forward.apply(restored.student_variables, frames, n).probabilities
   x, nk = rules.sample_frames(dequantize(frames, n), jnp.asarray(n), 4, "uniform")
   want = restored.student_model.apply(restored.student_variables, x, nk, train=False).probabilities
   np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
@@ -105,8 +105,8 @@ def test_preselected_frames_from_the_host_give_the_same_scores():
 def test_network_from_restored_picks_each_network():
   restored = restored_of(tiny_config())
   teacher, student = (inference.Network.from_restored(restored, w) for w in ("teacher", "student"))
-  assert teacher.scorer.selection.all_frames and teacher.frames_seen == T
-  assert student.scorer.selection == inference.Selection(4, "uniform") and student.frames_seen == 4
+  assert teacher.forward.selection.all_frames and teacher.frames_seen == T
+  assert student.forward.selection == inference.Selection(4, "uniform") and student.frames_seen == 4
   no_student = ckpt_lib.Restored(config=restored.config, step=3, model=restored.model, variables=restored.variables,
                                  student_model=None, student_variables=None, metrics={})
   with pytest.raises(ValueError, match="has no student"):
@@ -128,12 +128,12 @@ def test_random_frame_resampling_runs_and_is_deterministic_at_inference():
 def test_cast_for_inference_is_bit_identical_in_bfloat16():
   config = tiny_config(dtype="bfloat16")
   network = inference.Network.from_restored(restored_of(config), "teacher", cast=False)
-  cast = inference.cast_for_inference(network.scorer, network.variables, max_frames=T, feature_dim=16,
+  cast = inference.cast_for_inference(network.forward, network.variables, max_frames=T, feature_dim=16,
                                       dtype="bfloat16")
   assert cast["params"]["head"]["logits"]["kernel"].dtype == jnp.bfloat16
   assert {x.dtype for x in jax.tree.leaves(cast["batch_stats"])} == {jnp.dtype(jnp.float32)}
   frames, n = frames_batch(seed=3)
-  forward = jax.jit(lambda v: network.scorer.apply(v, frames, n).probabilities)
+  forward = jax.jit(lambda v: network.forward.apply(v, frames, n).probabilities)
   np.testing.assert_array_equal(forward(cast), forward(network.variables))
-  assert inference.cast_for_inference(network.scorer, network.variables, max_frames=T, feature_dim=16,
+  assert inference.cast_for_inference(network.forward, network.variables, max_frames=T, feature_dim=16,
                                       dtype="float32") is network.variables

@@ -116,7 +116,7 @@ def test_matches_single_process_on_same_global_batches(two_process_run, fast_com
     manager.close()
   # Each process's next record in its own stream (a process reads 2 of the 4 files, 4 rows a step).
   assert meta["data_position"] == {"positions": [[0, 0, STEPS * 4], [0, 0, STEPS * 4]]}
-  single = loop.run_eval(config, nets, restored, eval_lib.make_eval_step(nets.scorers(), mesh), mesh)
+  single = loop.run_eval(config, nets, restored, eval_lib.make_eval_step(nets.forwards(), mesh), mesh)
   multi = two_process_run["results"][0][0]["eval"]
   assert set(single) == set(multi) == {"teacher", "student"}
   for net in single:

@@ -73,7 +73,7 @@ def _child(out_dir):
       retraced = str(e)
     report[name] = {"retraced": retraced, "losses": losses,
                     "param_devices": len(jax.tree.leaves(state.student.params)[0].sharding.device_set)}
-    results = eval_lib.evaluate(eval_lib.make_eval_step(nets.scorers(), mesh), train_lib.eval_variables(state),
+    results = eval_lib.evaluate(eval_lib.make_eval_step(nets.forwards(), mesh), train_lib.eval_variables(state),
                                 eval_batches, num_classes=config.data.num_classes, mesh=mesh)
     report[name]["eval"] = results
     np.savez(os.path.join(out_dir, f"{name}.npz"), **lib.flatten(jax.device_get(ckpt_lib.state_to_tree(state))))

@@ -193,7 +193,7 @@ def test_a_saved_selector_picks_the_same_frames_after_restore(tmp_path):
   ckpt_lib.save(manager, state, config, force=True)
   manager.wait_until_finished()
   network = ckpt_lib.restore(str(tmp_path)).network("student")
-  selection = network.scorer.selection
+  selection = network.forward.selection
   assert selection.learned and selection.scorer.streams == "audio" and selection.k == 5
   live = train_lib.eval_variables(state)["student"]
   b = batch(2)
@@ -205,6 +205,6 @@ def test_a_saved_selector_picks_the_same_frames_after_restore(tmp_path):
     picks.append(np.asarray(selection.select(x, jnp.asarray(b["num_frames"]), None, return_indices=True,
                                              selector_params=sel_params)[2]))
   np.testing.assert_array_equal(picks[0], picks[1])
-  want = inference.Network("student", setup.student_scorer, live, config)
+  want = inference.Network("student", setup.student_forward, live, config)
   np.testing.assert_array_equal(np.asarray(network.probabilities(b["frames"], b["num_frames"])),
                                 np.asarray(want.probabilities(b["frames"], b["num_frames"])))

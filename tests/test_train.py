@@ -32,7 +32,7 @@ def step_fn(setup):
 
 def eval_fn(setup):
   """The eval computation of the trainer and of a saved run: (state, batch, rng) -> outputs."""
-  step = eval_lib.make_eval_step(setup.scorers())
+  step = eval_lib.make_eval_step(setup.forwards())
   return lambda state, batch, rng: step(train_lib.eval_variables(state), batch, rng)
 
 

@@ -26,7 +26,7 @@ def setup(tmp_path_factory, fast_compile):  # pylint: disable=unused-argument  (
   config = lib.tiny_config(data, steps=1, **{"data.on_error": "skip"})
   mesh = parallel.make_mesh()
   setup_, state = loop.setup_run(config, mesh=mesh)
-  return config, setup_, state, eval_lib.make_eval_step(setup_.scorers(), mesh), mesh
+  return config, setup_, state, eval_lib.make_eval_step(setup_.forwards(), mesh), mesh
 
 
 def test_eval_skips_are_counted_and_the_rest_evaluated(setup):

@@ -14,12 +14,12 @@ Subcommands (the first argument):
   infer  eval-forward throughput of the teacher (all frames) and of the student at each of --ks, on
          synthetic in-memory uint8 batches (no TensorFlow): videos/s, ms/step, XLA FLOPs per video,
          TFLOP/s, MFU where the device's peak is known, memory; and each student/teacher throughput
-         ratio next to the XLA FLOP ratio of the same compiled functions (`cost/compute.py`).
+         ratio next to the XLA FLOP ratio of the same compiled functions (`compute.py`).
   train  train-step throughput, same measures: the teacher alone, the student alone at each k, and the
          joint parallel step (--train_which).
   input  the tf.data input pipeline alone (`yt8m.make_dataset`, uint8 batches out; no --config):
          videos/s and CPU ms per video; --student_k times the student-only pipeline, which decodes
-         only the k frames the student sees (`cost/pipeline.py`).
+         only the k frames the student sees (`pipeline.py`).
   eval   one pass over TFRecords, pipeline and forward pass together (randomly initialised networks):
          the teacher on full batches; each student fed by the student-only pipeline (`student_k{k}`)
          and by the full pipeline with its frames picked on the device (`student_k{k}_sampled`). With
@@ -29,14 +29,14 @@ Subcommands (the first argument):
          records in, top 20 out) vs the project's own end-to-end eval of the same networks, in the same
          interleaved rounds: videos/s of each, and each student/teacher ratio both ways (records as eval).
   all    infer, train, eval and the input pipelines (full and student-only) for one config.
-  restart  a training run's restart deep in an epoch (no --config; `cost/restart.py`): the time to its
+  restart  a training run's restart deep in an epoch (no --config; `restart.py`): the time to its
          next batch by re-reading the epoch up to it (as before stream positions were saved) and by
          seeking the saved position, and that both give the same batch. With no --file_pattern,
          YouTube-8M-shaped records (--num_videos of them in --num_files files) are written to a
          temporary folder.
   exit   batched early exit of a trained any-k student (--workdir, policy --exit) against a trained fixed-k
          student (--fixed_workdir), end to end from the same TFRecords (default: the any-k run's eval
-         files), in alternating timed passes (`cost/exit_pipeline.py`): videos/s, mean frames read,
+         files), in alternating timed passes (`exit_pipeline.py`): videos/s, mean frames read,
          frames decoded per video, where the videos stopped, and the ratio.
 
 Every subcommand prints markdown tables and, with --json_out, writes every row and the machine (device,

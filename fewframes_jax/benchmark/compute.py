@@ -1,9 +1,9 @@
 """In-memory compute benchmarks: the eval forward of the teacher and of the student at each k, and the
 train steps, on synthetic uint8 batches already on the device (no TensorFlow).
 
-The forward is the project's inference path, `inference.Scorer.apply` (dequantize, select the frames,
+The forward is the project's inference path, `inference.Forward.apply` (dequantize, select the frames,
 apply the model), with the weights stored as a served network stores them (`inference.cast_for_inference`);
-the train step is `train.jit_train_step`. Result rows and ratios: `timing.py`.
+the train step is `trainer.jit_train_step`. Result rows and ratios: `timing.py`.
 
 Inference rows: `teacher` on u8[B, T, D]; `student_k{k}` on u8[B, k, D], the k frames the student input
 path ships (`yt8m.make_dataset(student_frames=...)`); `student_k{k}_sampled` on u8[B, T, D] with its k
@@ -43,12 +43,12 @@ def _rbg_key(seed: int = 0) -> jax.Array:
   return jax.random.key(seed, impl="unsafe_rbg")
 
 
-def probabilities_fn(scorer: inference.Scorer, *, preselected: bool = False) -> Callable:
+def probabilities_fn(forward: inference.Forward, *, preselected: bool = False) -> Callable:
   """(variables, frames u8[B, T', D], num_frames i32[B], rng) -> probabilities f32[B, C]: the eval
-  forward `scorer.apply`; `preselected`: the input is already the scorer's k frames (T' = k)."""
+  forward `forward.apply`; `preselected`: the input is already the network's k frames (T' = k)."""
 
   def fn(variables, frames_u8, num_frames, rng):
-    return scorer.apply(variables, frames_u8, num_frames, rng, preselected=preselected).probabilities
+    return forward.apply(variables, frames_u8, num_frames, rng, preselected=preselected).probabilities
 
   return fn
 
@@ -57,7 +57,7 @@ def probabilities_fn(scorer: inference.Scorer, *, preselected: bool = False) -> 
 # Inference
 
 
-class Forward(NamedTuple):
+class CompiledForward(NamedTuple):
   """A compiled eval forward, its arguments on the device, and what its result row needs."""
   meta: Dict[str, Any]
   compiled: Any
@@ -65,32 +65,32 @@ class Forward(NamedTuple):
   flops_per_step: float
 
 
-def compile_forward(scorer: inference.Scorer, variables, *, name: str, network: str, frames: int,
+def compile_forward(forward: inference.Forward, variables, *, name: str, network: str, frames: int,
                     batch_size: int, feature_dim: int, num_classes: int, dtype: str, preselected: bool = False,
-                    flops_scorer: Optional[inference.Scorer] = None, seed: int = 0) -> Forward:
-  """Compiles `probabilities_fn(scorer)` on a synthetic u8[B, frames, D] batch put on the device.
+                    flops_forward: Optional[inference.Forward] = None, seed: int = 0) -> CompiledForward:
+  """Compiles `probabilities_fn(forward)` on a synthetic u8[B, frames, D] batch put on the device.
 
   frames: T' of the input (T for the teacher and for a student that selects on the device; k for a
-  `preselected` student). flops_scorer: the same network with scans not unrolled, whose FLOPs are
-  counted (`scan_aware_flops` needs one loop trip per scan step); default `scorer`.
+  `preselected` student). flops_forward: the same network with scans not unrolled, whose FLOPs are
+  counted (`scan_aware_flops` needs one loop trip per scan step); default `forward`.
   """
-  fn = probabilities_fn(scorer, preselected=preselected)
+  fn = probabilities_fn(forward, preselected=preselected)
   batch = timing.synthetic_batch(batch_size=batch_size, frames=frames, feature_dim=feature_dim,
                                  num_classes=num_classes, seed=seed)
   args = (variables, jax.device_put(batch["frames"]), jax.device_put(batch["num_frames"]),
           inference.eval_key(0))
   compiled = jax.jit(fn).lower(*args).compile()
   flops_args = args[:3] + (_rbg_key(),)
-  if flops_scorer is not None:
-    flops = flops_lib.scan_aware_flops(probabilities_fn(flops_scorer, preselected=preselected), *flops_args)
+  if flops_forward is not None:
+    flops = flops_lib.scan_aware_flops(probabilities_fn(flops_forward, preselected=preselected), *flops_args)
   else:
     flops = flops_lib.compiled_call_flops(fn, args, compiled, flops_args=flops_args)
-  meta = dict(name=name, kind="infer", network=network, frames=frames, k=scorer.selection.k,
+  meta = dict(name=name, kind="infer", network=network, frames=frames, k=forward.selection.k,
               batch_size=batch_size, dtype=dtype)
-  return Forward(meta, compiled, args, flops)
+  return CompiledForward(meta, compiled, args, flops)
 
 
-def time_forwards(forwards: Sequence[Forward], *, warmup: int = 1, steps: int = 3) -> List[Dict[str, Any]]:
+def time_forwards(forwards: Sequence[CompiledForward], *, warmup: int = 1, steps: int = 3) -> List[Dict[str, Any]]:
   """Times compiled forwards in interleaved rounds (`timing.time_interleaved`): one row each."""
   times = timing.time_interleaved([functools.partial(f.compiled, *f.args) for f in forwards],
                                   warmup=warmup, steps=steps)
@@ -98,46 +98,40 @@ def time_forwards(forwards: Sequence[Forward], *, warmup: int = 1, steps: int = 
                             memory=timing.memory(f.compiled)) for f, t in zip(forwards, times)]
 
 
-def benchmark_forward(scorer: inference.Scorer, variables, *, warmup: int = 1, steps: int = 3,
-                      **kwargs) -> Dict[str, Any]:
-  """`compile_forward` then `time_forwards` for one network: its result row."""
-  return time_forwards([compile_forward(scorer, variables, **kwargs)], warmup=warmup, steps=steps)[0]
-
-
 def _unrolled(config: ml_collections.ConfigDict) -> bool:
   return any(m[f].unroll > 1 for m in (config.teacher, config.student) for f in ("hrnn", "rnn"))
 
 
-def teacher_scorer(config: ml_collections.ConfigDict, *, unroll: int = 0) -> inference.Scorer:
+def teacher_forward(config: ml_collections.ConfigDict, *, unroll: int = 0) -> inference.Forward:
   """The config's teacher, on every frame. unroll: as `build_model` (1: the program FLOPs count)."""
   d = config.data
-  return inference.Scorer(build_model(config.teacher, num_classes=d.num_classes,
+  return inference.Forward(build_model(config.teacher, num_classes=d.num_classes,
                                       feature_sizes=tuple(d.feature_sizes), dtype=config.dtype, unroll=unroll))
 
 
-def student_scorer(config: ml_collections.ConfigDict, k: int, *, unroll: int = 0) -> inference.Scorer:
+def student_forward(config: ml_collections.ConfigDict, k: int, *, unroll: int = 0) -> inference.Forward:
   """The config's student at `k` frames (`model_config_at_k`), selected by `student.sampling`."""
   d = config.data
   model = build_model(model_config_at_k(config.student, k), num_classes=d.num_classes,
                       feature_sizes=tuple(d.feature_sizes), dtype=config.dtype, unroll=unroll)
   selection = dataclasses.replace(inference.student_selection(config), k=k)
-  return inference.Scorer(model, selection)
+  return inference.Forward(model, selection)
 
 
-def served_variables(config: ml_collections.ConfigDict, scorer: inference.Scorer, *, seed: int = 0,
+def served_variables(config: ml_collections.ConfigDict, forward: inference.Forward, *, seed: int = 0,
                      precast: bool = True) -> Dict[str, Any]:
-  """Freshly initialised variables of a scorer's network (the time does not depend on the weights),
+  """Freshly initialised variables of a forward's network (the time does not depend on the weights),
   stored as a served network stores them (`inference.cast_for_inference`) unless `precast` is False."""
   d = config.data
   feature_dim = sum(d.feature_sizes)
-  variables = run_setup.init_variables(scorer.model, _rbg_key(seed), frames=scorer.frames_seen(d.max_frames),
+  variables = run_setup.init_variables(forward.model, _rbg_key(seed), frames=forward.frames_seen(d.max_frames),
                                        feature_dim=feature_dim)
-  if scorer.selection.learned:  # a learned selector's scorer, in the student's tree as a trained run has it
+  if forward.selection.learned:  # a learned selector's scorer, in the student's tree as a trained run has it
     variables["params"] = dict(variables["params"], **{learned.SELECTOR_KEY: learned.init_params(
-        scorer.selection.scorer, _rbg_key(seed + 1), frames=d.max_frames)})
+        forward.selection.scorer, _rbg_key(seed + 1), frames=d.max_frames)})
   if not precast:
     return variables
-  return inference.cast_for_inference(scorer, variables, max_frames=d.max_frames, feature_dim=feature_dim,
+  return inference.cast_for_inference(forward, variables, max_frames=d.max_frames, feature_dim=feature_dim,
                                       dtype=config.dtype)
 
 
@@ -151,16 +145,16 @@ def run_infer(config: ml_collections.ConfigDict, *, ks: Sequence[int], warmup: i
   common = dict(batch_size=batch_size or d.eval_batch_size, feature_dim=sum(d.feature_sizes),
                 num_classes=d.num_classes, dtype=config.dtype, seed=seed)
   count_unrolled = _unrolled(config)
-  teacher = teacher_scorer(config)
+  teacher = teacher_forward(config)
   forwards = [compile_forward(teacher, served_variables(config, teacher, seed=seed, precast=precast), name="teacher",
                               network=config.teacher.name, frames=d.max_frames,
-                              flops_scorer=teacher_scorer(config, unroll=1) if count_unrolled else None,
+                              flops_forward=teacher_forward(config, unroll=1) if count_unrolled else None,
                               **common)]
   for k in ks:
-    student = student_scorer(config, k)
+    student = student_forward(config, k)
     variables = served_variables(config, student, seed=seed, precast=precast)
     kw = dict(common, network=config.student.name,
-              flops_scorer=student_scorer(config, k, unroll=1) if count_unrolled else None)
+              flops_forward=student_forward(config, k, unroll=1) if count_unrolled else None)
     forwards.append(compile_forward(student, variables, name=f"student_k{k}", frames=k, preselected=True, **kw))
     if sampled:  # its own copy of the weights: no cache left warm by the row before it
       forwards.append(compile_forward(student, jax.tree.map(jnp.copy, variables), name=f"student_k{k}_sampled",
@@ -204,7 +198,7 @@ def _network_name(config: ml_collections.ConfigDict) -> str:
 
 def benchmark_train_step(config: ml_collections.ConfigDict, *, name: str, warmup: int = 1, steps: int = 3,
                          seed: int = 0) -> Dict[str, Any]:
-  """Times `train.jit_train_step` (the state donated) of a complete config (`train_config`) on one
+  """Times `trainer.jit_train_step` (the state donated) of a complete config (`train_config`) on one
   synthetic batch of `data.batch_size` videos, sharded over every device: its result row."""
   d = config.data
   setup = run_setup.make_setup(config)

@@ -92,7 +92,7 @@ def _fixed_pass(network, *, file_pattern, batch_size, max_batches):
   videos = batches = frames_decoded = 0
   pending = None
   start = time.perf_counter()
-  frames = network.scorer.selection.input_frames()
+  frames = network.forward.selection.input_frames()
   for batch in _dataset(network, file_pattern, batch_size, frames):
     probs = network.probabilities(batch["frames"], batch["num_frames_k" if frames else "num_frames"],
                                   batch_index=batches, preselected=frames is not None)
@@ -106,7 +106,7 @@ def _fixed_pass(network, *, file_pattern, batch_size, max_batches):
       break
   np.asarray(jax.block_until_ready(pending))
   return {"videos": videos, "seconds": time.perf_counter() - start,
-          "mean_frames_read": float(network.scorer.selection.k), "frames_decoded": frames_decoded}
+          "mean_frames_read": float(network.forward.selection.k), "frames_decoded": frames_decoded}
 
 
 def benchmark_exit(anyk_network: inference.Network, fixed_network: inference.Network, *, policy: specs.ExitPolicy,

@@ -197,17 +197,17 @@ def _eval_networks(config: ml_collections.ConfigDict, ks: Sequence[int], *, samp
   student fed by both pipelines is one network); with `selectors`, one student per selector and k."""
   from fewframes_jax import inference  # pylint: disable=g-import-not-at-top
   from fewframes_jax.benchmark import compute  # pylint: disable=g-import-not-at-top
-  teacher = compute.teacher_scorer(config)
-  out = [("teacher", inference.Network(which="teacher", scorer=teacher, config=config,
+  teacher = compute.teacher_forward(config)
+  out = [("teacher", inference.Network(which="teacher", forward=teacher, config=config,
                                        variables=compute.served_variables(config, teacher, seed=seed)), None)]
   for k in ks:
     for selector in selectors or ("",):
       c = selector_config(config, selector) if selector else config
-      scorer = compute.student_scorer(c, k)
-      student = inference.Network(which="student", scorer=scorer, config=c,
-                                  variables=compute.served_variables(c, scorer, seed=seed))
+      forward = compute.student_forward(c, k)
+      student = inference.Network(which="student", forward=forward, config=c,
+                                  variables=compute.served_variables(c, forward, seed=seed))
       # None: a rule the host cannot apply; a learned selector of one stream is scored on the host
-      student_frames = scorer.selection.input_frames(inference.split_selector(student.variables)[1])
+      student_frames = forward.selection.input_frames(inference.split_selector(student.variables)[1])
       name = f"student_k{k}" + (f"_{selector.replace(':', '_')}" if selector else "")
       out.append((name, student, student_frames))
       if sampled and student_frames is not None:
@@ -254,7 +254,7 @@ def benchmark_eval(config: ml_collections.ConfigDict, *, file_pattern: str, ks: 
     # A host-scored learned selector also decodes its stream of every frame (`data/host_scorer.py`).
     scored_bytes = student_frames[2].width if student_frames and len(student_frames) > 2 else 0
     decoded_bytes = decoded * sum(config.data.feature_sizes) + mean_frames * scored_bytes
-    selection = network.scorer.selection
+    selection = network.forward.selection
     k = selection.k
     method = None if k is None else selection.method + (f":{selection.scorer.streams}" if selection.learned else "")
     rows.append(dict(name=name, network=config.teacher.name if k is None else config.student.name, k=k,
@@ -326,7 +326,7 @@ def benchmark_export(config: ml_collections.ConfigDict, *, file_pattern: str, ks
       saved_model.save_saved_model(network, folder)
       signature = tf.saved_model.load(folder).signatures["serving_default"]
       dataset = _eval_dataset(config, file_pattern, batch_size, student_frames)
-      k = network.scorer.selection.k
+      k = network.forward.selection.k
       exported = functools.partial(_serving_pass, signature, files, batch_size, max_batches, in_flight=in_flight)
       evaluated = lambda n=network, ds=dataset, sf=student_frames: _eval_pass(  # pylint: disable=g-long-lambda
           n, ds(), preselected=sf is not None, max_batches=max_batches)[:3]
@@ -350,7 +350,7 @@ def benchmark_export(config: ml_collections.ConfigDict, *, file_pattern: str, ks
     per_round = [videos / s for s in seconds[name]]
     rows.append(dict(name=name, path="export" if name.startswith("export_") else "eval", k=k,
                      network=config.teacher.name if k is None else config.student.name,
-                     method=None if k is None else network.scorer.selection.method, batch_size=batch_size,
+                     method=None if k is None else network.forward.selection.method, batch_size=batch_size,
                      batches=batches, videos=videos, videos_per_sec=statistics.median(per_round),
                      videos_per_sec_rounds=per_round,
                      cpu_ms_per_video=1000 * statistics.median(cpu_seconds[name]) / videos,

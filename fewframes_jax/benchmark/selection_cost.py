@@ -31,11 +31,11 @@ def forward_flops(config: ml_collections.ConfigDict, k: int) -> float:
   uint8 frames: all T = data.max_frames slots for a rule that looks at the frames, the k preselected
   frames otherwise (the student-only input path)."""
   d = config.data
-  scorer = compute.student_scorer(config, k, unroll=1)
-  variables = jax.eval_shape(lambda: compute.served_variables(config, scorer, precast=False))  # no memory
-  preselected = scorer.selection.input_frames() is not None
+  forward = compute.student_forward(config, k, unroll=1)
+  variables = jax.eval_shape(lambda: compute.served_variables(config, forward, precast=False))  # no memory
+  preselected = forward.selection.input_frames() is not None
   frames, n = _frames(1, k if preselected else d.max_frames, sum(d.feature_sizes))
-  fn = compute.probabilities_fn(scorer, preselected=preselected)
+  fn = compute.probabilities_fn(forward, preselected=preselected)
   return flops_lib.scan_aware_flops(fn, variables, frames, n, compute._rbg_key())  # pylint: disable=protected-access
 
 
@@ -83,7 +83,7 @@ def scorer_share(config: ml_collections.ConfigDict, ks: Sequence[int]) -> Dict[i
   sel = scorer_flops(config)
   out = {}
   for k in ks:
-    model = compute.student_scorer(config, k, unroll=1).model
+    model = compute.student_forward(config, k, unroll=1).model
     student, _ = flops_lib.model_cost(model, frames=k, feature_dim=sum(d.feature_sizes))
     out[k] = {"student": student, "scorer": sel, "share": sel / student}
   return out

@@ -1,5 +1,5 @@
 """A learned frame selector's scorer on the host, in TensorFlow: the student-only input path of a scorer
-that reads one stream (`selection.learned.FrameScorer` with streams 'audio' or 'rgb').
+that reads one stream (`sampling.learned.FrameScorer` with streams 'audio' or 'rgb').
 
 Per video, the reader (`reader.RecordReader`, `yt8m.make_dataset(student_frames=(k, 'learned', scorer))`)
 decodes that stream of every real frame, and here it is
@@ -34,8 +34,8 @@ from fewframes_jax.data import records
 from fewframes_jax.sampling.rules import PAD_INDEX
 
 LAYERS = ("project", "hidden", "score")  # the scorer's Dense layers, in order (`FrameScorer`)
-PAD_SCORE = -1e9                          # = `selection.learned.PAD_SCORE` (this module needs no Flax)
-PRIORS = ("none", "far_from_mean")       # = `selection.learned.PRIORS`
+PAD_SCORE = -1e9                          # = `sampling.learned.PAD_SCORE` (this module needs no Flax)
+PRIORS = ("none", "far_from_mean")       # = `sampling.learned.PRIORS`
 # Integer sort keys (`_sort_keys`): a float32's bits ordered as numbers, then NaN, then padding.
 _MAGNITUDE = 0x7FFFFFFF
 _INF_BITS = 0x7F800000

@@ -1,8 +1,8 @@
 """Exact evaluation over an eval dataset: every video counted once, the last batch padded.
 
 One computation serves the trainer's evaluation and the evaluation of a saved workdir
-(`predict.evaluate_workdir`): `make_eval_step(scorers)` jits `eval_outputs`, which runs each network's
-`inference.Scorer` on one batch and reduces it on the device to each video's top-k scores, classes and
+(`predict.evaluate_workdir`): `make_eval_step(forwards)` jits `eval_outputs`, which runs each network's
+`inference.Forward` on one batch and reduces it on the device to each video's top-k scores, classes and
 hits (O(B x k) leaves the device); the host accumulates them in `metrics.EvaluationMetrics`
 (O(videos x k) memory). Given the same variables, batches and XLA flags, both evaluations give the same
 numbers bit for bit.
@@ -28,13 +28,13 @@ from fewframes_jax import parallel
 COUNT_KEYS = ("skipped_records", "frame_count_mismatches")
 
 
-def eval_outputs(scorers: Mapping[str, inference.Scorer], variables: Mapping[str, Any],
+def eval_outputs(forwards: Mapping[str, inference.Forward], variables: Mapping[str, Any],
                  batch: Mapping[str, jax.Array], rng: jax.Array, *, top_k: int = metrics_lib.TOP_K
                  ) -> Dict[str, Any]:
-  """Scores one eval batch with every network. Jittable (`scorers` and `top_k` static).
+  """Scores one eval batch with every network. Jittable (`forwards` and `top_k` static).
 
   Args:
-    scorers: {'teacher'|'student': Scorer}; variables: the same keys -> {'params', 'batch_stats'}.
+    forwards: {'teacher'|'student': Forward}; variables: the same keys -> {'params', 'batch_stats'}.
     batch: frames u8[B, T, D], num_frames i32[B], labels [B, C], valid bool[B].
     rng: the batch's key (`inference.eval_key(batch_index)`).
 
@@ -49,8 +49,8 @@ def eval_outputs(scorers: Mapping[str, inference.Scorer], variables: Mapping[str
   weights = valid.astype(jnp.float32)
   results: Dict[str, Any] = {"valid": valid}
   outputs = {}
-  for which, scorer in scorers.items():
-    out = outputs[which] = scorer.apply(variables[which], batch["frames"], batch["num_frames"], rng)
+  for which, forward in forwards.items():
+    out = outputs[which] = forward.apply(variables[which], batch["frames"], batch["num_frames"], rng)
     top = metrics_lib.top_k_hits(out.probabilities, labels, top_k)
     results[which] = {
         "scores": top.scores, "class_ids": top.class_ids, "hits": top.hits, "num_labels": top.num_labels,
@@ -64,13 +64,13 @@ def eval_outputs(scorers: Mapping[str, inference.Scorer], variables: Mapping[str
   return results
 
 
-def make_eval_step(scorers: Mapping[str, inference.Scorer], mesh=None) -> Callable:
+def make_eval_step(forwards: Mapping[str, inference.Forward], mesh=None) -> Callable:
   """The jitted `eval_outputs` for these networks: (variables, batch, rng) -> outputs. With a mesh the
   outputs are replicated, so every process sees the whole global batch."""
-  scorers = dict(scorers)
+  forwards = dict(forwards)
 
   def step(variables, batch, rng):
-    return eval_outputs(scorers, variables, batch, rng)
+    return eval_outputs(forwards, variables, batch, rng)
 
   if mesh is None:
     return jax.jit(step)
@@ -127,7 +127,7 @@ def evaluate(eval_step: Callable, variables: Mapping[str, Any], batches: Iterabl
   return results
 
 
-def evaluate_dataset(scorers: Mapping[str, inference.Scorer], variables: Mapping[str, Any],
+def evaluate_dataset(forwards: Mapping[str, inference.Forward], variables: Mapping[str, Any],
                      data: ml_collections.ConfigDict, *, mesh=None, eval_step: Optional[Callable] = None
                      ) -> Dict[str, Dict[str, float]]:
   """`evaluate` over `data.eval_pattern` with the record counts added to every network's metrics:
@@ -135,7 +135,7 @@ def evaluate_dataset(scorers: Mapping[str, inference.Scorer], variables: Mapping
   whose rgb and audio frame counts differ: read up to the shorter), summed over processes."""
   from fewframes_jax.data import bad_records  # pylint: disable=g-import-not-at-top  (TensorFlow)
   counter = bad_records.SkipCounter()
-  eval_step = eval_step or make_eval_step(scorers, mesh)
+  eval_step = eval_step or make_eval_step(forwards, mesh)
   results = evaluate(eval_step, variables, eval_batches(data, counter), num_classes=data.num_classes,
                      mesh=mesh, max_videos=data.max_eval_videos)
   counts = record_counts(counter)

@@ -96,7 +96,7 @@ def scored_videos(workdir: str, cli_config=None, *, network: str = "student", be
   if policy is not None:
     yield from _exit_predictions(net, data, policy, gate)
     return
-  input_frames = net.scorer.selection.input_frames(inference.split_selector(net.variables)[1])
+  input_frames = net.forward.selection.input_frames(inference.split_selector(net.variables)[1])
   lengths = "num_frames" if input_frames is None else "num_frames_k"
   for index, batch in enumerate(eval_input.eval_batches(data, input_frames=input_frames, process_index=0, process_count=1)):
     probs = np.asarray(net.probabilities(batch["frames"], batch[lengths], batch_index=index,
@@ -150,7 +150,7 @@ def evaluate_restored(workdir: str, cli_config=None, *, best: bool = False, step
     del networks["student"]
   results = {}
   if networks:
-    results = eval_lib.evaluate_dataset({w: n.scorer for w, n in networks.items()},
+    results = eval_lib.evaluate_dataset({w: n.forward for w, n in networks.items()},
                                         {w: n.variables for w, n in networks.items()},
                                         data_config(restored.config, cli_config))
   if exit_spec:

@@ -1,7 +1,7 @@
 """Adaptive k by early exit: read a video's frames in its nested order and stop once the prediction is
 settled (FrameExit, CVPR'21, adapted to multi-label YouTube-8M).
 
-An any-k student (`anyk.py`) is applied at exit points k_1 < k_2 < ... < k_E (default 6, 10, 15, 20,
+An any-k student (`specs.Budgets`, trained by `train/student_loss.py`) is applied at exit points k_1 < k_2 < ... < k_E (default 6, 10, 15, 20,
 30): exit e sees the first k_e frames of the video's nested order, re-sorted by time. After every exit
 but the last a decision says whether to stop there:
 
@@ -107,7 +107,7 @@ class ExitPlan:
   exits: Tuple[int, ...]
   k_max: int
   order: str = "coarse_to_fine"
-  scorer: Any = None  # the learned order's `selection.learned.FrameScorer` (its parameters: the student's)
+  scorer: Any = None  # the learned order's `sampling.learned.FrameScorer` (its parameters: the student's)
 
   @property
   def incremental(self) -> bool:

@@ -56,11 +56,11 @@ def plan_of(network: inference.Network) -> early_exit.ExitPlan:
   budgets = specs.budgets_of(network.config)
   if budgets is None:
     raise ValueError("the run's student is not an any-k student (student.k_min is unset): early exit needs one")
-  model = network.scorer.model
-  if network.scorer.selection.k != budgets.k_max:  # restored at a smaller budget: back to k_max
+  model = network.forward.model
+  if network.forward.selection.k != budgets.k_max:  # restored at a smaller budget: back to k_max
     raise ValueError("exit_curve needs the student at its largest budget (restore it with budget=None)")
   return early_exit.ExitPlan(model=model, exits=specs.exits_of(network.config), k_max=budgets.k_max,
-                             order=budgets.order, scorer=network.scorer.selection.scorer)
+                             order=budgets.order, scorer=network.forward.selection.scorer)
 
 
 def _batch_fn(plan: early_exit.ExitPlan, class_groups: Dict[str, np.ndarray]):
@@ -238,9 +238,9 @@ def budget_flops(network: inference.Network, exits: Sequence[int]) -> List[float
   from fewframes_jax.metrics import flops as flops_lib  # pylint: disable=g-import-not-at-top
   out = []
   for k in exits:
-    scorer = inference.student_scorer(network.config, network.scorer.model, k)
-    slots = scorer.selection.slots or k
-    out.append(flops_lib.model_cost(scorer.model, frames=slots, feature_dim=network.feature_dim)[0])
+    forward = inference.student_forward(network.config, network.forward.model, k)
+    slots = forward.selection.slots or k
+    out.append(flops_lib.model_cost(forward.model, frames=slots, feature_dim=network.feature_dim)[0])
   return out
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from fewframes_jax.paper.render import fmt, mean_std
 
-TARGET_GAP_DROP = 0.003   # issue 13: within 0.003 GAP of the fixed k = 30 student ...
+TARGET_GAP_DROP = 0.003   # the any-k target: within 0.003 GAP of the fixed k = 30 student ...
 TARGET_FRAMES = 15.0      # ... reading at most 15 frames per video on average
 
 

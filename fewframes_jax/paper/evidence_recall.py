@@ -45,7 +45,7 @@ def evidence_recall(network, config, *, max_videos: int = 0) -> Dict[str, float]
   for batch_index, batch in enumerate(yt8m.as_numpy_batches(dataset)):
     n = jnp.asarray(batch["num_frames"], jnp.int32)
     frames = dequantize(jnp.asarray(batch["frames"]), n)
-    _, nk, idx = network.scorer.selection.select(frames, n, inference.eval_key(batch_index), return_indices=True,
+    _, nk, idx = network.forward.selection.select(frames, n, inference.eval_key(batch_index), return_indices=True,
                                                  selector_params=selector_params)
     idx, nk = np.asarray(idx), np.asarray(nk)
     for row in np.flatnonzero(batch["valid"]):
@@ -94,7 +94,7 @@ def judgement_auc(teacher, config, *, max_videos: int = 100) -> Dict[str, float]
     raise UserError("judgement_auc needs the bundled synthetic data (its generator knows the evidence)")
   spec = synthetic.named_spec(d.bundled.spec or "short", d.bundled.num_classes)
   burst_class = synthetic.is_burst_class(spec)
-  model, variables = teacher.scorer.model, teacher.variables
+  model, variables = teacher.forward.model, teacher.variables
   judge = jax.jit(lambda x, labels: scorer_training.label_agreement(
       scorer_training.single_frame_probabilities(model, variables, x, jax.random.PRNGKey(0)), labels))
   scores = {"teacher": ([], []), "far_from_mean": ([], [])}

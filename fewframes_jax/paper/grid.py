@@ -26,7 +26,7 @@ from fewframes_jax.errors import UserError
 
 PAPER_KS = (6, 10, 15, 20, 30)  # the paper's study of k [PDF §2]
 BASELINES = ("uniform", "random", "first", "middle", "last", "first_middle_last")  # the paper's
-# Beyond the paper: training-free, content-aware selectors (`selection/content.py`), as k-frame baselines
+# Beyond the paper: training-free, content-aware selectors (`sampling/content.py`), as k-frame baselines
 # of the same table when asked for (`Grid.baselines`; not in the default grid).
 SELECTOR_BASELINES = ("feature_change", "far_from_mean")
 BASELINE_NAMES = {"uniform": "Uniform-k", "random": "Random-k", "first": "First-k", "middle": "Middle-k",
@@ -85,7 +85,7 @@ class Cell:
   """One training run.
 
   family: the teacher's family ('+'-joined for an ensemble); for a baseline, the student's family.
-  mode: teacher | student_only | parallel | serial | finetune (train.py's modes).
+  mode: teacher | student_only | parallel | serial | finetune (`specs.MODES`).
   teachers: keys of the frozen teacher cells (serial: one; an ensemble: several).
   init: the stage-1 cell a fine-tune starts from.
   """

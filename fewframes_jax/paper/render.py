@@ -159,7 +159,7 @@ def table3_markdown(timings: Mapping[str, Mapping], grid: Grid, family: str) -> 
   notes = [f"Table 3 layout, {family}. Eval time: the jitted forward pass (dequantize, frame selection, "
            f"model) over {videos} eval videos held in memory, median of repeated timed passes after a "
            "warm-up (compile and input reading excluded). FLOPs: XLA cost analysis of the eval forward pass "
-           "per video, scans counted in full (`cost.flops.model_cost`)."]
+           "per video, scans counted in full (`metrics.flops.model_cost`)."]
   return "\n".join(lines + [""] + notes)
 
 

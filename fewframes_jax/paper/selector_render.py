@@ -4,7 +4,7 @@
 
 Tables: GAP and mAP (mean±sd over seeds) per row and k with the all-frame teacher and the paper's rows in
 the same table; per k the cost of each row (XLA FLOPs per video of the whole forward, scorer included;
-frames and bytes read per video, `cost/selection_cost.py`); the issue's targets, computed from the per-seed
+frames and bytes read per video, `benchmark/selection_cost.py`); the issue's targets, computed from the per-seed
 values (gap closed between the distilled Uniform-k student and the teacher; best learned vs best
 training-free selector, per-seed difference against the seed spread).
 """

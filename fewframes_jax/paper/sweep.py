@@ -1,7 +1,7 @@
 """Runs the paper's grid: every cell trained (or read from its cache), Table 3 timed, the report written.
 
 `run(preset=..., cell_config=..., out=...)`:
-* every cell (`grid.build_cells`) is one `train_loop.train_and_evaluate` run, in this process, in
+* every cell (`grid.build_cells`) is one `loop.train_and_evaluate` run, in this process, in
   `<out>/runs/<cell key>/`; compiled programs are reused through JAX's persistent compilation cache
   (`jax_options`), so a second seed or a rerun compiles little;
 * a family's Teacher-Skyline is trained once per seed (and per data fraction for Table 2); every
@@ -48,7 +48,7 @@ CellConfig = Callable[..., ml_collections.ConfigDict]
 
 def network_cost(config: ml_collections.ConfigDict, net: str) -> Tuple[float, int]:
   """(FLOPs per video, parameters) of a resolved config's teacher (all frames) or student (k frames),
-  from `cost.flops.model_cost` (memoised there by architecture)."""
+  from `metrics.flops.model_cost` (memoised there by architecture)."""
   from fewframes_jax.metrics import flops  # pylint: disable=g-import-not-at-top
   from fewframes_jax.models import build_model  # pylint: disable=g-import-not-at-top
   d = config.data

@@ -1,7 +1,7 @@
 """Training-free, content-aware frame selection: the student's k frames chosen from what the frames show.
 
 Both rules look at every real frame of a video (its dequantized features, `f32[B, T, D]`), never at
-padding, and return k frame indices in temporal order, with the conventions of `sampling.py`: slots
+padding, and return k frame indices in temporal order, with the conventions of `rules.py`: slots
 `j < num_frames_k = min(n, k)` hold strictly increasing real indices, later slots hold `PAD_INDEX`; a
 video with n <= k frames gives all of its frames.
 

@@ -119,7 +119,7 @@ class FrameScorer(nn.Module):
 
   FLOPs per frame: about 2 * width * hidden + 2 * (2 * hidden) * mlp + 2 * mlp, width = the streams read
   (1152 for all, 128 for audio on YouTube-8M): at the defaults (hidden 4, mlp 16) XLA counts 3.2 M per
-  300-frame video for all features and 0.45 M for audio (`cost/selection_cost.py`): at the paper's sizes
+  300-frame video for all features and 0.45 M for audio (`benchmark/selection_cost.py`): at the paper's sizes
   (4,716 classes) at most 1.41% of any family's student at k >= 6 (NeXtVLAD k=6), 0.49% of the H-RNN
   student at k=10. The far_from_mean prior adds a distance per frame: 5.65 M (all features; 2.48% of
   NeXtVLAD at k=6, 0.86% of H-RNN at k=10) and 0.73 M (audio).

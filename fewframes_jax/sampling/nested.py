@@ -1,5 +1,5 @@
 """Nested frame orders: one ranking of a video's frames whose first k frames are its k-frame selection
-for every budget k at once (the any-k student and early exit, `anyk.py`, `early_exit.py`).
+for every budget k at once (the any-k student, `train/student_loss.py`, and early exit, `exits/`).
 
 An order gives every real frame t < n a rank r_t in 0..n-1 (a permutation of the real frames; padding
 frames get rank `max_frames`, after every real one). The selection at budget k is the frames with
@@ -8,17 +8,17 @@ subset of the budget-(k+1) one, and a video with n <= k frames gives all of its 
 
   coarse_to_fine   FrameExit's reading order (Ghodrati et al., CVPR'21) relative to each video's true
                    length: the middle frame, the first, the last, then the midpoints of the gaps,
-                   bisecting level by level (`sampling.coarse_to_fine_ranks`). It depends on the length
+                   bisecting level by level (`rules.coarse_to_fine_ranks`). It depends on the length
                    only, so the host can decode just the frames a budget needs.
   far_from_mean    frames by decreasing L2 distance from the video's mean frame (ties: the earlier
-                   frame): `selection/content.py`'s far_from_mean rule at every k at once. It looks at
+                   frame): `content.py`'s far_from_mean rule at every k at once. It looks at
                    every frame.
-  learned          frames by decreasing score of a learned frame scorer (`selection/learned.py`; ties:
+  learned          frames by decreasing score of a learned frame scorer (`learned.py`; ties:
                    the earlier frame): the learned selector's top k at every k at once. The scores come
                    with the call (`scores=`: the scorer's parameters are the student's).
 
 `budget_indices` takes the budget k as a traced value, so one jitted step can train several budgets
-of the same static width `slots` (the sandwich rule of `anyk.py`).
+of the same static width `slots` (the sandwich rule of `specs.Budgets`).
 """
 from typing import Optional, Tuple
 

@@ -41,7 +41,7 @@ Methods (for n >= k; j = 0..k-1):
                      by time: the frames nearest the relative positions 1/2, 0, 1, 1/4, 3/4, 1/8, 3/8, 5/8,
                      7/8, 1/16, ... of the true length, each frame taken once (`coarse_to_fine_ranks`).
                      Nested: the frames at k are a subset of those at k + 1, so one reading order serves
-                     every budget (the any-k student and early exit, `anyk.py`). At k = 2^m + 1 it is a
+                     every budget (the any-k student and early exit, `nested.py`). At k = 2^m + 1 it is a
                      uniform grid that includes the last frame.
 """
 import functools

@@ -22,7 +22,7 @@ writes into the output folder (default `<workdir>/export/<network>`):
   export_info.json   what was exported (`export_info`): family, frames seen, classes, data schema, FLOPs
                      per video (`flops_per_video`), checkpoint step, versions, signatures.
 
-Every exported function is `ranking_fn`: the project's eval forward (`inference.Scorer.apply`, so a
+Every exported function is `ranking_fn`: the project's eval forward (`inference.Forward.apply`, so a
 'random' student selects its frames inside it, from `inference.eval_key(0)` as `Network.probabilities`)
 followed by `top_classes`. Both artifacts are lowered for `PLATFORMS` (CPU and CUDA), so one export serves
 on either kind of host.
@@ -58,10 +58,10 @@ ID_KEY_CONVENTION = {
 
 
 def export_dense(network: inference.Network) -> Tuple[jax.export.Exported, Dict[str, np.ndarray]]:
-  """The dense function `ranking_fn(network.scorer)` over all T frames for a symbolic batch `b`,
+  """The dense function `ranking_fn(network.forward)` over all T frames for a symbolic batch `b`,
   (weights, u8[b, T, D], i32[b]) -> (i32[b, K], f32[b, K]), and its weights ({name: array}, `weight_list`)."""
   named, unflatten = ranking.weight_list(network.variables)
-  rank = ranking.ranking_fn(network.scorer)
+  rank = ranking.ranking_fn(network.forward)
   fn = jax.jit(lambda weights, frames_u8, num_frames: rank(unflatten(weights), frames_u8, num_frames))
   b, = jax.export.symbolic_shape("b")
   args = ([jax.ShapeDtypeStruct(w.shape, w.dtype) for _, w in sorted(named.items())],
@@ -75,8 +75,8 @@ def flops_per_video(network: inference.Network) -> Tuple[float, int]:
   whole blocks, `Selection.slots`) plus a learned selector's scorer on all T frames, the model's
   parameter count)."""
   from fewframes_jax.metrics import flops as flops_lib  # pylint: disable=g-import-not-at-top
-  selection = network.scorer.selection
-  flops, params = flops_lib.model_cost(network.scorer.model, frames=selection.slots or network.frames_seen,
+  selection = network.forward.selection
+  flops, params = flops_lib.model_cost(network.forward.model, frames=selection.slots or network.frames_seen,
                                        feature_dim=network.feature_dim)
   if selection.learned:
     d = network.config.data
@@ -88,7 +88,7 @@ def flops_per_video(network: inference.Network) -> Tuple[float, int]:
 def export_info(network: inference.Network, *, workdir: str = "", signatures: Optional[Dict] = None
                 ) -> Dict[str, Any]:
   """What an export holds, as JSON-ready values (written as `export_info.json`)."""
-  config, selection = network.config, network.scorer.selection
+  config, selection = network.config, network.forward.selection
   d = config.data
   top_k = min(ranking.TOP_K, int(d.num_classes))
   flops, params = flops_per_video(network)

@@ -62,13 +62,13 @@ def _top_by_max(x: jax.Array, k: int) -> Tuple[jax.Array, jax.Array]:
   return jnp.stack(indices, axis=-1), jnp.stack(values, axis=-1)
 
 
-def ranking_fn(scorer: inference.Scorer, *, preselected: bool = False, top_k: int = TOP_K) -> Callable:
+def ranking_fn(forward: inference.Forward, *, preselected: bool = False, top_k: int = TOP_K) -> Callable:
   """(variables, frames u8[B, T', D], num_frames i32[B]) -> (class_ids i32[B, K], scores f32[B, K]): the
   eval forward with the fixed key `eval_key(0)`, then `top_classes`. `preselected`: the frames are the
   network's own k (the student-only decode; T' = k, num_frames = num_frames_k)."""
 
   def fn(variables, frames_u8, num_frames):
-    output = scorer.apply(variables, frames_u8, num_frames, inference.eval_key(0), preselected=preselected)
+    output = forward.apply(variables, frames_u8, num_frames, inference.eval_key(0), preselected=preselected)
     return top_classes(output.probabilities.astype(jnp.float32), top_k)
 
   return fn

@@ -38,7 +38,7 @@ def tf_ranking_fn(network: inference.Network, variables, *, preselected: bool) -
   its weights `variables` (the network's as `tf.Variable`s, or any arrays); T' = k when `preselected`."""
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
   frames = network.frames_seen if preselected else network.max_frames
-  fn = jax2tf.convert(ranking.ranking_fn(network.scorer, preselected=preselected), with_gradient=False,
+  fn = jax2tf.convert(ranking.ranking_fn(network.forward, preselected=preselected), with_gradient=False,
                       polymorphic_shapes=[None, f"(b, {frames}, {network.feature_dim})", "(b,)"],
                       native_serialization_platforms=ranking.PLATFORMS)
   return lambda frames_u8, num_frames: fn(variables, frames_u8, num_frames)
@@ -57,7 +57,7 @@ def build_module(network: inference.Network):
   module._variables = tf.nest.flatten(variables)  # pylint: disable=protected-access
   dense = tf_ranking_fn(network, variables, preselected=False)
   # a learned selector of one stream is scored in the request reader from its parameters (constants)
-  input_frames = network.scorer.selection.input_frames(inference.split_selector(network.variables)[1])
+  input_frames = network.forward.selection.input_frames(inference.split_selector(network.variables)[1])
   served = dense if input_frames is None else tf_ranking_fn(network, variables, preselected=True)
   reader = reader_lib.RequestReader(
       num_classes=d.num_classes, max_frames=d.max_frames, feature_names=tuple(d.feature_names),

@@ -1,16 +1,16 @@
 """`train_and_evaluate(config, workdir)`: the whole run, from data to the final summary table.
 
 One pass of set-up, then the loop:
-1. the config is resolved and validated once (`configs_lib`: bundled data when no pattern is given;
+1. the config is resolved and validated once (`run_config`: bundled data when no pattern is given;
    every check, including the fit of the runs it resumes or loads, before anything compiles);
 2. the runs it loads are read once (serial: the frozen teacher of `config.teacher_workdir(s)`;
    finetune: the student of `config.init_workdir`), the networks and optimizers are built once
-   (`train.make_setup`), and the state is created once, directly replicated on the mesh, or restored
+   (`run_setup.make_setup`), and the state is created once, directly replicated on the mesh, or restored
    from the latest checkpoint of `workdir` into its abstract shape (a resume);
 3. train with the jitted step, logging each loss term, the learning rate and throughput to
-   TensorBoard and a progress bar; evaluate every `train.eval_every` steps and at the end (the
+   TensorBoard and a progress bar; evaluate every `config.train.eval_every` steps and at the end (the
    inference path of `evaluate.py`, the same that scores a saved workdir);
-4. checkpoint every `train.checkpoint_every` steps and at the end (latest N plus best eval GAP);
+4. checkpoint every `config.train.checkpoint_every` steps and at the end (latest N plus best eval GAP);
 5. print a summary: teacher and student GAP, mAP, Hit@1, FLOPs per video and their ratio.
 
 Resuming is exact: the step RNG is folded from (seed, step), and the training input is a
@@ -83,7 +83,7 @@ def load_networks(config: ml_collections.ConfigDict) -> LoadedNetworks:
 
 def setup_run(config: ml_collections.ConfigDict, *, mesh=None, seed: Optional[int] = None):
   """A run's set-up and its fresh state (step 0, on the mesh) for a resolved, validated config: the
-  networks it loads, `train.make_setup`, `train.create_state`. -> (TrainSetup, DistillState)."""
+  networks it loads, `run_setup.make_setup`, `run_setup.create_state`. -> (TrainSetup, DistillState)."""
   mesh = mesh or parallel.make_mesh()
   loaded = load_networks(config)
   setup = run_setup.make_setup(config, teacher_model=loaded.teacher_model)
@@ -156,7 +156,7 @@ def _train_batches(config, start: stream.Position, counter=None, process_index=N
 def run_eval(config, setup: run_setup.TrainSetup, state, eval_step, mesh) -> Dict[str, Dict[str, float]]:
   """{'teacher'|'student': metrics} of the live state over the eval set, with the record counts
   (`evaluate.evaluate_dataset`)."""
-  return eval_lib.evaluate_dataset(setup.scorers(), train_lib.eval_variables(state), config.data, mesh=mesh,
+  return eval_lib.evaluate_dataset(setup.forwards(), train_lib.eval_variables(state), config.data, mesh=mesh,
                                    eval_step=eval_step)
 
 
@@ -237,7 +237,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
       f.write(config.to_json_best_effort(indent=2))
 
   train_step = train_lib.jit_train_step(setup)
-  eval_step = eval_lib.make_eval_step(setup.scorers(), mesh)
+  eval_step = eval_lib.make_eval_step(setup.forwards(), mesh)
   logger = _Logger(config, workdir, start_step, num_steps)
   counter = bad_records.SkipCounter()
   batches = _train_batches(config, position, counter)

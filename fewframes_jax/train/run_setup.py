@@ -32,7 +32,7 @@ class TrainSetup:
   teacher_model: Optional[nn.Module]
   student_model: Optional[VideoModel]
   selection: inference.Selection              # the student's frames (an any-k student's largest budget)
-  student_scorer: Optional[inference.Scorer]  # the student as evaluated (an any-k student at its eval budget)
+  student_forward: Optional[inference.Forward]  # the student as evaluated (an any-k student at its eval budget)
   budgets: Optional[specs.Budgets]             # an any-k student's budgets (None: a fixed-k student)
   teacher_tx: Optional[optax.GradientTransformation]
   student_tx: Optional[optax.GradientTransformation]
@@ -68,13 +68,13 @@ class TrainSetup:
   def weight(self, term: str) -> float:
     return dict(self.loss_weights).get(term, 0.0)
 
-  def scorers(self) -> Dict[str, inference.Scorer]:
-    """The networks of the run, ready for `evaluate.eval_outputs`: {'teacher'|'student': Scorer}."""
+  def forwards(self) -> Dict[str, inference.Forward]:
+    """The networks of the run, ready for `evaluate.eval_outputs`: {'teacher'|'student': Forward}."""
     out = {}
     if self.has_teacher:
-      out["teacher"] = inference.Scorer(self.teacher_model)
+      out["teacher"] = inference.Forward(self.teacher_model)
     if self.has_student:
-      out["student"] = self.student_scorer
+      out["student"] = self.student_forward
     return out
 
 
@@ -106,7 +106,7 @@ def check_representation_sizes(config, teacher_dim: int, student_dim: int) -> No
 
 def make_setup(config: ml_collections.ConfigDict, *, teacher_model: Optional[nn.Module] = None) -> TrainSetup:
   """Builds the run's modules and optimizers, once. `config` is resolved and validated
-  (`configs_lib`); `teacher_model` replaces the config's teacher (serial mode: the frozen run's model
+  (`run_config`); `teacher_model` replaces the config's teacher (serial mode: the frozen run's model
   or ensemble). Representation sizes (by shape inference) decide whether L_rep needs a projection."""
   d, mode = config.data, config.mode
   feature_dim = sum(d.feature_sizes)
@@ -124,7 +124,7 @@ def make_setup(config: ml_collections.ConfigDict, *, teacher_model: Optional[nn.
   return TrainSetup(
       mode=mode, teacher_model=teacher_model, student_model=student_model,
       selection=inference.student_selection(config),
-      student_scorer=inference.student_scorer(config, student_model) if student_model is not None else None,
+      student_forward=inference.student_forward(config, student_model) if student_model is not None else None,
       budgets=specs.budgets_of(config) if student_model is not None else None,
       teacher_tx=make_optimizer(config.optim, d.batch_size) if mode in specs.TEACHER_TRAINED else None,
       student_tx=make_optimizer(config.optim, d.batch_size) if specs.has_student(mode) else None,
@@ -188,7 +188,7 @@ def init_state(setup: TrainSetup, rng: jax.Array, *, teacher_variables: Optional
         rep_dim = representation_dim(setup.student_model, frames=setup.k, feature_dim=setup.feature_dim)
         variables["params"] = dict(variables["params"], projection=init_projection(
             rng_projection, rep_dim, setup.projection_dim))
-      if setup.selection.learned:  # the learned selector's scorer trains with the student (`selection/learned.py`)
+      if setup.selection.learned:  # the learned selector's scorer trains with the student (`sampling/learned.py`)
         variables["params"] = dict(variables["params"], **{learned.SELECTOR_KEY: learned.init_params(
             setup.selection.scorer, rng_selector, frames=setup.max_frames)})
     student = new_net_state(variables, setup.student_tx)

@@ -1,7 +1,7 @@
 """The student's side of a train step: its forward on the frames it reads, and its loss.
 
 The loss of one step (`make_loss_fn`) takes the student's parameters and returns
-(total, ({term: value}, new batch_stats)); `train.train_step` differentiates it. Four shapes of it:
+(total, ({term: value}, new batch_stats)); `trainer.train_step` differentiates it. Four shapes of it:
 
   fixed k, fixed rule   `loss_terms` on the selection of the step (uniform, random, far_from_mean, ...).
   fixed k, learned      the scorer in the student's parameters (`params['selector']`) picks the frames

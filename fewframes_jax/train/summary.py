@@ -11,17 +11,17 @@ from fewframes_jax.sampling import learned
 
 def summary_table(config: ml_collections.ConfigDict, setup, step: int, results: Dict[str, Dict[str, float]]) -> str:
   """A markdown table of `results` ({'teacher'|'student': metrics}) for a run of `setup`
-  (`train.TrainSetup`) at `step`, with XLA's FLOPs per video of each network's eval forward."""
+  (`run_setup.TrainSetup`) at `step`, with XLA's FLOPs per video of each network's eval forward."""
   d = config.data
   feature_dim = sum(d.feature_sizes)
   costs: Dict[str, Optional[float]] = {}
   if setup.has_teacher:
     costs["teacher"] = flops_lib.model_cost(setup.teacher_model, frames=d.max_frames, feature_dim=feature_dim)[0]
   if setup.has_student:
-    scorer = setup.student_scorer  # an any-k student at its eval budget
-    slots = scorer.selection.slots or scorer.selection.k
-    costs["student"] = flops_lib.model_cost(scorer.model, frames=slots, feature_dim=feature_dim)[0]
-    if scorer.selection.learned:  # its frame scorer runs on every frame slot: part of the student's cost
+    forward = setup.student_forward  # an any-k student at its eval budget
+    slots = forward.selection.slots or forward.selection.k
+    costs["student"] = flops_lib.model_cost(forward.model, frames=slots, feature_dim=feature_dim)[0]
+    if forward.selection.learned:  # its frame scorer runs on every frame slot: part of the student's cost
       costs["student"] += learned.scorer_flops(learned.SelectorSpec.from_config(config.student), d.feature_sizes,
                                                d.max_frames)
   lines = ["| network | frames | GAP | mAP | mAP (all classes) | Hit@1 | PERR | FLOPs/video |",
@@ -30,7 +30,7 @@ def summary_table(config: ml_collections.ConfigDict, setup, step: int, results: 
     if net not in results:
       continue
     r = results[net]
-    frames = d.max_frames if net == "teacher" else setup.student_scorer.selection.describe()
+    frames = d.max_frames if net == "teacher" else setup.student_forward.selection.describe()
     if net == "student" and setup.budgets is not None:
       frames = f"{frames}, any-k {setup.budgets.k_min}-{setup.budgets.k_max}"
     lines.append(f"| {net} | {frames} | {r['gap']:.4f} | {r['map']:.4f} | {r['map_all_classes']:.4f} | "

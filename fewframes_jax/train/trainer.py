@@ -1,5 +1,5 @@
-"""Teacher + student train state, the set-up of a run, and the jitted train step (the student's loss
-in it: `student_loss.py`).
+"""The jitted train step of a teacher and its student (the student's loss in it: `student_loss.py`; the
+run's set-up and initial state: `run_setup.py`).
 
 Modes (`config.mode`):
   teacher       the Teacher-Skyline: the teacher alone, CE only.
@@ -25,15 +25,15 @@ Cross-family distillation: when the representation sizes differ, `L_rep` compare
 representation with a learned linear projection of the student's; the projection belongs to the
 student (`student.params['projection']`).
 
-Any-k student (`config.student.k_min` set, `anyk.py`): each step draws the sandwich rule's budgets
+Any-k student (`config.student.k_min` set, `specs.Budgets`): each step draws the sandwich rule's budgets
 (k_min, k and `budgets_per_step - 2` random ones), selects each budget's frames from one nested order of
-the batch (`selection/nested.py`) in static [B, k, D] tensors, and averages the student's loss (the same
+the batch (`sampling/nested.py`) in static [B, k, D] tensors, and averages the student's loss (the same
 terms as a fixed-k student) over them; the batch statistics pass from one budget's forward to the next.
 
 Cross-entropy is summed over classes (the YouTube-8M starter's convention), which scales the gradient
 by about C relative to a mean: the paper's learning rates assume it.
 
-Evaluation is `evaluate.eval_outputs` over `TrainSetup.scorers()` and `eval_variables(state)`: the same
+Evaluation is `evaluate.eval_outputs` over `TrainSetup.forwards()` and `eval_variables(state)`: the same
 inference path (`inference.py`) that scores a saved run.
 """
 import functools
