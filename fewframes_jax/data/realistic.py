@@ -22,7 +22,7 @@ topics such as Game, Vehicle, Car, Concert, Football, Cartoon):
   and audio) than the label evidence is: the rule "the frames farthest from the mean" picks them first.
 * **Sustained and event labels.** Most YouTube-8M labels are topics visible most of the time (a video
   labelled Car shows cars in most shots). `event_class_every`: classes c with c % 4 == 1 are *event*
-  classes, shown in one short event of 2-8 frames (a goal, a jump, an explosion) with strong per-frame
+  classes, shown in 1-4 short events of 2-8 frames each (goals, jumps, explosions) with strong per-frame
   evidence; the others are *sustained*: present in 50-95% of the video's content frames, whole shots at a
   time, weaker per frame. With the default Zipf frequencies 24% of the labels are events, 76% sustained.
   Every content frame also shows *unlabelled appearances* along every class direction (rgb; per shot and
@@ -53,11 +53,11 @@ is its template plus a little noise (intro, outro, title: the template's own; a 
 card or cut-away is the video's own audio without label evidence (music or voice-over continues).
 
 Measured (2,000 plans, 300 videos; docs/realistic_data.md): 7.8% of all frames are label-free (18 per
-video); a quarter of the labels are events; the 10 frames farthest from a video's mean are 78% label-free.
+video); a quarter of the labels are events; the 10 frames farthest from a video's mean are 77% label-free.
 
 What is not realistic (docs/realistic_data.md): Gaussian features in a linear model of evidence; 64
 classes, not 4716; class directions orthogonal to the nuisance subspace by construction; no label
-co-occurrence structure; one event per event label; no motion or temporal smoothness within a shot beyond
+co-occurrence structure; events of one label alike; no motion or temporal smoothness within a shot beyond
 the shared offset; label-free kinds and their rates are our estimates, not measured on YouTube-8M.
 """
 import dataclasses
@@ -107,6 +107,7 @@ class RealisticSpec:
   audio_weight: Tuple[float, float] = (0.3, 1.2)     # per class: audio evidence / rgb evidence
   sustained_coverage: Tuple[float, float] = (0.5, 0.95)  # share of the content frames, whole shots
   event_frames: Tuple[int, int] = (2, 8)
+  events_per_video: Tuple[int, int] = (1, 4)   # uniform: a label's events in one video
   # Content.
   shot_frames: Tuple[int, int] = (2, 20)       # log-uniform
   video_style: Tuple[float, float] = (0.12, 0.12)  # the video's offset, every direction
@@ -178,7 +179,7 @@ class World(NamedTuple):
 
 
 def is_event_class(spec: RealisticSpec) -> np.ndarray:
-  """bool[C]: the classes shown in one short event; the others are sustained."""
+  """bool[C]: the classes shown in a few short events; the others are sustained."""
   return np.arange(spec.num_classes) % spec.event_class_every == 1
 
 
@@ -302,10 +303,11 @@ def _draw_layout(rng: np.random.Generator, spec: RealisticSpec, shared: World) -
   amplitude = np.zeros((num_labels, length), np.float32)
   for j, c in enumerate(labels):
     if events[c]:
-      n = _randint(rng, *spec.event_frames)
-      at = int(rng.choice(np.flatnonzero(content)))
-      run = np.arange(at, min(at + n, length))
-      evidence[j, run[content[run]]] = True
+      for _ in range(_randint(rng, *spec.events_per_video)):
+        n = _randint(rng, *spec.event_frames)
+        at = int(rng.choice(np.flatnonzero(content)))
+        run = np.arange(at, min(at + n, length))
+        evidence[j, run[content[run]]] = True
     else:
       target = rng.uniform(*spec.sustained_coverage) * content.sum()
       for s in rng.permutation(int(shot[-1]) + 1):
