@@ -150,7 +150,8 @@ def get_config() -> ml_collections.ConfigDict:
   d.bundled.num_eval = 1000
   d.bundled.num_classes = 64
   d.bundled.seed = 0
-  d.bundled.spec = ""            # empty: the short videos; "long": YouTube-8M-length (see `:long` below)
+  d.bundled.spec = ""            # empty: the short videos; "long": YouTube-8M-length (see `:long` below);
+                                 # "realistic": long videos with intros, fades, events (`:realistic`)
 
   # ---- models ----
   c.teacher = model_config("nextvlad")
@@ -287,10 +288,14 @@ def experiment(family: str, *, k: int, arg=None, student_family: str = "") -> ml
   student for every budget in [k_min, k]; sampling then a nested order, e.g. coarse_to_fine), and the bare words
   `cpu` (the README's CPU run: smaller models, see `apply_size`), `tiny` (tests) and `long` (the bundled
   YouTube-8M-length videos instead of the short ones: 1,800 training and 400 eval videos of 120-300
-  frames, about 0.6 GB, generated on first use; every network sees up to 300 frames).
+  frames, about 0.6 GB, generated on first use; every network sees up to 300 frames) and `realistic`
+  (as `long`, with the structure of real uploads: label-free intros, outros, black frames, title cards
+  and cut-aways, sustained labels beside short events, graded difficulty; docs/realistic_data.md).
   """
   a = parse_arg(arg, k=k, mode="parallel", sampling="uniform", cpu=False, tiny=False, long=False,
-                student=student_family or family, pred_distance="mse", k_min=0)
+                realistic=False, student=student_family or family, pred_distance="mse", k_min=0)
+  if a.long and a.realistic:
+    raise ValueError("config arguments long and realistic name two bundled splits: give one")
   c = get_config()
   c.mode = a.mode
   c.teacher = model_config(family)
@@ -304,12 +309,12 @@ def experiment(family: str, *, k: int, arg=None, student_family: str = "") -> ml
   c.loss.pred_distance = a.pred_distance
   if a.student != family:
     c.share_classifier = False  # cross-family: representation sizes differ
-  if a.long:
-    c.data.bundled.spec = "long"
+  if a.long or a.realistic:
+    c.data.bundled.spec = "long" if a.long else "realistic"
     c.data.bundled.num_train, c.data.bundled.num_eval = LONG_TRAIN_VIDEOS, LONG_EVAL_VIDEOS
   return apply_size(c, "tiny" if a.tiny else "cpu" if a.cpu else "paper")
 
 
-# The `long` bundled split: 2,200 videos of about 230 frames (1,152 bytes each) are 0.59 GB.
+# The `long` and `realistic` bundled splits: 2,200 videos of about 230 frames (1,152 bytes each) are 0.59 GB.
 LONG_TRAIN_VIDEOS = 1800
 LONG_EVAL_VIDEOS = 400

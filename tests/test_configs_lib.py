@@ -310,5 +310,5 @@ def test_the_long_argument_uses_the_youtube8m_length_data():
   assert (c.data.bundled.spec, c.data.bundled.num_train, c.data.bundled.num_eval) == ("long", 1800, 400)
   assert c.data.max_frames == 300 and c.teacher.hrnn.num_blocks == 20  # the paper's 20 x 15 teacher
   c.data.bundled.spec = "medium"
-  with pytest.raises(ConfigError, match=r"data.bundled.spec='medium': expected one of \('short', 'long'\)"):
+  with pytest.raises(ConfigError, match=r"data.bundled.spec='medium': expected one of \('short', 'long', 'realistic'\)"):
     run_config.resolve(c)

@@ -5,7 +5,8 @@
 `ensure_bundled(...)` returns the train/eval file patterns, writing the data on first use into
 `<cache>/synthetic-v<version>-c<classes>-train<n>-eval<n>-seed<s>/` (cache: `cache_dir`, else
 `$FEWFRAMES_CACHE`, else `~/.cache/fewframes_jax`). The folder name holds every generator parameter
-and `synthetic.GENERATOR_VERSION`, so a changed generator never reuses stale data.
+and `synthetic.GENERATOR_VERSION` (the `realistic` split's also `realistic.VERSION`:
+`synthetic-v<version>-realistic-r<version>-...`), so a changed generator never reuses stale data.
 
 Concurrent processes (several tests, several hosts on a shared disk) are safe: the data is written
 into a temporary folder beside the final one and renamed into place in one step, and only a folder
@@ -27,6 +28,7 @@ from typing import Dict, Optional, Sequence, Tuple
 from absl import logging
 import numpy as np
 
+from fewframes_jax.data import realistic
 from fewframes_jax.data import records
 from fewframes_jax.data import synthetic
 
@@ -46,6 +48,8 @@ def dataset_dir(cache_dir: str = "", *, num_train: int, num_eval: int, num_class
                 seed: int, spec: str = "short") -> str:
   """The folder that holds (or will hold) the bundled data for these parameters."""
   kind = "" if spec == "short" else f"-{spec}"
+  if spec == "realistic":
+    kind += f"-r{realistic.VERSION}"
   name = (f"synthetic-v{synthetic.GENERATOR_VERSION}{kind}-c{num_classes}-train{num_train}-eval{num_eval}"
           f"-seed{seed}")
   return os.path.join(cache_root(cache_dir), name)
@@ -122,7 +126,8 @@ def _generate(folder: str, *, num_train: int, num_eval: int, num_classes: int, s
 def ensure_bundled(cache_dir: str = "", num_train: int = 4000, num_eval: int = 1000,
                    num_classes: int = 64, seed: int = 0, spec: str = "short") -> Tuple[str, str, int]:
   """The bundled dataset, generated on first use. `spec`: `synthetic.SPEC_NAMES` ('short', the first
-  bundled data; 'long', YouTube-8M-length videos).
+  bundled data; 'long', YouTube-8M-length videos; 'realistic', long videos with the structure of real
+  uploads, `realistic.py`).
 
   Returns:
     (train_pattern, eval_pattern, num_classes): TFRecord globs for `yt8m.make_dataset`.
@@ -211,7 +216,8 @@ def _define_flags() -> None:
   flags.DEFINE_integer("num_classes", 64, "Classes of the label vocabulary.")
   flags.DEFINE_integer("seed", 0, "Seed of the generator.")
   flags.DEFINE_enum("spec", "short", synthetic.SPEC_NAMES, "Which bundled data: short videos (the "
-                    "default) or YouTube-8M-length ones (long).")
+                    "default), YouTube-8M-length ones (long), or long ones with intros, fades, title cards, "
+                    "cut-aways, sustained labels and events (realistic).")
 
 
 def main(argv: Sequence[str]) -> None:

@@ -31,17 +31,22 @@ not depend on the sharding, and a seed gives the same bytes every time):
   miss 17% (k=6), 9% (k=10) and 2% (k=30) of the burst labels, and almost no long ones. The byte
   budget caps how many videos can be long, which caps these rates. Nothing here favours
   distillation itself.
+
+The `realistic` spec (`named_spec('realistic', ...)`) draws its videos in `realistic.py` (label-free
+intros, outros, fades, title cards and cut-aways; sustained labels beside events; graded difficulty);
+this module writes them the same way.
 """
 import dataclasses
-import math
 import os
 import time
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from fewframes_jax.data import quantization
+from fewframes_jax.data import realistic
 from fewframes_jax.data import records
+from fewframes_jax.data.video_plan import Video, VideoPlan, class_probabilities, log_uniform_int
 
 # Bump when the bytes a (spec, seed) produces change: the bundled cache is keyed by it.
 GENERATOR_VERSION = 1
@@ -89,66 +94,43 @@ class SyntheticSpec:
 #          300 frames as the dataset's features are (mean about 230 frames, 36% of videos at 300), with
 #          the same classes, bursts (2-6 frames) and long segments (30-70% of a video): a student that
 #          sees k of about 230 frames misses most bursts unless it chooses its frames well.
-SPEC_NAMES = ("short", "long")
+#   realistic  the lengths of `long` with the structure of real uploads (`realistic.py`): label-free intros,
+#          outros, black frames and fades, title cards and cut-aways, farther from a video's mean feature
+#          than its label evidence; sustained labels beside short events; graded evidence strength.
+SPEC_NAMES = ("short", "long", "realistic")
 
 
-def named_spec(name: str, num_classes: int) -> "SyntheticSpec":
-  """The `SyntheticSpec` of a bundled dataset by name (`SPEC_NAMES`)."""
+def named_spec(name: str, num_classes: int):
+  """The spec of a bundled dataset by name (`SPEC_NAMES`): a `SyntheticSpec`, or for 'realistic' a
+  `realistic.RealisticSpec`."""
   if name == "short":
     return SyntheticSpec(num_classes=num_classes)
   if name == "long":
     return SyntheticSpec(num_classes=num_classes, long_video_fraction=1.0, long_frames=(120, 500),
                          max_stored_frames=300)
+  if name == "realistic":
+    return realistic.RealisticSpec(num_classes=num_classes)
   raise ValueError(f"synthetic spec {name!r}: expected one of {SPEC_NAMES}")
 
 
-class VideoPlan(NamedTuple):
-  """What a video shows, before any frame is drawn.
-
-  length: L, the stored number of frames; labels: int64[n] (1 <= n <= 4, distinct, sorted);
-  evidence: bool[n, L], the frames that hold label j's evidence; amplitude: f32[n, L], its strength
-  (0 off the evidence frames).
-  """
-  length: int
-  labels: np.ndarray
-  evidence: np.ndarray
-  amplitude: np.ndarray
-
-
-class Video(NamedTuple):
-  """One synthetic video: rgb uint8[L, rgb_size], audio uint8[L, audio_size], and its `VideoPlan`."""
-  rgb: np.ndarray
-  audio: np.ndarray
-  plan: VideoPlan
-
-  @property
-  def labels(self) -> np.ndarray:
-    return self.plan.labels
-
-
-def class_probabilities(spec: SyntheticSpec) -> np.ndarray:
-  """f64[C]: the Zipf-like class frequencies p(c) ~ (c + 1)^-zipf_exponent (summing to 1)."""
-  p = np.arange(1, spec.num_classes + 1, dtype=np.float64) ** -spec.zipf_exponent
-  return p / p.sum()
-
-
-def is_burst_class(spec: SyntheticSpec) -> np.ndarray:
-  """bool[C]: classes whose evidence is a short burst (the odd classes); the others are long."""
+def is_burst_class(spec) -> np.ndarray:
+  """bool[C]: classes whose evidence is a short burst (the odd classes; `realistic`: its event classes); the
+  others are long (sustained)."""
+  if not isinstance(spec, SyntheticSpec):
+    return realistic.is_event_class(spec)
   return np.arange(spec.num_classes) % 2 == 1
 
 
-def make_prototypes(spec: SyntheticSpec, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+def make_prototypes(spec, seed: int) -> Tuple[np.ndarray, np.ndarray]:
   """Unit prototype directions: (f32[C, rgb_size], f32[C, audio_size])."""
+  if not isinstance(spec, SyntheticSpec):
+    return realistic.world(spec, seed).prototypes
   rng = np.random.default_rng([seed, _PROTOTYPE_STREAM])
   out = []
   for size in spec.feature_sizes:
     p = rng.standard_normal((spec.num_classes, size))
     out.append((p / np.linalg.norm(p, axis=1, keepdims=True)).astype(np.float32))
   return out[0], out[1]
-
-
-def _log_uniform_int(rng, lo: int, hi: int) -> int:
-  return int(min(hi, max(lo, math.floor(math.exp(rng.uniform(math.log(lo), math.log(hi + 1)))))))
 
 
 def _segments_mask(rng, length: int, burst: bool, spec: SyntheticSpec) -> np.ndarray:
@@ -176,9 +158,9 @@ def _video_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 def _draw_plan(rng: np.random.Generator, spec: SyntheticSpec) -> VideoPlan:
   if rng.uniform() < spec.long_video_fraction:
-    length = _log_uniform_int(rng, *spec.long_frames)
+    length = log_uniform_int(rng, *spec.long_frames)
   else:
-    length = _log_uniform_int(rng, *spec.short_frames)
+    length = log_uniform_int(rng, *spec.short_frames)
   if spec.max_stored_frames:
     length = min(length, spec.max_stored_frames)
   num_labels = min(spec.num_classes,
@@ -190,18 +172,24 @@ def _draw_plan(rng: np.random.Generator, spec: SyntheticSpec) -> VideoPlan:
   amplitude = evidence * rng.uniform(0.8, 1.2, size=evidence.shape).astype(np.float32)
   amplitude *= np.float32(spec.signal)
   return VideoPlan(length=length, labels=labels.astype(np.int64), evidence=evidence,
-                   amplitude=amplitude)
+                   amplitude=amplitude, label_free=np.zeros(length, np.int8))
 
 
-def plan_video(spec: SyntheticSpec, *, seed: int, split: str, index: int) -> VideoPlan:
+def plan_video(spec, *, seed: int, split: str, index: int) -> VideoPlan:
   """The plan of video `index` of `split`: the same as `make_video(...).plan`, without the frames."""
+  if not isinstance(spec, SyntheticSpec):
+    return realistic.plan_video(spec, _video_rng(seed, split, index), seed)
   return _draw_plan(_video_rng(seed, split, index), spec)
 
 
-def make_video(spec: SyntheticSpec, prototypes: Tuple[np.ndarray, np.ndarray], *, seed: int,
-               split: str, index: int) -> Video:
-  """Video `index` of `split` (deterministic in (spec, prototypes, seed, split, index))."""
+def make_video(spec, prototypes: Tuple[np.ndarray, np.ndarray], *, seed: int, split: str,
+               index: int) -> Video:
+  """Video `index` of `split` (deterministic in (spec, prototypes, seed, split, index)). A
+  `realistic.RealisticSpec` draws from its own `realistic.world(spec, seed)` (whose prototypes are
+  `make_prototypes`'s)."""
   rng = _video_rng(seed, split, index)
+  if not isinstance(spec, SyntheticSpec):
+    return realistic.make_video(spec, rng, seed)
   plan = _draw_plan(rng, spec)
   streams = []
   for proto, size in zip(prototypes, spec.feature_sizes):
@@ -222,7 +210,7 @@ def shard_paths(out_dir: str, split: str, num_shards: int) -> List[str]:
           for s in range(num_shards)]
 
 
-def write_split(out_dir: str, split: str, num_videos: int, *, spec: SyntheticSpec, seed: int,
+def write_split(out_dir: str, split: str, num_videos: int, *, spec, seed: int,
                 num_shards: int, id_key: str = "id") -> List[str]:
   """Writes videos 0..num_videos-1 of `split` into `num_shards` files, in order (shard s holds a
   contiguous block). Returns the file paths. Fewer shards are written when there are fewer videos."""
@@ -252,10 +240,11 @@ def write_split(out_dir: str, split: str, num_videos: int, *, spec: SyntheticSpe
 
 def write_dataset(out_dir: str, *, num_train: int, num_eval: int, num_classes: int, seed: int = 0,
                   num_shards: int = 8, num_eval_shards: int = 4, id_key: str = "id",
-                  spec: Optional[SyntheticSpec] = None) -> Dict[str, List[str]]:
+                  spec=None) -> Dict[str, List[str]]:
   """Writes the train and eval splits into `out_dir` (created if needed); returns split -> files.
 
-  `spec` defaults to `SyntheticSpec(num_classes=num_classes)`; a given spec must agree on num_classes.
+  `spec` (a `SyntheticSpec` or `realistic.RealisticSpec`) defaults to `SyntheticSpec(num_classes=num_classes)`;
+  a given spec must agree on num_classes.
   """
   spec = spec or SyntheticSpec(num_classes=num_classes)
   if spec.num_classes != num_classes:

@@ -3,11 +3,18 @@ label's evidence? The generator knows them (`data/synthetic.py`: a burst class s
 frames, a long class in segments covering 30-70% of a video), so for every eval video and label we can ask
 whether the student's k frames include at least one evidence frame.
 
-  evidence_recall(network, config)  -> {'burst': recall, 'long': recall, 'burst_labels', 'long_labels'}
+  evidence_recall(network, config)  -> {'burst': recall, 'long': recall, 'burst_labels', 'long_labels',
+                                        'label_free_chosen', 'label_free_all', ...}
 
 recall = the share of (video, label) pairs of that class kind with >= 1 chosen frame among the label's
-evidence frames. It is a diagnostic of this generator, not a metric of real YouTube-8M data (whose evidence
-frames nobody knows); RESULTS.md uses it to show why a target is missed.
+evidence frames (on the `realistic` split: burst = its event classes, long = its sustained ones).
+label_free_chosen = the share of the chosen frames that fall on label-free segments (intros, outros, black
+frames and fades, title cards, cut-aways: `VideoPlan.label_free`), label_free_all = their share of all real
+frames of the same videos (what a rule blind to content picks on average); per kind in
+'label_free_chosen_by_kind' / 'label_free_all_by_kind'. Both are 0 on the `short` and `long` splits.
+
+It is a diagnostic of this generator, not a metric of real YouTube-8M data (whose evidence frames nobody
+knows); RESULTS.md uses it to show why a target is missed.
 """
 from typing import Dict
 
@@ -23,6 +30,29 @@ def _index(video_id: bytes) -> int:
   return int(text[4:])
 
 
+def label_free_counts(label_free: np.ndarray, chosen: np.ndarray, num_frames: int) -> np.ndarray:
+  """Frame counts by kind (`realistic.KINDS`; kind 0: content) of one video: int64[2, K], row 0 over the
+  chosen frames, row 1 over all real frames.
+
+  label_free: int8[L] the plan's kind per frame; chosen: int[k'] the chosen real frame indices (< num_frames);
+  num_frames: the real frames the student could choose from (min(L, max_frames))."""
+  from fewframes_jax.data import realistic  # pylint: disable=g-import-not-at-top
+  kinds = len(realistic.KINDS)
+  return np.stack([np.bincount(label_free[np.asarray(chosen, np.int64)], minlength=kinds),
+                   np.bincount(label_free[:num_frames], minlength=kinds)]).astype(np.int64)
+
+
+def _label_free_shares(counts: np.ndarray) -> Dict[str, object]:
+  """The report's label-free shares from summed `label_free_counts`."""
+  from fewframes_jax.data import realistic  # pylint: disable=g-import-not-at-top
+  share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+  out = {"label_free_chosen": float(1 - share[0, 0]) if counts[0].sum() else 0.0,
+         "label_free_all": float(1 - share[1, 0]) if counts[1].sum() else 0.0}
+  for row, name in enumerate(("label_free_chosen_by_kind", "label_free_all_by_kind")):
+    out[name] = {kind: float(share[row, k]) for k, kind in enumerate(realistic.KINDS) if k}
+  return out
+
+
 def evidence_recall(network, config, *, max_videos: int = 0) -> Dict[str, float]:
   """The chosen frames' recall of the evidence frames of burst and long labels, over the bundled eval split.
 
@@ -30,7 +60,7 @@ def evidence_recall(network, config, *, max_videos: int = 0) -> Dict[str, float]
   selector's parameters); config: the run's resolved config (its `data.bundled` names the generator)."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from fewframes_jax import inference  # pylint: disable=g-import-not-at-top
-  from fewframes_jax.data import synthetic, yt8m  # pylint: disable=g-import-not-at-top
+  from fewframes_jax.data import realistic, synthetic, yt8m  # pylint: disable=g-import-not-at-top
   from fewframes_jax.data.quantization import dequantize  # pylint: disable=g-import-not-at-top
   d = config.data
   if "synthetic-v" not in d.eval_pattern:  # the bundled data's folder (`data/bundled.py`)
@@ -41,6 +71,7 @@ def evidence_recall(network, config, *, max_videos: int = 0) -> Dict[str, float]
                               **yt8m.config_options(d))
   _, selector_params = inference.split_selector(network.variables)
   hits = {"burst": [0, 0], "long": [0, 0]}
+  label_free = np.zeros((2, len(realistic.KINDS)), np.int64)
   seen = 0
   for batch_index, batch in enumerate(yt8m.as_numpy_batches(dataset)):
     n = jnp.asarray(batch["num_frames"], jnp.int32)
@@ -51,6 +82,7 @@ def evidence_recall(network, config, *, max_videos: int = 0) -> Dict[str, float]
     for row in np.flatnonzero(batch["valid"]):
       plan = synthetic.plan_video(spec, seed=d.bundled.seed, split="eval", index=_index(batch["video_id"][row]))
       chosen = idx[row, :nk[row]]
+      label_free += label_free_counts(plan.label_free, chosen, int(batch["num_frames"][row]))
       for label, evidence in zip(plan.labels, plan.evidence):
         kind = "burst" if burst_class[label] else "long"
         hits[kind][0] += int(evidence[chosen[chosen < evidence.shape[0]]].any())
@@ -61,7 +93,8 @@ def evidence_recall(network, config, *, max_videos: int = 0) -> Dict[str, float]
     if max_videos and seen >= max_videos:
       break
   return {"burst": hits["burst"][0] / max(hits["burst"][1], 1), "long": hits["long"][0] / max(hits["long"][1], 1),
-          "burst_labels": hits["burst"][1], "long_labels": hits["long"][1], "videos": seen}
+          "burst_labels": hits["burst"][1], "long_labels": hits["long"][1], "videos": seen,
+          **_label_free_shares(label_free)}
 
 
 def _auc(positive: np.ndarray, negative: np.ndarray) -> float:
