@@ -50,3 +50,14 @@ def test_gap_closed_below_the_teacher():
   line = sr.targets(recs, key, "h", SEEDS, (10,), ["uniform+distill", "far_from_mean+distill"])[0]
   assert "closes 75% of the gap" in line and "missed" in line
   assert sr.paired([1.0, 2.0], [0.5, 1.5]) == pytest.approx((0.5, 0.0))
+
+
+def test_the_recall_table_shows_the_label_free_share_only_where_the_data_has_label_free_frames():
+  plain = {"far_from_mean": {10: {"burst": 0.99, "long": 0.89}}}
+  assert "label-free" not in sr.recall_table(plain, ["far_from_mean"], (10,))
+  structured = {"far_from_mean": {10: {"burst": 0.31, "long": 0.36, "label_free_chosen": 0.75,
+                                       "label_free_all": 0.078}},
+                "uniform": {10: {"burst": 0.40, "long": 1.0, "label_free_chosen": 0.11, "label_free_all": 0.078}}}
+  table = sr.recall_table(structured, ["uniform", "far_from_mean"], (10,))
+  assert "k=10 label-free chosen / all" in table.splitlines()[0]
+  assert "| 0.31 | 0.36 | 0.75 / 0.08 |" in table and "| 0.40 | 1.00 | 0.11 / 0.08 |" in table

@@ -126,15 +126,27 @@ def targets(records, key, family, seeds, ks, rows, *, anchor_k: int = 10) -> Lis
 
 
 def recall_table(recall: Mapping[str, Mapping[int, Mapping[str, float]]], rows, ks) -> str:
-  lines = ["| Row | " + " | ".join(f"k={k} burst | k={k} long" for k in ks) + " |",
-           "|:---|" + "---:|" * (2 * len(ks))]
+  """Per row and k: the chosen frames' recall of the burst (event) and long (sustained) labels' evidence,
+  and, on data with label-free segments, the share of the chosen frames that are label-free against the
+  share of all real frames that are ('chosen / all')."""
+  label_free = any(r.get("label_free_all") for row in recall.values() if isinstance(row, Mapping)
+                   for r in row.values() if isinstance(r, Mapping))
+  per_k = 3 if label_free else 2
+  head = "".join(f" k={k} burst | k={k} long |" + (f" k={k} label-free chosen / all |" if label_free else "")
+                 for k in ks)
+  lines = ["| Row |" + head, "|:---|" + "---:|" * (per_k * len(ks))]
   for row in rows:
     if row not in recall:
       continue
     cells = []
     for k in ks:
       r = recall[row].get(k)
-      cells += [f"{r['burst']:.2f}", f"{r['long']:.2f}"] if r else ["", ""]
+      if not r:
+        cells += [""] * per_k
+        continue
+      cells += [f"{r['burst']:.2f}", f"{r['long']:.2f}"]
+      if label_free:
+        cells.append(f"{r.get('label_free_chosen', float('nan')):.2f} / {r.get('label_free_all', float('nan')):.2f}")
     lines.append(f"| {name(row)} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
