@@ -39,6 +39,15 @@ def test_benchmark_input_eval_pass_counts_valid_videos_only(pattern):
   assert "| full | 20 | 5 | 3 |" in pipeline.format_input([r])
 
 
+def test_input_paths_side_by_side(pattern):
+  r = pipeline.benchmark_input_paths(pattern, 4, 2, k=3, rounds=1, warmup_batches=0, num_classes=5, max_frames=20)
+  assert [row["pipeline"] for row in r["rows"]] == list(pipeline.INPUT_PATHS)
+  assert [run["videos"] for run in r["runs"]] == [8] * 4 and {run["round"] for run in r["runs"]} == {0}
+  assert set(r["ratios"]) == {"student_vs_full", "student_vs_bare", "student_vs_student_parsed"}
+  table = pipeline.format_input_paths(r)
+  assert "bare tf.data read + parse" in table and "student / full:" in table
+
+
 def test_yt8m_shaped_records_have_youtube_8m_lengths(tmp_path):
   glob = pipeline.yt8m_shaped_records(str(tmp_path), num_videos=16, num_classes=C, num_shards=2,
                                       feature_sizes=(12, 4))

@@ -4,6 +4,7 @@
   python -m fewframes_jax.benchmark train --config=configs/nextvlad_k10.py --config.dtype=bfloat16
   python -m fewframes_jax.benchmark input --file_pattern='/data/yt8m/frame/train*.tfrecord' \\
       --batch_size=64 [--num_batches=200 --student_k=10 --sampling=uniform --json_out=input.json]
+  python -m fewframes_jax.benchmark input --file_pattern=... --eval --compare --rounds=3 --num_classes=4716
   python -m fewframes_jax.benchmark eval --config=configs/nextvlad_k10.py --ks=10,30 [--file_pattern=...]
   python -m fewframes_jax.benchmark export --config=configs/nextvlad_k10.py:cpu --ks=10 [--file_pattern=...]
   python -m fewframes_jax.benchmark all --config=configs/nextvlad_k10.py:tiny --json_out=all.json
@@ -19,7 +20,9 @@ Subcommands (the first argument):
          joint parallel step (--train_which).
   input  the tf.data input pipeline alone (`yt8m.make_dataset`, uint8 batches out; no --config):
          videos/s and CPU ms per video; --student_k times the student-only pipeline, which decodes
-         only the k frames the student sees (`pipeline.py`).
+         only the k frames the student sees (`pipeline.py`); --compare times, side by side, a bare parse of
+         the full records, the full pipeline and the student-only one (frames located, and every frame
+         parsed as before).
   eval   one pass over TFRecords, pipeline and forward pass together (randomly initialised networks):
          the teacher on full batches; each student fed by the student-only pipeline (`student_k{k}`)
          and by the full pipeline with its frames picked on the device (`student_k{k}_sampled`). With
@@ -82,7 +85,8 @@ flags.DEFINE_string("file_pattern", "", "input, eval, export, all, restart: TFRe
 flags.DEFINE_integer("num_videos", 1024, "eval, export, all, restart: videos written when no --file_pattern is given.")
 flags.DEFINE_integer("max_batches", 0, "eval, export, all: stop each pass after this many batches (0: whole "
                      "pass).")
-flags.DEFINE_integer("rounds", 2, "eval, export, all: interleaved timed passes per network / input pipeline.")
+flags.DEFINE_integer("rounds", 2, "eval, export, all, input --compare: interleaved timed passes per network / input "
+                     "pipeline.")
 flags.DEFINE_integer("num_batches", 200, "input: timed batches.")
 flags.DEFINE_integer("warmup_batches", 10, "input: untimed batches before timing.")
 flags.DEFINE_integer("num_classes", 0, "input, restart: C; 0: the bundled count (input), or 4716.")
@@ -92,6 +96,9 @@ flags.DEFINE_list("feature_sizes", ["1024", "128"], "input: their bytes per fram
 flags.DEFINE_bool("eval", False, "input: time the eval pipeline (one pass, last batch padded).")
 flags.DEFINE_integer("student_k", 0, "input: >0 times the student-only pipeline (k frames decoded).")
 flags.DEFINE_string("sampling", "uniform", "input: the student-only pipeline's sampling method.")
+flags.DEFINE_bool("compare", False, "input: time side by side, in --rounds interleaved rounds, a bare tf.data "
+                  "parse of the full records, the full pipeline and the student-only pipeline at --student_k "
+                  "(default 10) with its frames located and with every frame parsed.")
 flags.DEFINE_float("fraction", 0.9, "restart: how far into the epoch the run stopped.")
 flags.DEFINE_integer("num_files", 64, "restart: files written when no --file_pattern is given (read 8 at a "
                      "time, so 8 rounds by default; the 2018 train set has 3,844).")
@@ -213,6 +220,14 @@ def _run_input() -> Dict[str, Any]:
   from fewframes_jax.sampling import rules  # pylint: disable=g-import-not-at-top
   if FLAGS.sampling not in rules.SAMPLING_METHODS:
     raise UserError(f"--sampling={FLAGS.sampling!r}: expected one of {rules.SAMPLING_METHODS}")
+  if FLAGS.compare:
+    result = pipeline.benchmark_input_paths(
+        FLAGS.file_pattern, FLAGS.batch_size or 64, FLAGS.num_batches, k=FLAGS.student_k or 10, method=FLAGS.sampling,
+        rounds=FLAGS.rounds, warmup_batches=FLAGS.warmup_batches, num_classes=FLAGS.num_classes,
+        max_frames=FLAGS.max_frames, feature_names=tuple(FLAGS.feature_names), feature_sizes=sizes,
+        training=not FLAGS.eval)
+    print(pipeline.format_input_paths(result), flush=True)
+    return result
   student = (FLAGS.student_k, FLAGS.sampling) if FLAGS.student_k else None
   result = pipeline.benchmark_input(FLAGS.file_pattern, FLAGS.batch_size or 64, FLAGS.num_batches,
                                     warmup_batches=FLAGS.warmup_batches, num_classes=FLAGS.num_classes,

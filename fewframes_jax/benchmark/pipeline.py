@@ -30,7 +30,8 @@ def benchmark_input(file_pattern: str = "", batch_size: int = 64, num_batches: i
                     warmup_batches: int = 10, num_classes: int = 0, max_frames: int = 300,
                     feature_names: Sequence[str] = ("rgb", "audio"),
                     feature_sizes: Sequence[int] = (1024, 128), training: bool = True,
-                    seed: int = 0, student_frames: Optional[Tuple[int, str]] = None) -> Dict[str, Any]:
+                    seed: int = 0, student_frames: Optional[Tuple[int, str]] = None, locate_frames: bool = True,
+                    bare: bool = False) -> Dict[str, Any]:
   """Measures how fast `yt8m.make_dataset` delivers numpy batches on this host.
 
   Args:
@@ -42,11 +43,13 @@ def benchmark_input(file_pattern: str = "", batch_size: int = 64, num_batches: i
       also admits every 2018 label) for a given pattern.
     max_frames, feature_names, feature_sizes, training, seed: as `make_dataset`.
     student_frames: (k, method): the student-only pipeline, which decodes and batches only k frames.
+    locate_frames: as `make_dataset` (False: the student-only pipeline parses every frame, as before).
+    bare: time `yt8m.bare_dataset` instead (read + parse of the full records, nothing checked or decoded).
 
   Returns:
     {"videos_per_sec", "batches_per_sec", "batches", "videos", "seconds", "cpu_ms_per_video",
-     "batch_size", "max_frames", "frame_bytes", "file_pattern", "training", "student_frames",
-     "load_average" (1/5/15 min, before and after), "cpus"}.
+     "batch_size", "max_frames", "frame_bytes", "file_pattern", "training", "student_frames", "pipeline"
+     (bare | full | student | student_parsed), "load_average" (1/5/15 min, before and after), "cpus"}.
   """
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
 
@@ -56,10 +59,15 @@ def benchmark_input(file_pattern: str = "", batch_size: int = 64, num_batches: i
     num_classes = num_classes or bundled_classes
   num_classes = num_classes or 4716
   load_before = os.getloadavg()
-  ds = yt8m.make_dataset(file_pattern, batch_size, num_classes=num_classes, max_frames=max_frames,
-                         training=training, seed=seed, feature_names=tuple(feature_names),
-                         feature_sizes=tuple(feature_sizes), process_index=0, process_count=1,
-                         student_frames=student_frames)
+  if bare:
+    ds = yt8m.bare_dataset(file_pattern, batch_size, feature_names=tuple(feature_names), training=training)
+    student_frames, name = None, "bare"
+  else:
+    ds = yt8m.make_dataset(file_pattern, batch_size, num_classes=num_classes, max_frames=max_frames,
+                           training=training, seed=seed, feature_names=tuple(feature_names),
+                           feature_sizes=tuple(feature_sizes), process_index=0, process_count=1,
+                           student_frames=student_frames, locate_frames=locate_frames)
+    name = "full" if student_frames is None else "student" if locate_frames else "student_parsed"
   batches = yt8m.as_numpy_batches(ds)
   for _ in range(warmup_batches):
     if next(batches, None) is None:
@@ -87,9 +95,62 @@ def benchmark_input(file_pattern: str = "", batch_size: int = 64, num_batches: i
       "file_pattern": file_pattern,
       "training": training,
       "student_frames": list(student_frames[:2]) if student_frames else None,
+      "pipeline": name,
       "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
       "cpus": os.cpu_count(),
   }
+
+
+INPUT_PATHS = ("bare", "full", "student_parsed", "student")
+
+
+def benchmark_input_paths(file_pattern: str = "", batch_size: int = 64, num_batches: int = 100, *,
+                          k: int = 10, method: str = "uniform", rounds: int = 3, **kwargs) -> Dict[str, Any]:
+  """The input paths side by side, in `rounds` interleaved rounds (each round one run of each, starting
+  one path later): `bare` (`yt8m.bare_dataset`: read + parse of the full records, nothing checked or
+  decoded: the floor of a reader that parses every frame), `full` (`make_dataset`, every frame),
+  `student_parsed` (the student-only pipeline at k that parses every frame and decodes k, as before its
+  frames were located) and `student` (the student-only pipeline: only the k frames copied out). Each run
+  is `benchmark_input(file_pattern, batch_size, num_batches, **kwargs)` in its own pipeline, warm-up
+  batches untimed.
+
+  Returns {"runs": [benchmark_input results with "round"], "rows": per path {"pipeline",
+  "cpu_ms_per_video" (median over rounds), "cpu_ms_rounds", "videos_per_sec" (median)}, "ratios":
+  {"student_vs_full", "student_vs_bare", "student_vs_student_parsed"} (of the median CPU ms per video)}.
+  """
+  options = {"bare": dict(bare=True), "full": {}, "student_parsed": dict(student_frames=(k, method), locate_frames=False),
+             "student": dict(student_frames=(k, method))}
+  runs = []
+  for round_index in range(rounds):
+    for i in range(len(INPUT_PATHS)):
+      path = INPUT_PATHS[(i + round_index) % len(INPUT_PATHS)]
+      result = benchmark_input(file_pattern, batch_size, num_batches, **kwargs, **options[path])
+      runs.append(dict(result, round=round_index))
+  rows = []
+  for path in INPUT_PATHS:
+    mine = [r for r in runs if r["pipeline"] == path]
+    rows.append(dict(pipeline=path, cpu_ms_per_video=statistics.median(r["cpu_ms_per_video"] for r in mine),
+                     cpu_ms_rounds=[r["cpu_ms_per_video"] for r in mine],
+                     videos_per_sec=statistics.median(r["videos_per_sec"] for r in mine)))
+  cpu = {r["pipeline"]: r["cpu_ms_per_video"] for r in rows}
+  ratios = {f"student_vs_{other}": cpu["student"] / cpu[other] for other in ("full", "bare", "student_parsed")}
+  return {"runs": runs, "rows": rows, "ratios": ratios, "k": k, "method": method}
+
+
+def format_input_paths(result: Dict[str, Any]) -> str:
+  """A markdown table of a `benchmark_input_paths` result, then the student path's ratios."""
+  names = {"bare": "bare tf.data read + parse of the full records (nothing checked or decoded)",
+           "full": "full path (every frame, validated, decoded)",
+           "student_parsed": f"student k={result['k']}, every frame parsed (before)",
+           "student": f"student k={result['k']}, frames located (only k copied)"}
+  lines = ["| input path | CPU ms/video (median) | rounds | videos/s (median) |", "|---|---:|---|---:|"]
+  for r in result["rows"]:
+    rounds = ", ".join(f"{v:.3f}" for v in r["cpu_ms_rounds"])
+    lines.append(f"| {names[r['pipeline']]} | {r['cpu_ms_per_video']:.3f} | {rounds} | {r['videos_per_sec']:.0f} |")
+  q = result["ratios"]
+  lines += ["", f"student / full: {q['student_vs_full']:.2f}; student / bare parse: {q['student_vs_bare']:.2f}; "
+            f"student / student parsed: {q['student_vs_student_parsed']:.2f} (CPU ms per video)"]
+  return "\n".join(lines)
 
 
 def benchmark_input_variants(config: ml_collections.ConfigDict, *, file_pattern: str, ks: Sequence[int],

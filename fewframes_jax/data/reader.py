@@ -34,12 +34,13 @@ none of the feature lists) is the wrong download, not a damaged record: it stops
 before the release check, with a `VideoLevelRecordError` that names the frame-level partitions.
 """
 import sys
-from typing import List, NamedTuple
+from typing import List, NamedTuple, Optional
 
 import numpy as np
 
 from fewframes_jax.sampling import rules
 from fewframes_jax.data import bad_records
+from fewframes_jax.data import record_layout
 from fewframes_jax.data import records
 
 _FIRST_RECORD_CODE = 2  # error codes: 1 + index in REASONS; REASONS[1:] are found by parsing a record
@@ -51,14 +52,16 @@ def _tf():
 
 
 class _Chunk(NamedTuple):
-  """A parsed chunk of n records (before validation)."""
+  """A parsed chunk of n records (before validation), its frames parsed (`lists`) or located (`layout`)."""
   where: object       # string[n]: "file F, record R"
   video_id: object    # string[n]: "" where no id key is present
   keyed: List[object]  # per `id_keys` entry: bool[n], the record's id is under this key
-  lists: List[object]  # per feature: string[n, (frames), (values per frame)], ragged
+  lists: Optional[List[object]]  # per feature: string[n, (frames), (values per frame)], ragged
   counts: object      # i32[n, F]: frames per feature
   labels: object      # int64[n, (labels)], ragged
   label_ok: object    # bool[labels.values]: inside [0, num_classes)
+  layout: Optional[record_layout.Layout] = None  # where the frames lie in `serialized` (instead of lists)
+  serialized: object = None  # string[n], the records (with `layout`)
 
 
 class RecordReader:
@@ -67,11 +70,17 @@ class RecordReader:
   Everything is a TF graph function vectorised over a chunk of up to `chunk_size` records (a few dozen
   TF ops per chunk, not per record: op dispatch, not parsing, was most of the cost per record).
   Arguments as in `yt8m.make_dataset`; `counter` receives the skip and mismatch counts.
+
+  The student-only path (`student_frames`, "yt8m" records) locates the frames in the serialized bytes
+  (`record_layout.py`) rather than parsing them all, and copies out only the frames it needs. It takes a
+  chunk this way only when every record of the chunk is vouched for by the layout, has an id and labels
+  in range; any other chunk is parsed in full as without `student_frames`, so the output and every
+  error, skip and count are the same either way (`locate_frames=False` parses every chunk in full).
   """
 
   def __init__(self, files, *, num_classes, max_frames, feature_names, feature_sizes, id_key="auto",
                on_error="raise", counter=None, check_release=True, chunk_size=64, student_frames=None,
-               seed=0, record_fraction=None, release_fix="", record_format="yt8m"):
+               seed=0, record_fraction=None, release_fix="", record_format="yt8m", locate_frames=True):
     tf = _tf()
     if record_format not in RECORD_FORMATS:
       raise ValueError(f"record_format must be one of {RECORD_FORMATS}, got {record_format!r}")
@@ -109,6 +118,9 @@ class RecordReader:
           table, table_k = rules.frame_indices_np(np.arange(max_frames + 1), k, method,
                                                      max_frames=max_frames)
           self._index_table, self._num_k_table = tf.constant(table), tf.constant(table_k)
+    self._layout = None  # the frames located in the records' bytes (the student-only path)
+    if self.student_frames is not None and locate_frames and record_format == "yt8m":
+      self._layout = record_layout.RecordLayout(self.feature_names, self.feature_sizes)
 
   # ---- one file: chunks of (file_index, record_index, serialized), truncation/CRC detection ----
 
@@ -179,6 +191,19 @@ class RecordReader:
 
     return tf.cond(tf.reduce_any(keyed), fail, lambda: tf.constant(True))
 
+  def _release_assertion(self, chunk: _Chunk, applies):
+    """`_check_release` without a branch, where `applies` (a bool scalar): an assertion that fails naming
+    the first record whose id key contradicts num_classes."""
+    tf = self.tf
+    key = next((k for k in self.id_keys if bad_records.release_conflict(k, self.num_classes)), None)
+    if not self.check_release or key is None:
+      return tf.constant(True)
+    keyed = chunk.keyed[self.id_keys.index(key)]
+    where = tf.gather(chunk.where, tf.argmax(tf.cast(keyed, tf.int32), output_type=tf.int32))
+    message = tf.strings.join([bad_records.RELEASE_MARKER, ": ", where, ": ",
+                               bad_records.release_message(key, self.num_classes, self.release_fix)])
+    return tf.debugging.Assert(tf.logical_not(applies & tf.reduce_any(keyed)), [message])
+
   def _check_video_level(self, chunk: _Chunk, serialized, missing_feature):
     """Fails (in both modes) at the first record that lacks every feature list and holds a video-level
     context feature (`bad_records.VIDEO_LEVEL_KEYS`), found by its key's bytes as in
@@ -217,6 +242,12 @@ class RecordReader:
       position: optional i64[n, 3], each record's place in the training stream (`stream.Position`),
         passed through as the field `position` of the rows kept.
     """
+    if self._layout is None:
+      return self._parsed_chunk(file_index, record_index, serialized, position)
+    return self._located_chunk(file_index, record_index, serialized, position)
+
+  def _parsed_chunk(self, file_index, record_index, serialized, position):
+    """`parse_chunk` by `tf.io.parse_sequence_example` of the whole records: every record checked."""
     tf = self.tf
     chunk, ok, checked = self._checked_chunk(file_index, record_index, serialized)
     mismatch = tf.reduce_any(chunk.counts != chunk.counts[:, :1], axis=1) & ok
@@ -229,6 +260,40 @@ class RecordReader:
         example = tf.cond(tf.reduce_all(ok), lambda: example,
                           lambda: {key: tf.boolean_mask(value, ok) for key, value in example.items()})
       return {key: tf.identity(value) for key, value in example.items()}
+
+  def _located_chunk(self, file_index, record_index, serialized, position):
+    """`parse_chunk` with the frames located (`record_layout.py`) when every record of the chunk is vouched
+    for by its layout, has an id and its labels in range: the context parsed from each record's context
+    field alone, only the frames picked copied. Any other chunk is parsed in full (`_parsed_chunk`).
+
+    The located path is straight-line graph code (a branch would run its ops as a function call, at
+    about twice the cost per op), computed for every chunk and harmless on one it cannot vouch for (no
+    frames, empty contexts); its effects (the release check, the mismatch count) apply only where it is
+    taken, and only the full parse sits in a branch.
+    """
+    tf = self.tf
+    layout = self._layout.locate(serialized)
+    regular = tf.reduce_all(layout.regular)
+    where = self._where(file_index, record_index)
+    # Parsed only when the whole chunk is regular: then the only parse errors are in contexts, as the full
+    # parse would find them.
+    prefix = tf.where(regular, record_layout.context_prefix(serialized, layout), "")
+    context, _, _ = tf.io.parse_sequence_example(prefix, context_features=self._context_spec(), example_names=where)
+    video_id, keyed = self._id_of(context, serialized)
+    labels = context["labels"]
+    chunk = _Chunk(where=where, video_id=video_id, keyed=keyed, lists=None, counts=layout.counts, labels=labels,
+                   label_ok=(labels.values >= 0) & (labels.values < self.num_classes), layout=layout,
+                   serialized=serialized)
+    located = regular & tf.reduce_all(tf.reduce_any(tf.stack(keyed, axis=1), axis=1)) & tf.reduce_all(chunk.label_ok)
+    mismatch = tf.reduce_any(chunk.counts != chunk.counts[:, :1], axis=1) & located
+    counted = self.counter.mismatches.assign_add(tf.reduce_sum(tf.cast(mismatch, tf.int64)))
+    example = self._decode(chunk, mismatch, file_index, record_index)
+    if position is not None:
+      example["position"] = position
+    with tf.control_dependencies([self._release_assertion(chunk, located), counted]):
+      example = {key: tf.identity(value) for key, value in example.items()}
+    return tf.cond(located, lambda: example,
+                   lambda: self._parsed_chunk(file_index, record_index, serialized, position))
 
   def exact_chunk(self, file_index, record_index, serialized):
     """A chunk of records, parsed, validated and checked as `parse_chunk` does (on_error='raise' only),
@@ -273,22 +338,23 @@ class RecordReader:
       checked = tf.cond(tf.reduce_all(ok), lambda: tf.constant(True), report)
     return chunk, ok, checked
 
-  def _parse(self, file_index, record_index, serialized) -> _Chunk:
+  def _where(self, file_index, record_index):
+    """string[n]: "file F, record R", how errors and parser messages name a record."""
     tf = self.tf
-    where = tf.strings.join(["file ", tf.gather(self._names, file_index), ", record ",
-                             tf.strings.as_string(record_index)])
+    return tf.strings.join(["file ", tf.gather(self._names, file_index), ", record ",
+                            tf.strings.as_string(record_index)])
+
+  def _context_spec(self):
+    tf = self.tf
     context_spec = {"labels": tf.io.RaggedFeature(tf.int64)}
     for key in self.id_keys:
       context_spec[key] = tf.io.RaggedFeature(tf.string)
-    sequence_spec = {name: tf.io.RaggedFeature(tf.string) for name in self.feature_names}
-    if self.record_format == "tfds":
-      context = tf.io.parse_example(serialized, {**context_spec, **sequence_spec}, example_names=where)
-      sequences = {name: _frames_of_blobs(context[name], size)
-                   for name, size in zip(self.feature_names, self.feature_sizes)}
-    else:
-      context, sequences, _ = tf.io.parse_sequence_example(
-          serialized, context_features=context_spec, sequence_features=sequence_spec, example_names=where)
-    # The id: under the first key present, in `id_keys` order.
+    return context_spec
+
+  def _id_of(self, context, serialized):
+    """(video_id string[n], keyed: per `id_keys` entry bool[n]): the id under the first key present,
+    in `id_keys` order ("" where none is)."""
+    tf = self.tf
     video_id = tf.fill(tf.shape(serialized), "")
     unclaimed = tf.ones(tf.shape(serialized), tf.bool)
     keyed = []
@@ -298,6 +364,21 @@ class RecordReader:
       unclaimed &= tf.logical_not(present)
       video_id = tf.where(keyed[-1], context[key].to_tensor(default_value="", shape=[None, 1])[:, 0],
                           video_id)
+    return video_id, keyed
+
+  def _parse(self, file_index, record_index, serialized) -> _Chunk:
+    tf = self.tf
+    where = self._where(file_index, record_index)
+    context_spec = self._context_spec()
+    sequence_spec = {name: tf.io.RaggedFeature(tf.string) for name in self.feature_names}
+    if self.record_format == "tfds":
+      context = tf.io.parse_example(serialized, {**context_spec, **sequence_spec}, example_names=where)
+      sequences = {name: _frames_of_blobs(context[name], size)
+                   for name, size in zip(self.feature_names, self.feature_sizes)}
+    else:
+      context, sequences, _ = tf.io.parse_sequence_example(
+          serialized, context_features=context_spec, sequence_features=sequence_spec, example_names=where)
+    video_id, keyed = self._id_of(context, serialized)
     lists = [sequences[name] for name in self.feature_names]
     counts = tf.stack([frames.row_lengths() for frames in lists], axis=1)
     labels = context["labels"]
@@ -359,7 +440,7 @@ class RecordReader:
                                   lambda: frames)
     else:  # only the student's frames are decoded; they are all below num_frames
       indices, num_k = self._student_indices(chunk, num_frames, file_index, record_index)
-      example["frames"] = records.decode_picked_frames(chunk.lists, self.feature_sizes, indices, num_k)
+      example["frames"] = self._picked_frames(chunk, indices, num_k)
       example["num_frames_k"] = num_k
     labels = chunk.labels
     valid_labels = tf.boolean_mask(
@@ -372,6 +453,15 @@ class RecordReader:
         "valid": tf.ones([n], tf.bool),
     })
     return example
+
+  def _picked_frames(self, chunk: _Chunk, indices, count, features=()):
+    """uint8[n, J, D]: frames `indices` i32[n, J] of features `features` (default all), zero rows at slots
+    j >= count[i], copied from the located frames or decoded from the parsed lists."""
+    features = tuple(features) or tuple(range(len(self.feature_names)))
+    if chunk.layout is not None:
+      return self._layout.picked_frames(chunk.serialized, chunk.layout, indices, count, features)
+    return records.decode_picked_frames([chunk.lists[f] for f in features],
+                                        [self.feature_sizes[f] for f in features], indices, count)
 
   def _missing_feature_lists(self, serialized, zero_counts):
     """bool[n, F]: feature list absent from the record (searched only in rows with an empty list).
@@ -396,7 +486,7 @@ class RecordReader:
     if self.host_scorer is not None:  # the scored stream of the real frames only, zero rows after
       f = self._scored_feature
       every = tf.broadcast_to(tf.range(self.max_frames)[None, :], [tf.shape(num_frames)[0], self.max_frames])
-      stream = records.decode_picked_frames([chunk.lists[f]], [self.feature_sizes[f]], every, num_frames)
+      stream = self._picked_frames(chunk, every, num_frames, features=(f,))
       return self.host_scorer.indices(stream, num_frames, k)
     if method != "random":
       return tf.gather(self._index_table, num_frames), tf.gather(self._num_k_table, num_frames)
@@ -468,7 +558,7 @@ class RequestReader(RecordReader):
       raise ValueError("RequestReader: the 'random' rule selects on the device (student_frames=None)")
     super().__init__([], num_classes=num_classes, max_frames=max_frames, feature_names=feature_names,
                      feature_sizes=feature_sizes, id_key=id_key, on_error="raise", check_release=check_release,
-                     student_frames=student_frames)
+                     student_frames=student_frames, locate_frames=False)
     self._names = self.tf.constant([REQUEST_SOURCE])
 
   def parse_request(self, serialized):

@@ -112,7 +112,7 @@ def _int64_feature(values: Sequence[int]) -> bytes:
   return _field(3, _field(1, packed) if len(values) else b"")
 
 
-def _frame_header(size: int) -> bytes:
+def frame_header(size: int) -> bytes:
   """The bytes before each frame's data in a `FeatureList`: Feature{bytes_list{value: <size bytes>}}."""
   value_header = b"\x0a" + _varint(size)
   bytes_list_len = len(value_header) + size
@@ -128,7 +128,7 @@ def _feature_list(frames: FrameData) -> bytes:
     n, d = frames.shape
     if n == 0:
       return b""
-    header = np.frombuffer(_frame_header(d), np.uint8)
+    header = np.frombuffer(frame_header(d), np.uint8)
     rows = np.empty((n, header.size + d), np.uint8)
     rows[:, :header.size] = header
     rows[:, header.size:] = frames

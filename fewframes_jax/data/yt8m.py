@@ -13,8 +13,9 @@
   position    int64[B, 3]                      training only: each row's place in the stream (epoch,
                                                round, index; `stream.Position`), for an exact resume.
 
-Student-only input (`student_frames=(k, method)`): each record is parsed as above, but only the k frames
-the student sees are decoded, batched and shipped: `frames` is uint8[B, k, D] (zero rows at slots
+Student-only input (`student_frames=(k, method)`): each record is validated as above, but only the k
+frames the student sees are decoded, batched and shipped (their place in the record's bytes is found
+without parsing the other frames, `record_layout.py`; a record it cannot vouch for is parsed in full): `frames` is uint8[B, k, D] (zero rows at slots
 j >= num_frames_k) and `num_frames_k` int32[B] is added; `num_frames` stays the video's (clipped) length.
 The indices come from `sampling.frame_indices_np`, the host twin of the on-device sampler, so a
 deterministic method gives exactly the frames `sampling.sample_frames` picks from the full batch. For
@@ -54,6 +55,8 @@ from fewframes_jax.data import reader as reader_lib
 from fewframes_jax.data import stream as stream_lib
 
 
+CHUNK_SIZE = 64            # records per parse of the full path (`make_dataset(chunk_size=...)`)
+LOCATED_CHUNK_SIZE = 256   # ... and of the student-only path that locates its frames (`record_layout.py`)
 TFDS_BUILDER_NAME = "yt8m_frame_level"  # `tfds_yt8m.Yt8mFrameLevel.name`
 TFDS_INFO = "dataset_info.json"  # what TFDS writes beside a prepared dataset's files
 
@@ -196,7 +199,8 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
                  repeat: bool = True, file_fraction: float = 1.0,
                  skip_counter: Optional[bad_records.SkipCounter] = None, pad_to_batches: Optional[int] = None,
                  cycle_length: int = 8, student_frames: Optional[Tuple[Any, ...]] = None,
-                 chunk_size: int = 64, start: stream_lib.Position = stream_lib.Position()):
+                 chunk_size: Optional[int] = None, start: stream_lib.Position = stream_lib.Position(),
+                 locate_frames: bool = True):
   """Builds the input pipeline of one process.
 
   Args:
@@ -231,13 +235,18 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
       emit only the student's k frames per video (see the module docstring); `seed` seeds the 'random'
       method.
     chunk_size: records parsed, validated and decoded together (one set of TF ops per chunk). Output
-      is the same for every chunk size.
+      is the same for every chunk size. Default `CHUNK_SIZE`, or `LOCATED_CHUNK_SIZE` where the student's
+      frames are located (its work per chunk is mostly the ops, not the bytes).
     start: training only: the stream position to start at (a resumed run's saved position).
+    locate_frames: with `student_frames`, find the student's frames in the records' bytes without parsing
+      the others (`record_layout.py`; the same output, errors and counts); False parses every frame.
 
   Returns:
     A `tf.data.Dataset` of dict batches (see the module docstring).
   """
   tf = _tf()
+  if chunk_size is None:
+    chunk_size = LOCATED_CHUNK_SIZE if student_frames is not None and locate_frames else CHUNK_SIZE
   _check_arguments(batch_size=batch_size, max_frames=max_frames, num_classes=num_classes,
                    chunk_size=chunk_size, on_error=on_error, id_key=id_key, feature_names=feature_names,
                    feature_sizes=feature_sizes, pad_to_batches=pad_to_batches, training=training)
@@ -247,7 +256,7 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
       files, num_classes=num_classes, max_frames=max_frames, feature_names=feature_names,
       feature_sizes=feature_sizes, id_key=id_key, on_error=on_error, counter=skip_counter,
       check_release=check_release, chunk_size=chunk_size, student_frames=student_frames, seed=seed,
-      record_fraction=record_fraction, record_format=record_format(files))
+      record_fraction=record_fraction, record_format=record_format(files), locate_frames=locate_frames)
   if training:
     chunks = stream_lib.training_records(reader, len(files), seed=seed + 7919 * process_index, repeat=repeat,
                                          shuffle_buffer=shuffle_buffer, cycle_length=cycle_length,
@@ -266,6 +275,31 @@ def make_dataset(file_pattern: str, batch_size: int, *, num_classes: int, max_fr
   options = tf.data.Options()
   options.deterministic = True
   return reporting(batches.with_options(options).prefetch(tf.data.AUTOTUNE))
+
+
+def bare_dataset(file_pattern: str, batch_size: int, *, feature_names: Sequence[str] = ("rgb", "audio"),
+                 training: bool = False):
+  """The floor of a reader that parses every frame, for the benchmarks: the files read in order (repeated
+  when `training`), batches of `batch_size` serialized records parsed by one `tf.io.parse_sequence_example`
+  (context id, video_id, labels; every frame of `feature_names` as ragged per-frame strings). Nothing is
+  checked, decoded or padded, and only the lengths leave the graph: dict batches of each context key's
+  values and each feature's frames per record (i64[B]), and `valid` bool[B] (all true)."""
+  tf = _tf()
+  context = {"labels": tf.io.RaggedFeature(tf.int64)}
+  context.update({key: tf.io.RaggedFeature(tf.string) for key in bad_records.ID_KEYS})
+  sequence = {name: tf.io.RaggedFeature(tf.string) for name in feature_names}
+
+  def parse(serialized):
+    parsed, lists, _ = tf.io.parse_sequence_example(serialized, context_features=context, sequence_features=sequence)
+    out = {key: value.row_lengths() for key, value in {**parsed, **lists}.items()}  # not the frames to Python
+    return dict(out, valid=tf.ones(tf.shape(serialized), tf.bool))
+
+  files = tf.data.Dataset.from_tensor_slices(list_files(file_pattern))
+  serialized = files.interleave(lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20), cycle_length=1)
+  if training:
+    serialized = serialized.repeat()
+  batches = serialized.batch(batch_size).map(records.graph_fn(parse), num_parallel_calls=tf.data.AUTOTUNE)
+  return batches.prefetch(tf.data.AUTOTUNE)
 
 
 def _check_arguments(*, batch_size, max_frames, num_classes, chunk_size, on_error, id_key, feature_names,
