@@ -13,6 +13,8 @@ by the student: one linear map onto the concatenated representations), summed ov
 (`fewframes_jax/models/ensemble.py`). There is no single teacher classifier to share
 (share_classifier=False). `student=lstm` and `k=...` in the argument as in the other configs.
 The RESULTS.md row: `launch.paper_tables` section `cross` (the ensemble row).
+`teacher_workdirs` defaults to the two runs of the commands above: an ensemble config never trains its own
+teacher (serial mode with no teacher run trains one teacher first: `configs/cross_family.py`).
 """
 from fewframes_jax.configs import base
 
@@ -21,4 +23,5 @@ def get_config(arg=None):
   # Defaults first: a later `key=value` in the argument overrides them.
   config = base.experiment("nextvlad", k=10, arg="mode=serial,student=hrnn," + (arg or ""))
   config.share_classifier = False
+  config.teacher_workdirs = "runs/nextvlad_t,runs/hrnn_t"
   return config

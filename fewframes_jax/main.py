@@ -2,8 +2,14 @@
 
   python -m fewframes_jax.main --config=configs/nextvlad_k10.py:cpu --workdir=runs/nextvlad_k10_cpu
 
+With the README's configs this trains the best recipe, Serial L_pred + L_CE, in one command: the teacher
+alone in <workdir>/teacher, then the k-frame student against it, frozen, in <workdir>; the summary says what
+the student keeps (GAP) and saves (FLOPs, measured videos/s) against the teacher. `:mode=parallel` in the
+config argument trains both together instead.
+
 Modes (--mode):
-  train   (default) train and evaluate, resuming from --workdir if it holds checkpoints.
+  train   (default) train and evaluate, resuming from --workdir if it holds checkpoints (a serial run with
+          no --config.teacher_workdir trains its teacher first in <workdir>/teacher, unless it is trained).
   eval    evaluate the latest (--best: best eval GAP; --step=N) checkpoint of --workdir on
           config.data.eval_pattern (default: the run's own eval data), both networks.
   predict write the Kaggle CSV (`VideoId,LabelConfidencePairs`, top 20) of the --network (student by
@@ -58,7 +64,7 @@ def main(argv):
   # it (`data.records.tensorflow`): JAX keeps the accelerators' memory.
   if FLAGS.mode == "train":
     from fewframes_jax.train import loop  # pylint: disable=g-import-not-at-top
-    loop.train_and_evaluate(config, FLAGS.workdir)
+    loop.train_and_evaluate(config, FLAGS.workdir, measure_speed=True)
     return
   if FLAGS.mode == "export":
     from fewframes_jax.serve import export  # pylint: disable=g-import-not-at-top

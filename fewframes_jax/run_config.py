@@ -216,8 +216,15 @@ def _loaded_run(workdir: str, field: str) -> ml_collections.ConfigDict:
   return saved_run_config(workdir, field)
 
 
+def trains_teacher_first(config: ml_collections.ConfigDict) -> bool:
+  """Serial mode with no teacher run given (neither teacher_workdir nor teacher_workdirs): the run trains
+  its teacher first, in `<workdir>/teacher`, then the serial student against it (`train/loop.py`)."""
+  return config.mode == "serial" and not config.teacher_workdir and not config.teacher_workdirs
+
+
 def _validate_loaded_runs(config: ml_collections.ConfigDict) -> None:
-  """The runs that serial (a frozen teacher or an ensemble) and finetune (a stage-1 student) load."""
+  """The runs that serial (a frozen teacher or an ensemble) and finetune (a stage-1 student) load; serial
+  mode without them trains its own teacher first (`trains_teacher_first`)."""
   if config.teacher_workdirs:
     _require(config.mode == "serial", f"teacher_workdirs (an ensemble) needs mode=serial, got mode={config.mode!r}")
     _require(not config.share_classifier,
@@ -226,8 +233,7 @@ def _validate_loaded_runs(config: ml_collections.ConfigDict) -> None:
       teacher_run = _loaded_run(member, "teacher_workdirs")
       _require(teacher_run.mode != "student_only", f"teacher_workdirs: {member!r} has no teacher (a student_only run)")
       check_data_matches(config, teacher_run, member)
-  elif config.mode == "serial":
-    _require(bool(config.teacher_workdir), "mode=serial needs teacher_workdir (a trained teacher run)")
+  elif config.mode == "serial" and config.teacher_workdir:
     teacher_run = _loaded_run(config.teacher_workdir, "teacher_workdir")
     _require(teacher_run.mode != "student_only",
              f"teacher_workdir={config.teacher_workdir!r} has no teacher (a student_only run)")
@@ -248,6 +254,8 @@ def _validate_schedule(config: ml_collections.ConfigDict) -> None:
            "optim: learning_rate > 0, decay_examples > 0 and 0 < decay_rate <= 1 are required")
   _require(o.clip_mode in specs.CLIP_MODES, f"optim.clip_mode={o.clip_mode!r}: expected one of {specs.CLIP_MODES}")
   _require(t.num_steps > 0 or t.num_epochs > 0, "train: set num_steps > 0 or num_epochs > 0")
+  stage = t.get("teacher_stage_epochs")
+  _require(stage is None or stage > 0, f"train.teacher_stage_epochs={stage}: must be > 0 (or unset)")
   _require(t.log_every >= 1 and t.checkpoint_every >= 1, "train.log_every and train.checkpoint_every must be >= 1")
   _require(t.keep_checkpoints >= 1, f"train.keep_checkpoints={t.keep_checkpoints}: must be >= 1")
 

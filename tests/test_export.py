@@ -38,7 +38,7 @@ from fewframes_jax.data import reader, records, yt8m
 from fewframes_jax.sampling import learned
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = "--config=configs/nextvlad_k10.py:tiny"
+TINY = "--config=configs/nextvlad_k10.py:tiny,mode=parallel"
 SCORE_ATOL = 1e-6
 BATCH_SIZES = (1, 7, 64)
 NETWORKS = ("student", "teacher")
@@ -78,9 +78,10 @@ def record(video_id, num_frames, *, rgb=1024, audio=128, seed=0, labels=(0,), **
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, fast_compile):  # pylint: disable=unused-argument
-  """A tiny NeXtVLAD run (teacher + uniform k=10 student), trained for 2 steps on the bundled data."""
+  """A tiny NeXtVLAD run (teacher + uniform k=10 student, parallel: one run), trained for 2 steps on the
+  bundled data."""
   path = str(tmp_path_factory.mktemp("export") / "run")
-  config = nextvlad_k10.get_config("tiny")
+  config = nextvlad_k10.get_config("tiny,mode=parallel")
   config.train.num_steps = 2
   loop.train_and_evaluate(config, path)
   return path

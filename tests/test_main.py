@@ -1,4 +1,6 @@
-"""End to end: `main` on the bundled data (tiny sizes): train, checkpoint, TensorBoard, summary table,
+"""End to end: `main` on the bundled data (tiny sizes): the README's command (the teacher trained first in
+<workdir>/teacher, then the serial student), checkpoints, TensorBoard, the summary table and its line of
+what the student keeps and saves,
 the eval / predict / flops modes, the exact re-evaluation of a saved run, and the one-line errors of a
 user's mistakes. (Resuming is tested bit for bit in test_resume.py; serial and finetune runs in
 test_train.py and test_train_loop.py.)"""
@@ -40,12 +42,24 @@ def trained(tmp_path_factory):
 def test_main_trains_checkpoints_and_prints_the_table(trained):
   workdir, proc = trained
   out = proc.stdout
+  teacher_dir = os.path.join(workdir, "teacher")
+  assert f"Stage 1 of 2: the teacher alone, in {teacher_dir}" in out and "Stage 2 of 2" in out
+  assert out.count("| network |") == 1  # one table: the student's run, with its frozen teacher
   assert "| teacher | 300 |" in out and "| student | 10 (uniform) |" in out
-  assert "FLOP ratio teacher/student:" in out
-  assert sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit()) == [2, 4]
-  assert glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents*"))
+  for run in (teacher_dir, workdir):
+    assert sorted(int(s) for s in os.listdir(os.path.join(run, "checkpoints")) if s.isdigit()) == [2, 4]
+    assert glob.glob(os.path.join(run, "tensorboard", "events.out.tfevents*"))
   summary = json.load(open(os.path.join(workdir, "summary.json")))
   assert summary["step"] == 4
+  assert ckpt_lib.restore(workdir).config.mode == "serial"
+  teacher = json.load(open(os.path.join(teacher_dir, "summary.json")))["eval"]["teacher"]
+  assert summary["eval"]["teacher"]["gap"] == teacher["gap"]  # the frozen teacher is the one trained first
+  kept = summary["kept_and_saved"]
+  gap = {net: summary["eval"][net]["gap"] for net in ("teacher", "student")}
+  assert kept["gap_kept"] == pytest.approx(gap["student"] / gap["teacher"])
+  assert kept["flops"] == summary["flops_per_video"] and kept["flop_ratio"] > 1
+  assert kept["videos_per_sec"]["teacher"] > 0 and kept["videos_per_sec"]["student"] > 0
+  assert kept["line"] in out and f"keeps {100 * kept['gap_kept']:.1f}% of the teacher's GAP" in kept["line"]
   for net in ("teacher", "student"):
     assert summary["eval"][net]["num_videos"] == 24  # the tiny bundled eval split, every video counted
     assert summary["eval"][net]["skipped_records"] == summary["eval"][net]["frame_count_mismatches"] == 0

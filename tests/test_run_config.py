@@ -57,6 +57,24 @@ def test_tiny_config_is_valid():
       run_config.validate(tiny(mode, family))
 
 
+def test_readme_configs_default_to_serial_pred_ce_and_parallel_is_an_argument_away():
+  """The README's configs: serial L_pred + L_CE with no teacher run (the teacher trained first); `mode=parallel`
+  is `base.experiment`'s parallel run, with the family's loss weights."""
+  from configs import hrnn, netvlad_k10, netvlad_k30, nextvlad_k10, nextvlad_k30  # pylint: disable=g-import-not-at-top
+  for module, family, k in ((nextvlad_k10, "nextvlad", 10), (nextvlad_k30, "nextvlad", 30),
+                            (netvlad_k10, "netvlad", 10), (netvlad_k30, "netvlad", 30), (hrnn, "hrnn", 30)):
+    c = module.get_config("tiny")
+    assert (c.mode, c.teacher_workdir, c.student.k) == ("serial", "", k)
+    assert {term: c.loss[term] for term in base.SERIAL_PRED_CE} == base.SERIAL_PRED_CE
+    if k <= T:  # the test data's videos have T frames
+      c = _as_test_data(c)
+      run_config.validate(c)
+      assert run_config.trains_teacher_first(c)
+    parallel = module.get_config("tiny,mode=parallel")
+    assert parallel.to_dict() == base.experiment(family, k=k, arg="tiny,mode=parallel").to_dict()
+    assert parallel.loss.rep == base.FAMILY_LOSS[family]["rep"]
+
+
 # (family, {field: value}, message regex)
 CASES = [
     ("nextvlad", {"student.k": 0}, r"student.k=0: need 1 <= k <= data.max_frames=20"),
@@ -96,7 +114,6 @@ CASES = [
     ("nextvlad", {"loss.rep_intermediate": 1.0},
      r"loss.rep_intermediate>0 needs recurrent teacher and student .*teacher.name='nextvlad'"),
     ("nextvlad", {"teacher_workdirs": "/a,/b"}, r"teacher_workdirs \(an ensemble\) needs mode=serial"),
-    ("nextvlad", {"mode": "serial"}, r"mode=serial needs teacher_workdir \(a trained teacher run\)"),
     ("nextvlad", {"mode": "serial", "teacher_workdir": "/nonexistent/run"},
      r"teacher_workdir='/nonexistent/run': no checkpoints folder there"),
     ("nextvlad", {"mode": "finetune"}, r"mode=finetune needs init_workdir"),
@@ -285,8 +302,8 @@ def test_cross_family_and_ensemble_configs(runs):
   assert (c.mode, c.teacher.name, c.student.name, c.student.k, c.share_classifier) == (
       "serial", "nextvlad", "hrnn", 10, False)
   assert c.loss.rep == base.FAMILY_LOSS["hrnn"]["rep"]  # the student family's weights
-  with pytest.raises(ConfigError, match="mode=serial needs teacher_workdir"):
-    run_config.validate(c)
+  run_config.validate(c)  # no teacher run: it trains its NeXtVLAD teacher first
+  assert run_config.trains_teacher_first(c)
   c.teacher_workdir = runs["teacher"]
   c.teacher.nextvlad.update(tiny("teacher").teacher.nextvlad)
   run_config.validate(c)
@@ -295,6 +312,9 @@ def test_cross_family_and_ensemble_configs(runs):
 
   e = _as_test_data(ensemble.get_config("tiny"))
   assert (e.mode, e.student.name, e.share_classifier) == ("serial", "hrnn", False)
+  assert not run_config.trains_teacher_first(e)  # an ensemble reads the teacher runs of its docstring
+  with pytest.raises(ConfigError, match=r"teacher_workdirs='runs/nextvlad_t': no checkpoints folder there"):
+    run_config.validate(e)
   e.teacher_workdirs = f"{runs['teacher']},{runs['root'] / 'missing'}"
   with pytest.raises(ConfigError, match=r"teacher_workdirs='.*missing': no checkpoints folder there"):
     run_config.validate(e)

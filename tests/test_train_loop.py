@@ -1,6 +1,10 @@
 """The training loop: eval on records with a bad one (counted and reported with on_error=skip, an error
 naming the file and record with on_error=raise; never dropped silently), the paper's stage-2 fine-tune,
-and WILLOW's random frame re-sampling through every mode that calls the model."""
+WILLOW's random frame re-sampling through every mode that calls the model, and a serial run that trains
+its own teacher first."""
+import json
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -12,6 +16,7 @@ from fewframes_jax import parallel
 from fewframes_jax.evaluation import predict
 from fewframes_jax.train import run_setup
 from fewframes_jax.train import loop
+from fewframes_jax.train import preemption
 
 NUM_EVAL = 11  # eval shards of 4, 4, 3 videos; the first record of shard 1 has a label out of range
 
@@ -89,3 +94,43 @@ def test_every_mode_that_calls_the_model_with_willow_random_frames(setup, tmp_pa
   moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(out["state"].student.params["head"]),
                                                     jax.tree.leaves(teacher_head))]
   assert any(moved)  # the copy is now the student's own, and it trained
+
+
+def test_serial_without_a_teacher_run_trains_its_teacher_first(setup, tmp_path, monkeypatch, capsys):
+  """Serial mode with no teacher run: the teacher alone in <workdir>/teacher, then the serial student
+  reading it, frozen. A preemption in the teacher stage stops the command there (no student yet); the same
+  call resumes the teacher where it stopped, then trains the student; a later call does not retrain the
+  finished teacher. An explicit teacher_workdir is one run, the config as given."""
+  config, *_ = setup
+  config = config.copy_and_resolve_references()
+  config.mode, config.train.num_steps, config.loss.rep = "serial", 4, 0.0
+  workdir = tmp_path / "run"
+  teacher_dir = str(workdir / loop.TEACHER_SUBDIR)
+  should_stop = preemption.PreemptionWatch.should_stop
+  monkeypatch.setattr(preemption.PreemptionWatch, "should_stop", lambda self, step: step == 2)
+  stopped = _train(config, workdir)
+  assert stopped["preempted"] and stopped["step"] == 2
+  assert ckpt_lib.complete_steps(teacher_dir) == [2] and not os.path.exists(workdir / "checkpoints")
+  monkeypatch.setattr(preemption.PreemptionWatch, "should_stop", should_stop)
+
+  out = _train(config, workdir)
+  printed = capsys.readouterr().out
+  assert "Stage 1 of 2: the teacher alone" in printed and f"Resumed from {teacher_dir} at step 2" in printed
+  assert "Stage 2 of 2" in printed and "The student keeps" in printed
+  assert out["step"] == 4 and not out["preempted"] and set(out["eval"]) == {"teacher", "student"}
+  assert ckpt_lib.restore(str(workdir)).config.teacher_workdir == teacher_dir
+  teacher_run = json.load(open(os.path.join(teacher_dir, "summary.json")))
+  assert out["eval"]["teacher"]["gap"] == teacher_run["eval"]["teacher"]["gap"]  # the student's teacher is it
+  assert out["kept_and_saved"]["gap_kept"] == pytest.approx(out["eval"]["student"]["gap"] /
+                                                           out["eval"]["teacher"]["gap"])
+
+  calls = []
+  monkeypatch.setattr(loop, "_train_one", lambda c, w, **kw: calls.append((c.mode, c.teacher_workdir, w)))
+  _train(config, workdir)
+  assert "is trained (step 4); not retrained" in capsys.readouterr().out
+  assert calls == [("serial", teacher_dir, str(workdir))]
+  calls.clear()
+  config.teacher_workdir = teacher_dir
+  _train(config, tmp_path / "explicit")
+  assert calls == [("serial", teacher_dir, str(tmp_path / "explicit"))]
+  assert not os.path.exists(tmp_path / "explicit" / loop.TEACHER_SUBDIR)

@@ -1,6 +1,13 @@
 """`train_and_evaluate(config, workdir)`: the whole run, from data to the final summary table.
 
-One pass of set-up, then the loop:
+Serial mode with no teacher run given (`run_config.trains_teacher_first`) is two runs in one command:
+the teacher alone (mode=teacher, the same data, model, optimizer and schedule; `train.teacher_stage_epochs`
+epochs when set) in `<workdir>/teacher`, then the serial student in `<workdir>`, reading it. A teacher
+already trained there is not retrained; an interrupted one resumes; a preemption signal in either stage
+stops the command as it stops one run, and the same command resumes where it stopped. An explicit
+`teacher_workdir(s)` is one run, as any other mode.
+
+Each run is one pass of set-up, then the loop:
 1. the config is resolved and validated once (`run_config`: bundled data when no pattern is given;
    every check, including the fit of the runs it resumes or loads, before anything compiles);
 2. the runs it loads are read once (serial: the frozen teacher of `config.teacher_workdir(s)`;
@@ -11,7 +18,9 @@ One pass of set-up, then the loop:
    TensorBoard and a progress bar; evaluate every `config.train.eval_every` steps and at the end (the
    inference path of `evaluate.py`, the same that scores a saved workdir);
 4. checkpoint every `config.train.checkpoint_every` steps and at the end (latest N plus best eval GAP);
-5. print a summary: teacher and student GAP, mAP, Hit@1, FLOPs per video and their ratio.
+5. print a summary: teacher and student GAP, mAP, Hit@1, FLOPs per video, and one line of what the
+   student keeps and saves (GAP kept, FLOPs, and with `measure_speed` the measured videos/s of each
+   network's eval forward, `forward_speed.py`).
 
 Resuming is exact: the step RNG is folded from (seed, step), and the training input is a
 deterministic function of the seed, so a resumed run skips the batches it has consumed.
@@ -30,6 +39,7 @@ from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax import run_config
 from fewframes_jax.evaluation import evaluate as eval_lib
 from fewframes_jax import parallel
+from fewframes_jax.train import forward_speed
 from fewframes_jax.train import preemption
 from fewframes_jax.train import summary as summary_lib
 from fewframes_jax.train import trainer as train_lib
@@ -213,13 +223,70 @@ def _check_finite(pending) -> None:
   pending.clear()
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
-  """Trains and evaluates; returns {'step', 'eval', 'summary', 'state', 'skipped_records' (training
-  records skipped, by reason), 'frame_count_mismatches' (training records with unequal rgb/audio
-  frame counts)}."""
-  from fewframes_jax.data import bad_records  # pylint: disable=g-import-not-at-top  (TensorFlow)
+TEACHER_SUBDIR = "teacher"  # where a serial run with no teacher run given trains its teacher
+
+
+def teacher_stage(config: ml_collections.ConfigDict, workdir: str):
+  """The first run of a serial run that trains its own teacher: (the teacher-only config, its workdir
+  `<workdir>/teacher`). The config is `config` with mode=teacher: the same data, teacher, optimizer,
+  schedule and seed, for `train.teacher_stage_epochs` epochs when set (else the student's)."""
+  teacher = ml_collections.ConfigDict(config.to_dict())
+  teacher.mode = "teacher"
+  if teacher.train.get("teacher_stage_epochs") is not None:
+    teacher.train.num_epochs = teacher.train.teacher_stage_epochs
+  return teacher, os.path.join(workdir, TEACHER_SUBDIR)
+
+
+def student_stage(config: ml_collections.ConfigDict, teacher_workdir: str) -> ml_collections.ConfigDict:
+  """The second run: `config` (serial) reading the teacher trained in `teacher_workdir`."""
+  student = ml_collections.ConfigDict(config.to_dict())
+  student.teacher_workdir = teacher_workdir
+  return student
+
+
+def finished_step(config: ml_collections.ConfigDict, workdir: str) -> Optional[int]:
+  """The step of the last complete checkpoint in `workdir` when the run of `config` trained all its
+  steps there, else None (no checkpoint, or an interrupted run)."""
+  steps = ckpt_lib.complete_steps(workdir) if os.path.isdir(ckpt_lib.checkpoint_dir(workdir)) else []
+  if steps and steps[-1] >= run_config.num_train_steps(config):
+    return steps[-1]
+  return None
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, measure_speed: bool = False
+                       ) -> Dict[str, Any]:
+  """Trains and evaluates; returns {'step', 'eval', 'summary', 'kept_and_saved' (`summary.kept_and_saved`),
+  'state', 'preempted', 'skipped_records' (training records skipped, by reason), 'frame_count_mismatches'
+  (training records with unequal rgb/audio frame counts)}. A serial config with no teacher run trains its
+  teacher first (`teacher_stage`); the result is then the student's run's.
+
+  measure_speed: time each network's eval forward after training (`forward_speed`), for the summary.
+  """
   config = run_config.resolve(config)
   run_config.validate(config, workdir=workdir)
+  if not run_config.trains_teacher_first(config):
+    return _train_one(config, workdir, measure_speed=measure_speed)
+  teacher_config, teacher_workdir = teacher_stage(config, workdir)
+  run_config.validate(teacher_config, workdir=teacher_workdir)
+  done = finished_step(teacher_config, teacher_workdir)
+  if done is None:
+    print_status(f"Stage 1 of 2: the teacher alone, in {teacher_workdir}")
+    teacher = _train_one(teacher_config, teacher_workdir, summary=False)
+    if teacher["preempted"]:
+      return teacher
+  else:
+    print_status(f"Stage 1 of 2: the teacher in {teacher_workdir} is trained (step {done}); not retrained")
+  config = student_stage(config, teacher_workdir)
+  run_config.validate(config, workdir=workdir)
+  print_status(f"Stage 2 of 2: the student, serial, against the frozen teacher, in {workdir}")
+  return _train_one(config, workdir, measure_speed=measure_speed)
+
+
+def _train_one(config: ml_collections.ConfigDict, workdir: str, *, summary: bool = True,
+               measure_speed: bool = False) -> Dict[str, Any]:
+  """One run of a resolved, validated config in `workdir` (`train_and_evaluate`); `summary`: print the
+  summary table at the end (it is saved in summary.json either way)."""
+  from fewframes_jax.data import bad_records  # pylint: disable=g-import-not-at-top  (TensorFlow)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.data.batch_size, mesh)
   parallel.check_batch_size(config.data.eval_batch_size, mesh, what="data.eval_batch_size")
@@ -277,8 +344,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     logger.close()
     print_status(f"Stopped at step {step} on a preemption signal; the checkpoint of step {step} is saved. "
                  "Run the same command again to resume there.")
-    return {"step": step, "eval": {}, "summary": "", "state": state, "preempted": True, **counts}
-  return _finish(config, workdir, setup, state, step, results, counts, logger)
+    return {"step": step, "eval": {}, "summary": "", "kept_and_saved": None, "state": state, "preempted": True,
+            **counts}
+  speed = None
+  if measure_speed and setup.has_teacher and setup.has_student:
+    speed = forward_speed.eval_forward_speed(setup.forwards(), train_lib.eval_variables(state),
+                                             eval_lib.eval_batches(config.data), mesh=mesh)
+  return _finish(config, workdir, setup, state, step, results, counts, logger, speed=speed, show=summary)
 
 
 def _record_counts(counter) -> Dict[str, Any]:
@@ -288,9 +360,11 @@ def _record_counts(counter) -> Dict[str, Any]:
           "frame_count_mismatches": eval_lib.record_counts(counter)["frame_count_mismatches"]}
 
 
-def _finish(config, workdir, setup, state, step, results, counts, logger) -> Dict[str, Any]:
+def _finish(config, workdir, setup, state, step, results, counts, logger, *, speed=None, show=True
+            ) -> Dict[str, Any]:
   """Reports the training records skipped (by reason) or with unequal rgb/audio frame counts, then
-  prints and saves the summary."""
+  prints (`show`) and saves the summary, with what the student keeps and saves (`speed`: measured
+  videos/s of each network's eval forward, or None)."""
   skipped, mismatches = counts["skipped_records"], counts["frame_count_mismatches"]
   if sum(skipped.values()):
     print_status(f"skipped {sum(skipped.values())} bad training records: "
@@ -299,9 +373,14 @@ def _finish(config, workdir, setup, state, step, results, counts, logger) -> Dic
     print_status(f"{mismatches} training records had unequal rgb/audio frame counts (read up to the shorter)")
   logger.scalars("data", {"skipped_records": sum(skipped.values()), "frame_count_mismatches": mismatches}, step)
   logger.close()
-  summary = summary_lib.summary_table(config, setup, step, results)
+  flops = summary_lib.flops_per_video(config, setup)
+  kept = summary_lib.kept_and_saved(results, flops, speed)
+  summary = summary_lib.summary_table(config, setup, step, results, flops=flops, kept=kept)
   if jax.process_index() == 0:
-    print(summary, flush=True)
+    if show:
+      print(summary, flush=True)
     with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump({"step": step, "eval": results, **counts}, f, indent=2, default=float)
-  return {"step": step, "eval": results, "summary": summary, "state": state, "preempted": False, **counts}
+      json.dump({"step": step, "eval": results, "flops_per_video": flops, "kept_and_saved": kept, **counts}, f,
+                indent=2, default=float)
+  return {"step": step, "eval": results, "summary": summary, "kept_and_saved": kept, "state": state,
+          "preempted": False, **counts}

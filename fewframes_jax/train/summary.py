@@ -1,7 +1,9 @@
-"""The end-of-training summary: GAP, both mAPs, Hit@1, PERR and FLOPs per video of each network, and the
-teacher/student FLOP ratio (printed by `main` and saved in `summary.json`). A student's FLOPs are its
-model's on its k frames, plus a learned selector's scorer on every frame slot."""
-from typing import Dict, Optional
+"""The end-of-training summary: GAP, both mAPs, Hit@1, PERR and FLOPs per video of each network, and one
+line of what the student keeps and what it saves against the teacher (GAP kept; FLOPs per video and the
+measured videos/s of each network's eval forward, with their ratios), printed by `main` and saved in
+`summary.json`. A student's FLOPs are its model's on its k frames, plus a learned selector's scorer on
+every frame slot."""
+from typing import Any, Dict, Mapping, Optional
 
 import ml_collections
 
@@ -9,12 +11,13 @@ from fewframes_jax.metrics import flops as flops_lib
 from fewframes_jax.sampling import learned
 
 
-def summary_table(config: ml_collections.ConfigDict, setup, step: int, results: Dict[str, Dict[str, float]]) -> str:
-  """A markdown table of `results` ({'teacher'|'student': metrics}) for a run of `setup`
-  (`run_setup.TrainSetup`) at `step`, with XLA's FLOPs per video of each network's eval forward."""
+def flops_per_video(config: ml_collections.ConfigDict, setup) -> Dict[str, float]:
+  """{'teacher'|'student': XLA's FLOPs per video of the network's eval forward} for a run of `setup`
+  (`run_setup.TrainSetup`): the teacher on every frame slot, the student on its k (an any-k student at its
+  eval budget), plus a learned selector's scorer on every slot."""
   d = config.data
   feature_dim = sum(d.feature_sizes)
-  costs: Dict[str, Optional[float]] = {}
+  costs: Dict[str, float] = {}
   if setup.has_teacher:
     costs["teacher"] = flops_lib.model_cost(setup.teacher_model, frames=d.max_frames, feature_dim=feature_dim)[0]
   if setup.has_student:
@@ -24,6 +27,46 @@ def summary_table(config: ml_collections.ConfigDict, setup, step: int, results: 
     if forward.selection.learned:  # its frame scorer runs on every frame slot: part of the student's cost
       costs["student"] += learned.scorer_flops(learned.SelectorSpec.from_config(config.student), d.feature_sizes,
                                                d.max_frames)
+  return costs
+
+
+def kept_and_saved(results: Mapping[str, Mapping[str, float]], flops: Mapping[str, float],
+                   videos_per_sec: Optional[Mapping[str, float]] = None) -> Optional[Dict[str, Any]]:
+  """What the student keeps and saves against the teacher, or None unless both were evaluated.
+
+  Args:
+    results: {'teacher'|'student': metrics with 'gap'}; flops: {network: FLOPs per video};
+    videos_per_sec: {network: measured videos/s of its eval forward} (`forward_speed`), or None.
+
+  Returns:
+    {'gap_kept' (student GAP / teacher GAP), 'gap', 'flops', 'flop_ratio' (teacher / student),
+    'videos_per_sec' and 'speedup' (student / teacher; None when not measured), 'line': one sentence}.
+  """
+  if not {"teacher", "student"} <= set(results) or not {"teacher", "student"} <= set(flops):
+    return None
+  gap = {net: float(results[net]["gap"]) for net in ("teacher", "student")}
+  gap_kept = gap["student"] / gap["teacher"] if gap["teacher"] > 0 else float("nan")
+  flop_ratio = flops["teacher"] / flops["student"]
+  line = (f"The student keeps {100 * gap_kept:.1f}% of the teacher's GAP ({gap['student']:.4f} vs "
+          f"{gap['teacher']:.4f}) with {flop_ratio:.1f}x fewer FLOPs per video ({flops['student'] / 1e6:.1f} M vs "
+          f"{flops['teacher'] / 1e6:.1f} M)")
+  speed = speedup = None
+  if videos_per_sec and {"teacher", "student"} <= set(videos_per_sec):
+    speed = {net: float(videos_per_sec[net]) for net in ("teacher", "student")}
+    speedup = speed["student"] / speed["teacher"]
+    line += (f" and runs {speedup:.1f}x as many videos/s ({speed['student']:,.0f} vs {speed['teacher']:,.0f}, "
+             "eval forward measured on this machine)")
+  return {"gap_kept": gap_kept, "gap": gap, "flops": dict(flops), "flop_ratio": flop_ratio,
+          "videos_per_sec": speed, "speedup": speedup, "line": line + "."}
+
+
+def summary_table(config: ml_collections.ConfigDict, setup, step: int, results: Dict[str, Dict[str, float]],
+                  *, flops: Optional[Mapping[str, float]] = None, kept: Optional[Mapping[str, Any]] = None) -> str:
+  """A markdown table of `results` ({'teacher'|'student': metrics}) for a run of `setup`
+  (`run_setup.TrainSetup`) at `step`, with the FLOPs per video of each network's eval forward (`flops`, or
+  `flops_per_video`), and the line of `kept` (`kept_and_saved`) when given."""
+  d = config.data
+  costs = flops if flops is not None else flops_per_video(config, setup)
   lines = ["| network | frames | GAP | mAP | mAP (all classes) | Hit@1 | PERR | FLOPs/video |",
            "|---|---:|---:|---:|---:|---:|---:|---:|"]
   for net in ("teacher", "student"):
@@ -39,6 +82,6 @@ def summary_table(config: ml_collections.ConfigDict, setup, step: int, results: 
   footer = [f"mode={config.mode}, teacher={config.teacher.name}, student={config.student.name}, step={step}, "
             f"eval videos={videos}. mAP: classes with >= 1 positive (current starter); mAP (all classes): the "
             "2017 code's, as the paper."]
-  if "teacher" in costs and "student" in costs:
-    footer.append(f"FLOP ratio teacher/student: {costs['teacher'] / costs['student']:.2f}x")
+  if kept is not None:
+    footer.append(kept["line"])
   return "\n".join(lines + [""] + footer)
