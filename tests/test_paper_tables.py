@@ -29,7 +29,7 @@ def test_help_lists_what_it_does_and_the_flags():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--preset=huge"], "--preset='huge': expected one of ['long', 'paper', 'small', 'tiny']"),
+    (["--preset=huge"], "--preset='huge': expected one of ['long', 'paper', 'realistic', 'small', 'tiny']"),
     (["--rows=serial"], "rows 'serial': expected 'paper', 'all' or mode:loss"),
     (["--rows=serial:kd"], "unknown row ('serial', 'kd')"),
     (["--sections=table9"], "unknown section 'table9'"),

@@ -45,6 +45,13 @@ def test_config_hash_keeps_cells_valid_when_an_unset_field_is_added():
   config.student.new_feature = "on"
   assert run_cache.config_hash(config) != before
   config.student.new_feature = ""
+  config.data.tfds_eval_split = "test"  # a setting of the TFDS source, which is off
+  assert run_cache.config_hash(config) == before
+  config.data.tfds_name = "yt8m_frame_level/2018"  # on: it and its settings shape the run
+  with_tfds = run_cache.config_hash(config)
+  config.data.tfds_eval_split = "validation"
+  assert before != with_tfds != run_cache.config_hash(config)
+  config.data.tfds_name = ""
   config.optim.clip_mode = "global"
   assert run_cache.config_hash(config) != before
 

@@ -25,6 +25,9 @@ from fewframes_jax.errors import UserError
 Record = Dict[str, Any]
 # Where a run reads other runs from: not part of what a run is (the output folder may move).
 DEPENDENCY_FIELDS = ("teacher_workdir", "teacher_workdirs", "init_workdir")
+# The settings of an optional feature, which shape nothing while the feature is off (its switch unset):
+# (section, switch) -> the section's fields that belong to it.
+FEATURE_SETTINGS = {("data", "tfds_name"): ("tfds_data_dir", "tfds_train_split", "tfds_eval_split")}
 
 
 class RunPreempted(UserError):
@@ -44,11 +47,15 @@ def config_hash(config: ml_collections.ConfigDict, dep_hashes: Sequence[str] = (
   """A hash of everything that shapes a run's result: its config (dependency locations excluded, the
   output folder may move) and the hashes of the runs it reads (a retrained teacher invalidates its
   serial students). Unset fields (None or '') are left out, so a config field added later whose default
-  is unset (a feature that is off) keeps the cached results valid; any other new or changed value makes
-  them stale."""
+  is unset (a feature that is off) keeps the cached results valid, and so are the settings of a feature
+  that is off (`FEATURE_SETTINGS`); any other new or changed value makes them stale."""
   d = config.to_dict()
   for field in DEPENDENCY_FIELDS:
     d.pop(field, None)
+  for (section, switch), settings in FEATURE_SETTINGS.items():
+    if section in d and not d[section].get(switch):
+      for field in settings:
+        d[section].pop(field, None)
   d = _without_unset(d)
   if dep_hashes:
     d = {"config": d, "deps": list(dep_hashes)}
