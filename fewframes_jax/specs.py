@@ -12,7 +12,8 @@ Modes (`config.mode`):
   teacher       the Teacher-Skyline: the teacher alone, CE only.
   student_only  the paper's k-frame baselines: the student alone on its k frames, CE only, no teacher.
   parallel      teacher and student trained together (the teacher's loss is CE only).
-  serial        the teacher is restored from `config.teacher_workdir` and frozen.
+  serial        the teacher is restored from `config.teacher_workdir` and frozen (none given: the run trains
+                it first, in <workdir>/teacher).
   finetune      the paper's stage 2: the student restored from `config.init_workdir`, CE only.
 """
 import dataclasses
