@@ -174,8 +174,9 @@ class RecordReader:
     with tf.control_dependencies([update, printed]):
       return tf.constant(False)
 
-  def _check_release(self, chunk: _Chunk):
-    """Fails (in both modes) at the first record whose id key contradicts num_classes."""
+  def _check_release(self, chunk: _Chunk, applies=True):
+    """Fails (in both modes) at the first record whose id key contradicts num_classes, where `applies`
+    (a bool scalar: the located path's chunks are checked only where that path is taken)."""
     tf = self.tf
     key = next((k for k in self.id_keys if bad_records.release_conflict(k, self.num_classes)), None)
     if not self.check_release or key is None:
@@ -189,20 +190,7 @@ class RecordReader:
       with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
         return tf.constant(False)
 
-    return tf.cond(tf.reduce_any(keyed), fail, lambda: tf.constant(True))
-
-  def _release_assertion(self, chunk: _Chunk, applies):
-    """`_check_release` without a branch, where `applies` (a bool scalar): an assertion that fails naming
-    the first record whose id key contradicts num_classes."""
-    tf = self.tf
-    key = next((k for k in self.id_keys if bad_records.release_conflict(k, self.num_classes)), None)
-    if not self.check_release or key is None:
-      return tf.constant(True)
-    keyed = chunk.keyed[self.id_keys.index(key)]
-    where = tf.gather(chunk.where, tf.argmax(tf.cast(keyed, tf.int32), output_type=tf.int32))
-    message = tf.strings.join([bad_records.RELEASE_MARKER, ": ", where, ": ",
-                               bad_records.release_message(key, self.num_classes, self.release_fix)])
-    return tf.debugging.Assert(tf.logical_not(applies & tf.reduce_any(keyed)), [message])
+    return tf.cond(applies & tf.reduce_any(keyed), fail, lambda: tf.constant(True))
 
   def _check_video_level(self, chunk: _Chunk, serialized, missing_feature):
     """Fails (in both modes) at the first record that lacks every feature list and holds a video-level
@@ -290,7 +278,7 @@ class RecordReader:
     example = self._decode(chunk, mismatch, file_index, record_index)
     if position is not None:
       example["position"] = position
-    with tf.control_dependencies([self._release_assertion(chunk, located), counted]):
+    with tf.control_dependencies([self._check_release(chunk, located), counted]):
       example = {key: tf.identity(value) for key, value in example.items()}
     return tf.cond(located, lambda: example,
                    lambda: self._parsed_chunk(file_index, record_index, serialized, position))
