@@ -170,6 +170,17 @@ class Forward:
     """The number of frame slots the model reads: k, or the padded length T."""
     return max_frames if self.selection.all_frames else self.selection.k
 
+  def cost(self, *, max_frames: int, feature_dim: int) -> Tuple[float, int]:
+    """(XLA's FLOPs per video of this forward, its model's parameter count): the model on the frame slots
+    it runs on (T, k, or an any-k H-RNN's whole blocks: `Selection.slots`), plus a learned selector's
+    scorer on all T = `max_frames` slots."""
+    from fewframes_jax.metrics import flops as flops_lib  # pylint: disable=g-import-not-at-top  (XLA cost analysis)
+    flops, params = flops_lib.model_cost(self.model, frames=self.selection.slots or self.frames_seen(max_frames),
+                                         feature_dim=feature_dim)
+    if self.selection.learned:
+      flops += learned.scorer_flops(self.selection.scorer, max_frames)
+    return flops, params
+
 
 def split_selector(variables: Dict[str, Any]) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
   """A student's variables -> (the model's variables, its learned selector's parameters or None)."""

@@ -44,7 +44,7 @@ def scorer_flops(config: ml_collections.ConfigDict) -> float:
   if config.student.sampling != learned.METHOD:
     return 0.0
   d = config.data
-  return learned.scorer_flops(learned.SelectorSpec.from_config(config.student), d.feature_sizes, d.max_frames)
+  return learned.scorer_flops(learned.SelectorSpec.from_config(config.student).scorer(d.feature_sizes), d.max_frames)
 
 
 def frames_read(config: ml_collections.ConfigDict, k: int, mean_frames: float, mean_frames_k: float

@@ -90,12 +90,11 @@ def init_params(scorer: "FrameScorer", rng: jax.Array, *, frames: int) -> Dict[s
   return jax.jit(scorer.init)(rng, x, n)["params"]
 
 
-def scorer_flops(spec: "SelectorSpec", feature_sizes: Sequence[int], frames: int) -> float:
-  """XLA FLOPs per video of the selector's scorer on all `frames` slots (it looks at every frame)."""
+def scorer_flops(scorer: "FrameScorer", frames: int) -> float:
+  """XLA FLOPs per video of a frame scorer on all `frames` slots (it looks at every frame)."""
   from fewframes_jax.metrics import flops as flops_lib  # pylint: disable=g-import-not-at-top  (XLA cost analysis)
-  scorer = spec.scorer(feature_sizes)
   params = jax.eval_shape(lambda: init_params(scorer, jax.random.PRNGKey(0), frames=frames))
-  x = jax.ShapeDtypeStruct((1, frames, sum(feature_sizes)), jnp.float32)
+  x = jax.ShapeDtypeStruct((1, frames, sum(scorer.feature_sizes)), jnp.float32)
   n = jax.ShapeDtypeStruct((1,), jnp.int32)
   return flops_lib.scan_aware_flops(lambda p, x, n: scorer.apply({"params": p}, x, n), params, x, n)
 

@@ -20,7 +20,7 @@ writes into the output folder (default `<workdir>/export/<network>`):
                      artifact was 362 MB instead of 38 KB, took 3.8 GB to load and compile instead of 0.7 GB,
                      and ran 2x slower on a CPU (XLA compiles the constants into the program).
   export_info.json   what was exported (`export_info`): family, frames seen, classes, data schema, FLOPs
-                     per video (`flops_per_video`), checkpoint step, versions, signatures.
+                     per video (`inference.Forward.cost`), checkpoint step, versions, signatures.
 
 Every exported function is `ranking_fn`: the project's eval forward (`inference.Forward.apply`, so a
 'random' student selects its frames inside it, from `inference.eval_key(0)` as `Network.probabilities`)
@@ -42,7 +42,6 @@ import numpy as np
 
 from fewframes_jax import errors
 from fewframes_jax import inference
-from fewframes_jax.sampling import learned
 from fewframes_jax.serve import ranking
 
 SAVED_MODEL_DIR = "saved_model"
@@ -70,28 +69,13 @@ def export_dense(network: inference.Network) -> Tuple[jax.export.Exported, Dict[
   return jax.export.export(fn, platforms=ranking.PLATFORMS)(*args), named
 
 
-def flops_per_video(network: inference.Network) -> Tuple[float, int]:
-  """(XLA's FLOPs per video of the network's model on the frame slots it runs on (an any-k H-RNN's
-  whole blocks, `Selection.slots`) plus a learned selector's scorer on all T frames, the model's
-  parameter count)."""
-  from fewframes_jax.metrics import flops as flops_lib  # pylint: disable=g-import-not-at-top
-  selection = network.forward.selection
-  flops, params = flops_lib.model_cost(network.forward.model, frames=selection.slots or network.frames_seen,
-                                       feature_dim=network.feature_dim)
-  if selection.learned:
-    d = network.config.data
-    flops += learned.scorer_flops(learned.SelectorSpec.from_config(network.config.student), d.feature_sizes,
-                                  d.max_frames)
-  return flops, params
-
-
 def export_info(network: inference.Network, *, workdir: str = "", signatures: Optional[Dict] = None
                 ) -> Dict[str, Any]:
   """What an export holds, as JSON-ready values (written as `export_info.json`)."""
   config, selection = network.config, network.forward.selection
   d = config.data
   top_k = min(ranking.TOP_K, int(d.num_classes))
-  flops, params = flops_per_video(network)
+  flops, params = network.forward.cost(max_frames=network.max_frames, feature_dim=network.feature_dim)
   return {
       "format_version": FORMAT_VERSION,
       "network": network.which,

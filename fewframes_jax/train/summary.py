@@ -7,27 +7,15 @@ from typing import Any, Dict, Mapping, Optional
 
 import ml_collections
 
-from fewframes_jax.metrics import flops as flops_lib
-from fewframes_jax.sampling import learned
 
 
 def flops_per_video(config: ml_collections.ConfigDict, setup) -> Dict[str, float]:
   """{'teacher'|'student': XLA's FLOPs per video of the network's eval forward} for a run of `setup`
   (`run_setup.TrainSetup`): the teacher on every frame slot, the student on its k (an any-k student at its
-  eval budget), plus a learned selector's scorer on every slot."""
+  eval budget), plus a learned selector's scorer on every slot (`inference.Forward.cost`)."""
   d = config.data
-  feature_dim = sum(d.feature_sizes)
-  costs: Dict[str, float] = {}
-  if setup.has_teacher:
-    costs["teacher"] = flops_lib.model_cost(setup.teacher_model, frames=d.max_frames, feature_dim=feature_dim)[0]
-  if setup.has_student:
-    forward = setup.student_forward  # an any-k student at its eval budget
-    slots = forward.selection.slots or forward.selection.k
-    costs["student"] = flops_lib.model_cost(forward.model, frames=slots, feature_dim=feature_dim)[0]
-    if forward.selection.learned:  # its frame scorer runs on every frame slot: part of the student's cost
-      costs["student"] += learned.scorer_flops(learned.SelectorSpec.from_config(config.student), d.feature_sizes,
-                                               d.max_frames)
-  return costs
+  return {which: forward.cost(max_frames=d.max_frames, feature_dim=sum(d.feature_sizes))[0]
+          for which, forward in setup.forwards().items()}
 
 
 def kept_and_saved(results: Mapping[str, Mapping[str, float]], flops: Mapping[str, float],
