@@ -111,6 +111,16 @@ def complete_steps(workdir: str) -> List[int]:
   return sorted(int(name) for name in os.listdir(ckpt) if name.isdigit())
 
 
+def saved_steps(workdir: str) -> List[int]:
+  """`complete_steps`, or [] when `workdir` has no checkpoints folder (a run not started there)."""
+  return complete_steps(workdir) if os.path.isdir(checkpoint_dir(workdir)) else []
+
+
+def has_checkpoint(workdir: str) -> bool:
+  """Whether `workdir` holds a complete checkpoint."""
+  return bool(saved_steps(workdir))
+
+
 def find_step(workdir: str, *, step: Optional[int] = None, best: bool = False) -> int:
   """The step to restore: `step`, the best by eval GAP, or the latest. Clear error when none."""
   ckpt = checkpoint_dir(workdir)

@@ -171,11 +171,19 @@ def data_flag_args(flag_values=None) -> Tuple[str, ...]:
   return tuple(f"--{name}={f[name].value}" for name in DATA_FLAGS if f[name].value)
 
 
-def ints(flag: str) -> List[int]:
-  """A comma-separated integer flag's values; a malformed one is a usage error naming the flag."""
+def words(flag: str) -> Optional[Tuple[str, ...]]:
+  """A comma-separated string flag's values; None when the flag is unset (None: the caller's default)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  text = flags.FLAGS[flag].value
+  return None if text is None else tuple(x for x in text.split(",") if x)
+
+
+def ints(flag: str) -> Optional[Tuple[int, ...]]:
+  """A comma-separated integer flag's values (None when unset); a malformed one is a usage error naming
+  the flag."""
   from absl import app, flags  # pylint: disable=g-import-not-at-top
-  text = flags.FLAGS[flag].value or ""
+  values = words(flag)
   try:
-    return [int(x) for x in text.split(",") if x]
+    return None if values is None else tuple(int(x) for x in values)
   except ValueError:
-    raise app.UsageError(f"--{flag}={text!r}: expected comma-separated integers") from None
+    raise app.UsageError(f"--{flag}={flags.FLAGS[flag].value!r}: expected comma-separated integers") from None

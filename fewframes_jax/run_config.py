@@ -96,10 +96,6 @@ def saved_run_config(workdir: str, field: str) -> ml_collections.ConfigDict:
     raise ConfigError(f"{field}={workdir!r}: cannot read the config of checkpoint {steps[-1]}: {e}") from None
 
 
-def _has_checkpoint(workdir: str) -> bool:
-  return os.path.isdir(ckpt_lib.checkpoint_dir(workdir)) and bool(ckpt_lib.complete_steps(workdir))
-
-
 def validate(config: ml_collections.ConfigDict, *, workdir: Optional[str] = None) -> None:
   """Raises ConfigError for any invalid setting. Call after `resolve`.
 
@@ -126,7 +122,7 @@ def validate(config: ml_collections.ConfigDict, *, workdir: Optional[str] = None
   if workdir:
     _require(not os.path.exists(workdir) or os.path.isdir(workdir),
              f"workdir={workdir!r} is a file, not a folder")
-    if _has_checkpoint(workdir):
+    if ckpt_lib.has_checkpoint(workdir):
       check_resume_compatible(config, saved_run_config(workdir, "workdir"), workdir)
 
 

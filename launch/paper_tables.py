@@ -18,7 +18,7 @@ same grid with small models on the bundled data, max_frames 60 and a fixed numbe
 finishes in under an hour on 2 CPU cores; `tiny` = a few steps at test sizes (the unit test).
 """
 import dataclasses
-from typing import Optional, Sequence, Tuple
+from typing import Sequence
 
 from fewframes_jax import cli
 
@@ -54,19 +54,6 @@ flags.DEFINE_string("jax_cache_dir", None,
                     "JAX compilation cache; default <bundled cache root>/jax_compilation; '' for none.")
 
 
-def _words(flag: str) -> Optional[Tuple[str, ...]]:
-  text = FLAGS[flag].value
-  return None if text is None else tuple(x for x in text.split(",") if x)
-
-
-def _ints(flag: str) -> Optional[Tuple[int, ...]]:
-  words = _words(flag)
-  try:
-    return None if words is None else tuple(int(x) for x in words)
-  except ValueError:
-    raise app.UsageError(f"--{flag}={FLAGS[flag].value!r}: expected comma-separated integers") from None
-
-
 def main(argv: Sequence[str]):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -78,8 +65,8 @@ def main(argv: Sequence[str]):
     raise app.UsageError(f"--schedule_scale={FLAGS.schedule_scale}: must be > 0")
   preset = dataclasses.replace(paper_configs.PRESETS[FLAGS.preset], schedule_scale=FLAGS.schedule_scale)
   rows = None if FLAGS.rows is None else grid_lib.parse_rows(FLAGS.rows)
-  grid = preset.make_grid(seeds=_ints("seeds"), families=_words("families"), sections=_words("sections"),
-                          ks=_ints("ks"), rows=rows, anchor_k=FLAGS.anchor_k, baselines=_words("baselines"))
+  grid = preset.make_grid(seeds=cli.ints("seeds"), families=cli.words("families"), sections=cli.words("sections"),
+                          ks=cli.ints("ks"), rows=rows, anchor_k=FLAGS.anchor_k, baselines=cli.words("baselines"))
   data = cli.data_overrides()
   from fewframes_jax.paper import sweep  # pylint: disable=g-import-not-at-top  (JAX, TensorFlow)
   sweep.run(preset=preset, cell_config=paper_configs.cell_config, out=FLAGS.out, grid=grid, data=data,

@@ -97,13 +97,15 @@ def _fake_loop(monkeypatch, calls, *, preempted=False):
 def test_a_run_is_trained_once_then_served_and_a_report_trains_nothing(tmp_path, monkeypatch):
   calls = []
   _fake_loop(monkeypatch, calls)
-  cache = run_cache.RunCache(run_cache.Layout(str(tmp_path)), log=lambda m: None)
+  logs = []
+  cache = run_cache.RunCache(run_cache.Layout(str(tmp_path)), log=logs.append)
   config = _config(grid_lib.baseline_cell("hrnn", 0, 10, "uniform"))
-  assert cache.result("hrnn/seed0/a", config, train=False) is None and calls == []
+  assert cache.result("hrnn/seed0/a", config, train=False) is None and calls == [] and logs == []
   first = cache.result("hrnn/seed0/a", config, extend=lambda r: dict(r, flops=5.0))
   assert (first["gap"], first["teacher_gap"], first["steps"], first["frames"], first["flops"]) == (1.25, 0.75, 7, 10, 5.0)
   assert calls == [str(tmp_path / "runs" / "hrnn/seed0/a")]
   assert cache.result("hrnn/seed0/a", config) == first and len(calls) == 1  # served from the cache
+  assert logs == ["hrnn/seed0/a: GAP 1.2500 (0 s)", "hrnn/seed0/a: cached, GAP 1.2500"]
   config.optim.learning_rate *= 2
   with pytest.raises(UserError, match="cached result of another config"):
     cache.result("hrnn/seed0/a", config)

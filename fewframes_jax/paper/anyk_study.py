@@ -100,8 +100,9 @@ class AnyKStudy:
   def teacher(self, seed: int) -> str:
     """The workdir of the family's teacher of `seed` in the preset's sweep (trained first with
     `train_teachers`, as the sweep's teacher cell, its result cached in the sweep's cells)."""
+    from fewframes_jax import checkpoint  # pylint: disable=g-import-not-at-top  (Orbax)
     workdir = os.path.join(self.teachers, self.family, f"seed{seed}", "teacher")
-    if not self.train_teachers or run_cache.has_checkpoint(workdir):
+    if not self.train_teachers or checkpoint.has_checkpoint(workdir):
       return workdir
     from fewframes_jax.paper import sweep  # pylint: disable=g-import-not-at-top
     cell = grid_lib.teacher_cell(self.family, seed)
@@ -119,10 +120,7 @@ class AnyKStudy:
     cache = run_cache.RunCache(self.layout, self.recompute_stale, log=_log)
     records = {}
     for key, config in self.runs():
-      cached = cache.lookup(key, run_cache.config_hash(config))
-      record = records[key] = cached or cache.result(key, config)
-      _log(f"{key}: {'cached, ' if cached else ''}GAP {record['gap']:.4f}"
-           + ("" if cached else f" ({record['seconds']:.0f} s)"))
+      records[key] = cache.result(key, config)
     return records
 
   def class_groups(self) -> Optional[Dict[str, np.ndarray]]:

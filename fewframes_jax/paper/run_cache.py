@@ -148,19 +148,18 @@ class RunCache:
              deps: Sequence[str] = (), train: bool = True,
              extend: Optional[Callable[[Record], Record]] = None, **extra) -> Optional[Record]:
     """The result of the run `key` of `config` (whose dependencies' hashes are `deps`): cached, or trained
-    now and cached (`extend` adds to a new record, e.g. its FLOPs; `extra` is stored with it). With
-    `train=False`, None when it is not cached (a report of what has run)."""
+    now and cached (`extend` adds to a new record, e.g. its FLOPs; `extra` is stored with it), its GAP
+    logged either way. With `train=False`, None when it is not cached (a report of what has run)."""
     digest = config_hash(config, deps)
     record = self.lookup(key, digest)
-    if record is not None or not train:
+    if record is not None:
+      self.log(f"{key}: cached, GAP {record['gap']:.4f}")
       return record
+    if not train:
+      return None
     record = train_run(config, self.layout.run(key), evaluated=evaluated)
     if extend is not None:
       record = extend(record)
-    return self.store(key, digest, record, **extra)
-
-
-def has_checkpoint(workdir: str) -> bool:
-  """Whether a run folder holds a complete checkpoint (a cache is committed, runs are not)."""
-  from fewframes_jax import checkpoint  # pylint: disable=g-import-not-at-top  (Orbax)
-  return os.path.isdir(checkpoint.checkpoint_dir(workdir)) and bool(checkpoint.complete_steps(workdir))
+    record = self.store(key, digest, record, **extra)
+    self.log(f"{key}: GAP {record['gap']:.4f} ({record['seconds']:.0f} s)")
+    return record

@@ -119,12 +119,9 @@ class SelectorStudy:
         for row in self.rows:
           key = run_key(self.family, seed, row, k)
           config = self.config(row, seed, k, teacher_workdir=self.teacher_dir(seed))
-          cached = cache.lookup(key, run_cache.config_hash(config))
-          record = cached or cache.result(key, config, train=run_missing)
+          record = cache.result(key, config, train=run_missing)
           if record is not None:
             records[key] = record
-            if cached is None:
-              _log(f"{key}: GAP {record['gap']:.4f} ({record['seconds']:.0f} s)")
     return records
 
   def sweep_records(self) -> Dict[str, Dict]:

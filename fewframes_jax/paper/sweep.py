@@ -151,8 +151,9 @@ def ensure_run(key: str, by_key: Mapping[str, Cell], config_of: Callable[[Cell],
   committed, runs are not) and another cell or Table 3 reads that run, its own dependencies first.
   Training is deterministic, so it gives the cached result again; if it does not, the new record
   replaces the cached one and the log says so. Returns the number of cells retrained."""
+  from fewframes_jax import checkpoint  # pylint: disable=g-import-not-at-top  (Orbax)
   run_dir = cache.layout.run(key)
-  if run_cache.has_checkpoint(run_dir):
+  if checkpoint.has_checkpoint(run_dir):
     return 0
   cell, cached = by_key[key], results[key]
   retrained = sum(ensure_run(dep, by_key, config_of, cache, results, log) for dep in cell.deps)

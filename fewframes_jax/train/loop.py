@@ -247,7 +247,7 @@ def student_stage(config: ml_collections.ConfigDict, teacher_workdir: str) -> ml
 def finished_step(config: ml_collections.ConfigDict, workdir: str) -> Optional[int]:
   """The step of the last complete checkpoint in `workdir` when the run of `config` trained all its
   steps there, else None (no checkpoint, or an interrupted run)."""
-  steps = ckpt_lib.complete_steps(workdir) if os.path.isdir(ckpt_lib.checkpoint_dir(workdir)) else []
+  steps = ckpt_lib.saved_steps(workdir)
   if steps and steps[-1] >= run_config.num_train_steps(config):
     return steps[-1]
   return None
