@@ -91,13 +91,14 @@ def student_config(name: str, *, k: int, sampling: str = "uniform") -> ml_collec
   # scorer_training.py). Unset fields take the defaults in brackets (learned.SelectorSpec).
   sel = s.selector = ml_collections.ConfigDict()
   sel.streams = ""                                   # what the scorer reads: all | audio | rgb [all]
-  sel.train = ""                                     # rank (from the frozen teacher) | end_to_end [rank]
+  sel.train = ""                                     # rank (from the frozen teacher) | labels (from a frame
+                                                     # judge of the labels; no teacher) | end_to_end [rank]
   sel.hidden = config_dict.placeholder(int)          # units of its per-frame linear projection [4]
   sel.mlp = config_dict.placeholder(int)             # units of its MLP on [z_t, z_t - video mean] [16]
   sel.prior = ""                                     # none | far_from_mean: a learned residual on the frame's
                                                      # distance to the video's mean frame [none]
-  sel.frames_per_video = config_dict.placeholder(int)  # rank: frames per video the teacher judges per step [16]
-  sel.weight = config_dict.placeholder(float)        # rank: weight of the ranking loss in the student's loss [1.0]
+  sel.frames_per_video = config_dict.placeholder(int)  # rank/labels: frames per video judged per step [16]
+  sel.weight = config_dict.placeholder(float)        # rank/labels: the ranking loss's weight in the student loss [1.0]
   sel.sigma = config_dict.placeholder(float)         # end_to_end: perturbed top-k noise scale [0.5]
   sel.samples = config_dict.placeholder(int)         # end_to_end: perturbed top-k noise draws [8]
   return s

@@ -36,8 +36,10 @@ from fewframes_jax.data.quantization import dequantize
 from fewframes_jax.errors import UserError
 from fewframes_jax.models.common import ModelOutput
 from fewframes_jax.sampling import learned
+from fewframes_jax.sampling import scorer_training
 
 NETWORKS = ("teacher", "student")
+TRAINING_ONLY = ("projection", scorer_training.JUDGE_KEY)  # student parameters that inference never reads
 EVAL_RNG_SEED = 1234  # the base key of every inference-time random draw (fold in the batch index)
 
 
@@ -196,7 +198,8 @@ def network_variables(tree: Dict[str, Any], which: str) -> Dict[str, Any]:
   'student': {...} | None}), ready for `model.apply`.
 
   A student that shared the teacher's classifier gets the teacher's head (and its batch statistics),
-  so it predicts on its own; the L_rep projection (cross-family training only) is left out.
+  so it predicts on its own; the parameters only training uses (`TRAINING_ONLY`: the L_rep projection of
+  cross-family training, a `labels` selector's frame judge) are left out.
   Raises ValueError when the tree has no such network.
   """
   if which not in NETWORKS:
@@ -204,7 +207,7 @@ def network_variables(tree: Dict[str, Any], which: str) -> Dict[str, Any]:
   net = tree.get(which)
   if net is None:
     raise ValueError(f"the run has no {which} (its mode trains no {which})")
-  params = {k: v for k, v in net["params"].items() if k != "projection"}
+  params = {k: v for k, v in net["params"].items() if k not in TRAINING_ONLY}
   batch_stats = dict(net.get("batch_stats") or {})
   if which == "student" and "head" not in params:
     teacher = tree.get("teacher")

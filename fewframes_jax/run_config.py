@@ -162,9 +162,9 @@ def _validate_budgets(config: ml_collections.ConfigDict) -> None:
   _require(s.sampling in specs.NESTED_ORDERS,
            f"student.sampling={s.sampling!r}: an any-k student needs a nested order, one of "
            f"{specs.NESTED_ORDERS}")
-  _require(s.sampling != learned.METHOD or learned.SelectorSpec.from_config(s).train == "rank",
+  _require(s.sampling != learned.METHOD or learned.SelectorSpec.from_config(s).train in learned.RANKED,
            f"student.selector.train={s.selector.train!r}: an any-k student ranks frames by its scorer for "
-           "every budget at once, which only the teacher-ranked scorer learns (selector.train=rank)")
+           f"every budget at once, which only a ranking-trained scorer learns (selector.train in {learned.RANKED})")
   _require((s.budgets_per_step or specs.DEFAULT_PER_STEP) >= 2,
            f"student.budgets_per_step={s.budgets_per_step}: the sandwich rule needs >= 2")
   _require(s.budget is None or 1 <= s.budget <= s.k, f"student.budget={s.budget}: need 1 <= budget <= k={s.k}")

@@ -140,8 +140,10 @@ def test_a_learned_order_student_trains_its_scorer_and_reads_its_top_k_at_every_
                                                     jax.tree.leaves(state.student.params["selector"]))]
   assert any(moved)  # the ranking loss trains the scorer
   end_to_end = anyk_config("lstm", order="learned", **{"student.selector.train": "end_to_end"})
-  with pytest.raises(run_config.ConfigError, match="selector.train=rank"):
+  with pytest.raises(run_config.ConfigError, match="ranking-trained scorer"):
     run_config._validate_budgets(end_to_end)  # pylint: disable=protected-access
+  by_labels = anyk_config("lstm", order="learned", **{"student.selector.train": "labels"})
+  run_config._validate_budgets(by_labels)  # pylint: disable=protected-access  (its judge ranks the frames)
 
 
 @pytest.mark.parametrize("fields,message", [

@@ -1,10 +1,12 @@
 """How the learned selector trains (fewframes_jax/sampling/scorer_training.py and its train step): the
-teacher's single-frame targets and the ranking loss against naive references, a step that trains the
-scorer and never the frozen teacher (both training modes), the config checks, and a saved run whose
-restored selector picks the same frames."""
+teacher's single-frame targets, the label judge's targets and loss, and the ranking loss against naive
+references, a step that trains the scorer and never the frozen teacher (every training mode), the label
+judge without a teacher, the label-judged scorer choosing an event over an intro, the config checks, and a
+saved run whose restored selector picks the same frames."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import runs_testlib as lib
@@ -17,6 +19,7 @@ from fewframes_jax.train import trainer as train_lib
 from fewframes_jax.train import run_setup
 from fewframes_jax.train import loop
 from fewframes_jax.data.quantization import dequantize
+from fewframes_jax.sampling import content
 from fewframes_jax.sampling import learned
 from fewframes_jax.sampling import scorer_training
 
@@ -208,3 +211,92 @@ def test_a_saved_selector_picks_the_same_frames_after_restore(tmp_path):
   want = inference.Network("student", setup.student_forward, live, config)
   np.testing.assert_array_equal(np.asarray(network.probabilities(b["frames"], b["num_frames"])),
                                 np.asarray(want.probabilities(b["frames"], b["num_frames"])))
+
+
+def test_label_targets_and_judge_loss_against_loops():
+  rng = np.random.default_rng(5)
+  b, m, d, c = 3, 4, 5, 6
+  params = {"kernel": rng.normal(size=(d, c)).astype(np.float32), "bias": rng.normal(size=c).astype(np.float32)}
+  frames = rng.normal(size=(b, m, d)).astype(np.float32)
+  valid = np.array([[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 0]], bool)
+  labels = np.zeros((b, c), np.float32)
+  labels[0, [1, 3]] = labels[1, 2] = labels[2, 0] = 1
+  weights = np.array([1.0, 1.0, 0.0], np.float32)  # the third video is a padding row
+  drawn = scorer_training.Draw(jnp.zeros((b, m), jnp.int32), jnp.asarray(valid), jnp.asarray(frames))
+  (_, _, y), loss = scorer_training.label_targets(params, drawn, jnp.asarray(labels), jnp.asarray(weights))
+  total = count = 0.0
+  for i in range(b):
+    for j in range(m):
+      p = 1 / (1 + np.exp(-(frames[i, j] @ params["kernel"] + params["bias"])))
+      positive = labels[i] > 0
+      assert float(y[i, j]) == pytest.approx(np.mean(np.log(np.clip(p[positive], 1e-6, 1))), rel=1e-4)
+      if valid[i, j] and weights[i] > 0:
+        total += -np.sum(labels[i] * np.log(p) + (1 - labels[i]) * np.log(1 - p))
+        count += 1
+  assert float(loss) == pytest.approx(total / count, rel=1e-4)
+
+
+def test_a_labels_step_trains_judge_and_scorer_without_a_teacher():
+  """selector.train=labels runs in student_only mode: its judge and its scorer move, and the judge never
+  reaches the student's evaluated variables."""
+  config = selector_config("nextvlad", mode="student_only", train="labels")
+  run_config.validate(run_config.resolve(config))
+  setup = run_setup.make_setup(config)
+  state = run_setup.init_state(setup, jax.random.PRNGKey(0))
+  judge = state.student.params[scorer_training.JUDGE_KEY]
+  assert judge["kernel"].shape == (16, C)
+  new, metrics = jax.jit(lambda s, b: train_lib.train_step(s, b, setup=setup))(state, batch())
+  assert {"student/judge", "student/selector", "student/ce"} <= set(metrics)
+  moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), state.student.params, new.student.params)
+  assert moved[scorer_training.JUDGE_KEY]["kernel"] > 0 and moved[scorer_training.JUDGE_KEY]["bias"] > 0
+  assert all(moved[learned.SELECTOR_KEY][layer]["kernel"] > 0 for layer in ("project", "hidden", "score"))
+  assert scorer_training.JUDGE_KEY not in train_lib.eval_variables(new)["student"]["params"]
+
+
+def _intro_and_event_videos(rng, n, t=12, d=8, c=4):
+  """Hand-made videos: frames 0-1 are an intro every class shares (the frames farthest from each video's
+  mean), one frame at a random place from 3 to t-1 carries the video's class (a class direction, weaker
+  than the intro), the rest is noise. -> (frames f32[n, t, d], labels f32[n, c], event position i32[n])."""
+  directions = np.eye(d, dtype=np.float32)[:c] * 2.0
+  intro = np.full(d, -1.5, np.float32)
+  frames = rng.normal(scale=0.3, size=(n, t, d)).astype(np.float32)
+  classes = rng.integers(0, c, size=n)
+  events = rng.integers(3, t, size=n)
+  frames[:, :2] += intro
+  frames[np.arange(n), events] += directions[classes]
+  return frames, np.eye(c, dtype=np.float32)[classes], events
+
+
+def test_the_label_judged_scorer_picks_the_event_not_the_intro():
+  """On videos made of an intro shared by every class plus one class event, far-from-mean picks the
+  intro; the scorer trained by its label judge (from the far-from-mean prior, so untrained it picks the
+  intro too) learns to pick the event."""
+  t, d, c, m = 12, 8, 4, 6
+  rng = np.random.default_rng(0)
+  scorer = learned.FrameScorer(feature_sizes=(d,), streams="all", prior="far_from_mean")
+  params = {"scorer": learned.init_params(scorer, jax.random.PRNGKey(0), frames=t),
+            "judge": scorer_training.init_judge(jax.random.PRNGKey(1), d, c)}
+  opt = optax.adam(3e-2)
+  opt_state = opt.init(params)
+  lengths = jnp.full([32], t, jnp.int32)
+
+  @jax.jit
+  def step(params, opt_state, frames, labels, key):
+    def loss(p):
+      drawn = scorer_training.draw(key, frames, lengths, m)
+      (pos, valid, y), judge_loss = scorer_training.label_targets(p["judge"], drawn, labels, jnp.ones([32]))
+      scores = jnp.take_along_axis(scorer.apply({"params": p["scorer"]}, frames, lengths), pos, axis=1)
+      return scorer_training.ranking_loss(scores, y, valid, jnp.ones([32])) + judge_loss
+    grads = jax.grad(loss)(params)
+    updates, opt_state = opt.update(grads, opt_state)
+    return optax.apply_updates(params, updates), opt_state
+
+  for i in range(300):
+    frames, labels, _ = _intro_and_event_videos(rng, 32, t, d, c)
+    params, opt_state = step(params, opt_state, jnp.asarray(frames), jnp.asarray(labels), jax.random.PRNGKey(i))
+  frames, _, events = _intro_and_event_videos(np.random.default_rng(1), 64, t, d, c)
+  frames, n = jnp.asarray(frames), jnp.full([64], t, jnp.int32)
+  far, _ = content.far_from_mean_indices(frames, n, 1)
+  assert np.mean(np.asarray(far[:, 0]) < 2) > 0.9  # the trap: far-from-mean takes the intro
+  chosen, _ = learned.learned_indices(scorer.apply({"params": params["scorer"]}, frames, n), n, 1)
+  assert np.mean(np.asarray(chosen[:, 0]) == events) > 0.9

@@ -25,6 +25,9 @@ def test_rows_are_configured_as_named():
   assert judged.mode == "serial" and judged.loss.pred == judged.loss.rep == 0.0 and not judged.share_classifier
   alone = STUDY.config("e2e_all", 0, 6, teacher_workdir="/t")
   assert alone.mode == "student_only" and alone.student.k == 6
+  by_labels = STUDY.config("labels_all_ffm", 0, 10, teacher_workdir="/t")  # its judge needs no teacher
+  assert (by_labels.mode, by_labels.student.selector.train) == ("student_only", "labels")
+  assert STUDY.config("labels_all_ffm+distill", 0, 10, teacher_workdir="/t").mode == "serial"
   assert STUDY.config("uniform+distill", 0, 30, teacher_workdir="/t").student.sampling == "uniform"
   assert selector_study.run_key("hrnn", 2, "rank_all+distill", 30) == "hrnn/seed2/rank_all_distill_k30"
   assert STUDY.teacher_dir(1) == "/tmp/base/runs/hrnn/seed1/teacher"

@@ -34,6 +34,8 @@ SELECTOR_ROWS = {
     "rank_all_ffm+distill": ("learned", {"train": "rank", "streams": "all", **FFM}, True),
     "e2e_all_ffm+distill": ("learned", {"train": "end_to_end", "streams": "all", **FFM}, True),
     "rank_audio_ffm+distill": ("learned", {"train": "rank", "streams": "audio", **FFM}, True),
+    "labels_all_ffm+distill": ("learned", {"train": "labels", "streams": "all", **FFM}, True),
+    "labels_all_ffm": ("learned", {"train": "labels", "streams": "all", **FFM}, False),
     "rank_all_ffm": ("learned", {"train": "rank", "streams": "all", **FFM}, False),
     "e2e_all_ffm": ("learned", {"train": "end_to_end", "streams": "all", **FFM}, False),
     # learned scorers from scratch

@@ -19,8 +19,8 @@ frames of highest score, re-sorted by time.
                    matrix, f32[B, k, T]; its Jacobian is estimated from the same samples,
                    d E[P] / d s = E[P(s + sigma Z) Z^T] / sigma.
 
-How the scorer learns (from the frozen teacher by a ranking loss, or end to end) is in
-`scorer_training.py`; its parameters live in the student's parameter tree under `SELECTOR_KEY`, so the
+How the scorer learns (by a ranking loss on the frozen teacher's or a label judge's judgements, or end
+to end) is in `scorer_training.py`; its parameters live in the student's parameter tree under `SELECTOR_KEY`, so the
 student's optimizer trains them and its checkpoint saves them.
 """
 import dataclasses
@@ -37,7 +37,8 @@ from fewframes_jax.sampling.content import top_k_in_time
 
 SELECTOR_KEY = "selector"        # the scorer's parameters in the student's parameter tree
 STREAMS = ("all", "audio", "rgb")
-TRAIN_MODES = ("rank", "end_to_end")
+TRAIN_MODES = ("rank", "labels", "end_to_end")
+RANKED = ("rank", "labels")     # trained by a ranking loss on per-frame targets (a teacher's or a label judge's)
 PRIORS = ("none", "far_from_mean")  # what the scorer starts from (a zero-initialised learned residual on it)
 PAD_SCORE = -1e9
 METHOD = "learned"               # the `student.sampling` value that asks for a learned selector

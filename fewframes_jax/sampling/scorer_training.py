@@ -9,19 +9,40 @@
               The scorer is fitted to rank the drawn frames by y with a pairwise logistic (RankNet) loss,
               each pair weighted by tanh(|y_i - y_j|) (pairs of near-equal targets carry little). The
               student sees the scorer's hard top-k and sends no gradient to it.
+  labels      the same ranking, judged by the labels instead of a teacher: a frame judge (a linear
+              classifier of one frame, sigmoid per class, `judge_params` under `JUDGE_KEY` in the student's
+              parameters) learns every drawn frame's video labels by binary cross-entropy (multiple-instance
+              style: each frame of a video is weakly labelled with the video's labels), and the frame's
+              target is the judge's label agreement, as above. A frame the judge cannot tell from the
+              frames of other classes (an intro, a fade, a title card that every class shares) gets about the
+              class prior of its video's labels, however unusual it is within its video; a frame that
+              carries its labels' evidence gets more. Needs no teacher (works in every mode), and is not
+              bounded by the teacher's single-frame judgement.
   end_to_end  no target: the student's own loss (its distillation loss in serial or parallel mode, CE
               alone for a student_only baseline) reaches the scores through the perturbed top-k
               (`learned.select_learned(differentiable=True)`).
 
-Cost: the targets cost one teacher forward per drawn frame (B * frames_per_video one-frame videos per
-step); nothing at inference.
+Cost: `rank` targets cost one teacher forward per drawn frame (B * frames_per_video one-frame videos per
+step); `labels` one judge forward per drawn frame (2 * D * C FLOPs each). Nothing at inference: the judge
+is dropped from the student's variables there (`inference.network_variables`).
 """
-from typing import Any, Dict, Tuple
+import math
+from typing import Any, Dict, NamedTuple, Tuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from fewframes_jax.models.common import frame_mask
+
+JUDGE_KEY = "frame_judge"  # the `labels` judge's parameters in the student's parameter tree (training only)
+
+
+class Draw(NamedTuple):
+  """The frames one step judges: positions i32[B, m], valid bool[B, m], frames f32[B, m, D]."""
+  positions: jax.Array
+  valid: jax.Array
+  frames: jax.Array
 
 
 def draw_frames(rng: jax.Array, num_frames: jax.Array, max_frames: int, m: int) -> Tuple[jax.Array, jax.Array]:
@@ -74,6 +95,40 @@ def ranking_loss(scores: jax.Array, targets: jax.Array, valid: jax.Array, weight
   pair = valid[:, :, None] & valid[:, None, :] & (diff_y > 0)
   w = jnp.where(pair, jnp.tanh(diff_y), 0.0) * weights[:, None, None]
   return jnp.sum(w * jax.nn.softplus(-diff_s)) / jnp.maximum(jnp.sum(w), 1e-12)
+
+
+def draw(rng: jax.Array, frames: jax.Array, num_frames: jax.Array, m: int) -> Draw:
+  """`draw_frames`' m frames per video, with their features (f32[B, m, D], zeros at invalid slots)."""
+  positions, valid = draw_frames(rng, num_frames, frames.shape[1], m)
+  drawn = jnp.take_along_axis(frames, positions[..., None], axis=1).astype(jnp.float32)
+  return Draw(positions, valid, jnp.where(valid[..., None], drawn, 0.0))
+
+
+def init_judge(rng: jax.Array, feature_dim: int, num_classes: int) -> Dict[str, jax.Array]:
+  """The `labels` frame judge: {'kernel': f32[D, C] (LeCun normal), 'bias': f32[C]}, the bias at the
+  logit of 1/C (a class prior of that size, so the first steps do not spend themselves on the bias)."""
+  kernel = jax.nn.initializers.lecun_normal()(rng, (feature_dim, num_classes), jnp.float32)
+  return {"kernel": kernel, "bias": jnp.full([num_classes], -math.log(max(num_classes - 1, 1)), jnp.float32)}
+
+
+def judge_logits(judge_params: Dict[str, jax.Array], frames: jax.Array) -> jax.Array:
+  """f32[..., C]: the judge's per-class logits of each frame alone; frames f32[..., D]."""
+  return frames.astype(jnp.float32) @ judge_params["kernel"] + judge_params["bias"]
+
+
+def label_targets(judge_params: Dict[str, jax.Array], drawn: Draw, labels: jax.Array, weights: jax.Array):
+  """The `labels` judge on one step's drawn frames -> ((positions, valid, y f32[B, m]), judge loss).
+
+  y is `label_agreement` of the judge's probabilities (a constant for the scorer: no gradient); the loss,
+  which trains the judge, is the binary cross-entropy of each valid drawn frame against its video's labels
+  f32[B, C], summed over classes (as the student's L_CE) and averaged over the valid frames of the videos
+  with `weights` f32[B] > 0."""
+  logits = judge_logits(judge_params, drawn.frames)                                    # [B, m, C]
+  targets = jax.lax.stop_gradient(label_agreement(jax.nn.sigmoid(logits), labels))
+  per_frame = jnp.sum(optax.sigmoid_binary_cross_entropy(logits, labels[:, None, :].astype(jnp.float32)), -1)
+  w = drawn.valid.astype(jnp.float32) * (weights > 0).astype(jnp.float32)[:, None]
+  loss = jnp.sum(per_frame * w) / jnp.maximum(jnp.sum(w), 1.0)
+  return (drawn.positions, drawn.valid, targets), loss
 
 
 def rank_targets(teacher_model, teacher_variables, frames, num_frames, labels, rng, m: int):

@@ -20,6 +20,7 @@ from fewframes_jax import inference
 from fewframes_jax import parallel
 from fewframes_jax.errors import ConfigError
 from fewframes_jax.sampling import learned
+from fewframes_jax.sampling import scorer_training
 from fewframes_jax.models import build_model
 from fewframes_jax.models.common import VideoModel
 from fewframes_jax.train.optim import learning_rate_schedule, make_optimizer
@@ -44,6 +45,7 @@ class TrainSetup:
   loss_weights: Tuple[Tuple[str, float], ...]
   pred_distance: str
   selector: Optional[learned.SelectorSpec] = None  # a learned frame selector's settings (sampling='learned')
+  num_classes: int = 0                             # the label vocabulary (a `labels`-trained selector's judge)
 
   @property
   def has_teacher(self) -> bool:
@@ -133,7 +135,8 @@ def make_setup(config: ml_collections.ConfigDict, *, teacher_model: Optional[nn.
       projection_dim=projection_dim, loss_weights=tuple(sorted(weights.items())),
       pred_distance=config.loss.pred_distance,
       selector=(learned.SelectorSpec.from_config(config.student)
-                if specs.has_student(mode) and config.student.sampling == learned.METHOD else None))
+                if specs.has_student(mode) and config.student.sampling == learned.METHOD else None),
+      num_classes=int(d.num_classes))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -191,6 +194,9 @@ def init_state(setup: TrainSetup, rng: jax.Array, *, teacher_variables: Optional
       if setup.selection.learned:  # the learned selector's scorer trains with the student (`sampling/learned.py`)
         variables["params"] = dict(variables["params"], **{learned.SELECTOR_KEY: learned.init_params(
             setup.selection.scorer, rng_selector, frames=setup.max_frames)})
+      if setup.selector is not None and setup.selector.train == "labels":  # its frame judge (training only)
+        variables["params"] = dict(variables["params"], **{scorer_training.JUDGE_KEY: scorer_training.init_judge(
+            jax.random.fold_in(rng_selector, 1), setup.feature_dim, setup.num_classes)})
     student = new_net_state(variables, setup.student_tx)
   return DistillState(step=jnp.zeros([], jnp.int32), rng=rng_base, teacher=teacher, student=student)
 

@@ -6,7 +6,8 @@ The loss of one step (`make_loss_fn`) takes the student's parameters and returns
   fixed k, fixed rule   `loss_terms` on the selection of the step (uniform, random, far_from_mean, ...).
   fixed k, learned      the scorer in the student's parameters (`params['selector']`) picks the frames
                         inside the loss (through the perturbed top-k when it trains end to end), and its
-                        ranking loss on the frozen teacher's judgements joins the total (`selector.weight`).
+                        ranking loss on the frozen teacher's judgements (`rank`) or on its label judge's
+                        (`labels`, whose cross-entropy joins too) joins the total (`selector.weight`).
   any k                 `loss_over_budgets`: the mean of `loss_terms` over the step's budgets (the sandwich
                         rule), each read from one nested order of the batch, the batch statistics carried
                         from one budget's forward to the next.
@@ -84,13 +85,16 @@ def loss_terms(setup: "TrainSetup", params, student: "NetState", teacher: Option
   """The student's weighted loss on its selected frames -> (total, ({term: value}, new batch_stats)).
 
   selected: (frames [B, k, D], num_frames_k i32[B], indices i32[B, k]) or None with `learned_inputs`
-  (a learned selector): (frames [B, T, D], num_frames i32[B], rank targets or None); the frames are then
-  chosen here, by the scorer in `params`, and its ranking loss joins the total (`selector.weight`)."""
+  (a learned selector): (frames [B, T, D], num_frames i32[B], rank targets, a label judge's `Draw` or
+  None); the frames are then chosen here, by the scorer in `params`, and its ranking loss joins the total
+  (`selector.weight`)."""
   selector_terms = {}
   if learned_inputs is not None:
     frames, num_frames, rank = learned_inputs
+    rank, judge_terms = _judged(params, rank, labels, weights)
     selected, selector_terms = learned_selection(setup, params, frames, num_frames, rank, weights,
                                                  jax.random.fold_in(rng, 7))
+    selector_terms.update(judge_terms)
   frames_k, num_frames_k, indices = selected
   rep, inter, probs, bs = forward(setup, params, student.batch_stats, teacher, frames_k, num_frames_k,
                                   train=True, rng=rng)
@@ -137,14 +141,29 @@ def _ranking_term(scores, rank, weights) -> Dict[str, jax.Array]:
   return {"selector": scorer_training.ranking_loss(drawn, targets, valid, weights)}
 
 
+def _judged(params, rank, labels, weights):
+  """The ranking targets of this step: `rank` as given (the teacher's, or None), or, for a `labels`
+  selector (`rank` is the step's `scorer_training.Draw`), its judge's on the drawn frames, by the judge in
+  `params` -> (rank targets or None, {'judge': the judge's cross-entropy} or {})."""
+  if not isinstance(rank, scorer_training.Draw):
+    return rank, {}
+  rank, loss = scorer_training.label_targets(params[scorer_training.JUDGE_KEY], rank, labels, weights)
+  return rank, {"judge": loss}
+
+
 def _with_selector_term(setup: "TrainSetup", total, terms: Dict[str, jax.Array],
                         selector_terms: Dict[str, jax.Array]):
-  """The student's `total` loss plus `selector.weight` x the scorer's ranking loss, which joins `terms`
-  (unchanged without one)."""
+  """The student's `total` loss plus `selector.weight` x the scorer's ranking loss, plus a label judge's
+  cross-entropy (weight 1: the judge's parameters feed nothing else); both join `terms` (unchanged
+  without them)."""
   if not selector_terms:
     return total
   terms.update(selector_terms)
-  return total + setup.selector.weight * selector_terms["selector"]
+  if "selector" in selector_terms:
+    total = total + setup.selector.weight * selector_terms["selector"]
+  if "judge" in selector_terms:
+    total = total + selector_terms["judge"]
+  return total
 
 
 # ----------------------------------------------------------------------------------------------
@@ -181,13 +200,14 @@ def _learned_budgets_loss(setup: "TrainSetup", params, student: "NetState", teac
                           teacher_out, labels, weights, rng, *, frames, num_frames, rank, rng_frames):
   """An any-k student on its own scorer's nested order: the scorer in `params` ranks the frames once
   (no gradient through the ranking), the budgets' mean loss as `loss_over_budgets`, plus the scorer's
-  ranking loss on the teacher's `rank` targets (`selector.weight`)."""
+  ranking loss on the teacher's or its label judge's targets (`selector.weight`)."""
   scores = _selector_scores(setup, params, frames, num_frames)
   ranks = nested.frame_ranks(frames, num_frames, "learned", scores=jax.lax.stop_gradient(scores))
   selections = budget_selections(setup, frames, num_frames, rng_frames, ranks=ranks)
   total, (terms, bs) = loss_over_budgets(setup, params, student, teacher, teacher_out, selections, labels,
                                          weights, rng)
-  total = _with_selector_term(setup, total, terms, _ranking_term(scores, rank, weights))
+  rank, judge_terms = _judged(params, rank, labels, weights)
+  total = _with_selector_term(setup, total, terms, {**_ranking_term(scores, rank, weights), **judge_terms})
   return total, (terms, bs)
 
 
@@ -210,6 +230,8 @@ def make_loss_fn(setup: "TrainSetup", *, student: "NetState", teacher: Optional[
     if setup.selector.train == "rank" and setup.has_teacher:  # finetune: the scorer stays as it is
       rank = scorer_training.rank_targets(setup.teacher_model, teacher.variables, frames, num_frames, labels,
                                           rng_frames, setup.selector.frames_per_video)
+    elif setup.selector.train == "labels":  # the judge in the student's params rates these frames
+      rank = scorer_training.draw(rng_frames, frames, num_frames, setup.selector.frames_per_video)
     if setup.budgets is None:
       return functools.partial(loss_terms, setup, selected=None, learned_inputs=(frames, num_frames, rank),
                                **common)
