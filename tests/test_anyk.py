@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import runs_testlib as lib
+import setup_testlib
 from configs import base
 from fewframes_jax import models
 from fewframes_jax import specs
@@ -15,7 +16,6 @@ from fewframes_jax import run_config
 from fewframes_jax import inference
 from fewframes_jax.train import student_loss
 from fewframes_jax.train import trainer as train_lib
-from fewframes_jax.train import loop
 from fewframes_jax.data.quantization import dequantize
 from fewframes_jax.sampling import nested
 
@@ -58,7 +58,7 @@ def test_a_budget_k_forward_equals_a_forward_on_exactly_those_k_frames(family, o
   """The k_max-slot forward the trainer runs at budget k (padding after the k frames) equals the scorer
   at budget k, which feeds exactly the k frames (H-RNN: whole blocks of the k_max student's length)."""
   config = anyk_config(family, order=order)
-  setup, state = loop.setup_run(config)
+  setup, state = setup_testlib.setup_run(config)
   variables = train_lib.eval_variables(state)["student"]
   b = batch()
   n = jnp.asarray(b["num_frames"])
@@ -76,7 +76,7 @@ def test_a_budget_k_forward_equals_a_forward_on_exactly_those_k_frames(family, o
 
 
 def test_hrnn_blocks_follow_the_budget_with_a_fixed_block_length():
-  model = loop.setup_run(anyk_config("hrnn"))[0].student_model
+  model = setup_testlib.setup_run(anyk_config("hrnn"))[0].student_model
   assert model.encoder.num_blocks == 2 and models.hrnn_block_length(model, K_MAX) == 6
   for k, blocks in ((3, 1), (6, 1), (7, 2), (12, 2)):
     at, slots = models.at_budget(model, k, K_MAX)
@@ -87,7 +87,7 @@ def test_hrnn_blocks_follow_the_budget_with_a_fixed_block_length():
 
 def test_the_step_loss_is_the_mean_of_the_budgets_losses():
   config = anyk_config("nextvlad", **{"student.budgets_per_step": 3})
-  setup, state = loop.setup_run(config)
+  setup, state = setup_testlib.setup_run(config)
   b = jax.tree.map(jnp.asarray, batch(1))
   n = b["num_frames"]
   frames = dequantize(b["frames"], n)
@@ -114,7 +114,7 @@ def test_a_learned_order_student_trains_its_scorer_and_reads_its_top_k_at_every_
   on the teacher's targets trains it), every budget takes the first k of that ranking; at inference the
   budget-k student reads the scorer's top k."""
   config = anyk_config("lstm", order="learned")
-  setup, state = loop.setup_run(config)
+  setup, state = setup_testlib.setup_run(config)
   assert setup.budgets.order == "learned" and "selector" in state.student.params
   variables = train_lib.eval_variables(state)["student"]
   b = jax.tree.map(jnp.asarray, batch(2))
@@ -174,7 +174,7 @@ def test_a_fixed_k_student_takes_no_budget_and_no_exit():
 
 def test_a_saved_any_k_run_restored_gives_the_same_outputs_at_every_budget(tmp_path):
   config = anyk_config("hrnn")
-  setup, state = loop.setup_run(config)
+  setup, state = setup_testlib.setup_run(config)
   manager = ckpt_lib.make_manager(str(tmp_path))
   ckpt_lib.save(manager, state, config, force=True)
   manager.wait_until_finished()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fewframes_jax.models.classifiers import MoE, Logistic
-from fewframes_jax.models.common import BN_EPSILON, BN_MOMENTUM
+from fewframes_jax.models.common import BN_MOMENTUM
 from numpy_reference import np_bn, np_sigmoid, perturb_variables as _perturb
 
 B, E, C, M = 5, 6, 10, 2

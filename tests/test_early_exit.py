@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import test_anyk
+import setup_testlib
 from fewframes_jax import specs
 from fewframes_jax.exits import early_exit
 from fewframes_jax import inference
 from fewframes_jax.train import trainer as train_lib
-from fewframes_jax.train import loop
 from fewframes_jax.data.quantization import dequantize
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
@@ -24,7 +24,7 @@ INCREMENTAL_ATOL = 1e-5
 
 def plan_and_view(family, order="coarse_to_fine"):
   config = test_anyk.anyk_config(family, order=order, **{"student.exits": ",".join(map(str, EXITS))})
-  setup, state = loop.setup_run(config)
+  setup, state = setup_testlib.setup_run(config)
   variables = train_lib.eval_variables(state)["student"]
   b = test_anyk.batch(5, LENGTHS)
   n = jnp.asarray(b["num_frames"])

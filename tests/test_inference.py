@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 import runs_testlib as lib
+import setup_testlib
 from configs import base
 from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax import inference
 from fewframes_jax.sampling import rules
-from fewframes_jax.train import loop
 from fewframes_jax.data.quantization import dequantize
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
@@ -38,7 +38,7 @@ def frames_batch(seed=0, lengths=(T, 7, 3, 0)):
 
 def restored_of(config):
   """A `Restored` built from a fresh run's state, as `checkpoint.restore` builds it from disk."""
-  setup, state = loop.setup_run(config)
+  setup, state = setup_testlib.setup_run(config)
   tree = {"teacher": state.teacher.variables, "student": state.student.variables}
   return ckpt_lib.Restored(config=config, step=0, model=setup.teacher_model,
                            variables=inference.network_variables(tree, "teacher"),

@@ -212,3 +212,20 @@ def test_a_scorer_with_the_far_from_mean_prior_starts_as_far_from_mean():
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   moved = jax.tree.map(lambda p: p + 0.5, params)
   assert not np.allclose(np.asarray(scorer.apply({"params": moved}, frames, lengths)), np.asarray(scores))
+
+
+@pytest.mark.parametrize("streams", ["all", "audio"])
+def test_the_prior_scores_are_the_untrained_scorers_and_zero_without_a_prior(streams):
+  """`prior_scores` is the score before training (the residual starts at zero) on the streams read, at
+  every real frame of garbage-padded videos; a scorer without a prior has none."""
+  scorer = learned.FrameScorer(feature_sizes=SIZES, streams=streams, hidden=3, mlp=5, prior="far_from_mean")
+  params = learned.init_params(scorer, jax.random.PRNGKey(2), frames=T)
+  lengths = jnp.asarray([10, 7, 3, 0, 1], jnp.int32)
+  frames = jnp.asarray(frames_with_garbage(7, np.asarray(lengths), T, sum(SIZES), garbage=True))
+  real = np.arange(T)[None, :] < np.asarray(lengths)[:, None]
+  prior = np.asarray(learned.prior_scores(scorer, frames, lengths))
+  np.testing.assert_allclose(prior[real], np.asarray(scorer.apply({"params": params}, frames, lengths))[real],
+                             rtol=1e-6, atol=1e-6)
+  assert (prior[~real] == 0).all() and prior[real].std() > 0
+  plain = learned.FrameScorer(feature_sizes=SIZES, streams=streams, prior="none")
+  assert not np.asarray(learned.prior_scores(plain, frames, lengths)).any()

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import runs_testlib as lib
+import setup_testlib
 from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax.evaluation import evaluate as eval_lib
 from fewframes_jax import parallel
@@ -92,7 +93,7 @@ def _reference_batches(config, steps):
 def test_matches_single_process_on_same_global_batches(two_process_run, fast_compile):
   assert jax.process_count() == 1 and jax.device_count() == 1
   config = lib.tiny_config(two_process_run["data"], steps=STEPS, **two_process_run["spec"]["overrides"])
-  nets, state = loop.setup_run(config)
+  nets, state = setup_testlib.setup_run(config)
   initial = lib.flatten(jax.device_get(ckpt_lib.state_to_tree(state)))
   step = train_lib.jit_train_step(nets)
   for batch in _reference_batches(config, STEPS):

@@ -9,7 +9,7 @@ import pytest
 
 from configs.base import model_config
 from fewframes_jax.models.classifiers import MoE
-from fewframes_jax.models.common import BN_EPSILON, BN_MOMENTUM, VideoModel
+from fewframes_jax.models.common import BN_MOMENTUM, VideoModel
 from fewframes_jax.models.netvlad import GatedNetVLAD, NetVLAD, sample_random_frames
 from numpy_reference import float64 as _np, frames_with_garbage, np_bn, np_l2, np_sigmoid, np_softmax, perturb_variables as _perturb
 

@@ -9,7 +9,7 @@ import pytest
 
 from configs.base import model_config
 from fewframes_jax.models.classifiers import Logistic
-from fewframes_jax.models.common import BN_EPSILON, BN_MOMENTUM, VideoModel
+from fewframes_jax.models.common import BN_MOMENTUM, VideoModel
 from fewframes_jax.models.nextvlad import NeXtVLAD, NeXtVLADEncoder
 from numpy_reference import float64 as _np, frames_with_garbage, np_bn, np_sigmoid, np_softmax, perturb_variables as _perturb
 

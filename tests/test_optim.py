@@ -1,7 +1,6 @@
 """The optimizer: per-tensor vs global clipping, staircase decay counted in examples, L2 on the head only."""
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest

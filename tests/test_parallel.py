@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import runs_testlib as lib
+import setup_testlib
 from fewframes_jax import parallel
 
 DEVICES = 8
@@ -49,7 +50,7 @@ def _child(out_dir):
   config = lib.tiny_config({"train": "unused", "eval": "unused"})
   config.data.batch_size = BATCH
   config.optim.learning_rate = 1e-3
-  nets, initial = loop.setup_run(config, mesh=parallel.make_mesh(jax.devices()[:1]), seed=0)
+  nets, initial = setup_testlib.setup_run(config, mesh=parallel.make_mesh(jax.devices()[:1]), seed=0)
   initial = jax.device_get(initial)
   train_batches = [_batch(s) for s in range(STEPS)]
   eval_batches = [_batch(100), _batch(101, valid_rows=5)]

@@ -10,6 +10,7 @@ import jax
 import pytest
 
 import runs_testlib as lib
+import setup_testlib
 from configs import base
 from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax import run_config
@@ -177,7 +178,7 @@ def test_check_finite_names_step_and_terms():
 
 
 def _save_fresh_run(workdir, config):
-  _, state = loop.setup_run(config)
+  _, state = setup_testlib.setup_run(config)
   manager = ckpt_lib.make_manager(workdir)
   ckpt_lib.save(manager, state, config, metrics={"gap": 0.5}, force=True)
   manager.wait_until_finished()

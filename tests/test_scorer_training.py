@@ -10,6 +10,7 @@ import optax
 import pytest
 
 import runs_testlib as lib
+import setup_testlib
 from configs import base
 from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax import run_config
@@ -17,7 +18,6 @@ from fewframes_jax import inference
 from fewframes_jax.train import student_loss
 from fewframes_jax.train import trainer as train_lib
 from fewframes_jax.train import run_setup
-from fewframes_jax.train import loop
 from fewframes_jax.data.quantization import dequantize
 from fewframes_jax.sampling import content
 from fewframes_jax.sampling import learned
@@ -190,7 +190,7 @@ def test_config_checks():
 
 def test_a_saved_selector_picks_the_same_frames_after_restore(tmp_path):
   config = selector_config("hrnn", mode="parallel", streams="audio")
-  setup, state = loop.setup_run(config)
+  setup, state = setup_testlib.setup_run(config)
   state, _ = jax.jit(lambda s, b: train_lib.train_step(s, b, setup=setup))(state, batch(1))  # a trained scorer
   manager = ckpt_lib.make_manager(str(tmp_path))
   ckpt_lib.save(manager, state, config, force=True)
@@ -216,6 +216,7 @@ def test_a_saved_selector_picks_the_same_frames_after_restore(tmp_path):
 def test_label_targets_and_judge_loss_against_loops():
   rng = np.random.default_rng(5)
   b, m, d, c = 3, 4, 5, 6
+  c_ = c
   params = {"kernel": rng.normal(size=(d, c)).astype(np.float32), "bias": rng.normal(size=c).astype(np.float32)}
   frames = rng.normal(size=(b, m, d)).astype(np.float32)
   valid = np.array([[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 0]], bool)
@@ -226,14 +227,21 @@ def test_label_targets_and_judge_loss_against_loops():
   (_, _, y), loss = scorer_training.label_targets(params, drawn, jnp.asarray(labels), jnp.asarray(weights))
   total = count = 0.0
   for i in range(b):
+    probs = [1 / (1 + np.exp(-(frames[i, j] @ params["kernel"] + params["bias"]))) for j in range(m)]
+    log_p = np.log(np.clip(np.array(probs), 1e-6, 1))                          # [m, C]
+    mean = log_p[valid[i]].mean(axis=0)
     for j in range(m):
-      p = 1 / (1 + np.exp(-(frames[i, j] @ params["kernel"] + params["bias"])))
-      positive = labels[i] > 0
-      assert float(y[i, j]) == pytest.approx(np.mean(np.log(np.clip(p[positive], 1e-6, 1))), rel=1e-4)
-      if valid[i, j] and weights[i] > 0:
-        total += -np.sum(labels[i] * np.log(p) + (1 - labels[i]) * np.log(1 - p))
-        count += 1
+      want = max(log_p[j, c] - mean[c] for c in range(c_) if labels[i, c] > 0) if valid[i, j] else 0.0
+      assert float(y[i, j]) == pytest.approx(want, rel=1e-4, abs=1e-5)
+    if weights[i] > 0:  # a true class: its most likely drawn frame against 1; the others: every frame against 0
+      logits = np.array([frames[i, j] @ params["kernel"] + params["bias"] for j in range(m) if valid[i, j]])
+      total += sum(np.log1p(np.exp(-logits[:, c].max())) if labels[i, c] else np.log1p(np.exp(logits[:, c])).mean()
+                   for c in range(c_))
+      count += 1
   assert float(loss) == pytest.approx(total / count, rel=1e-4)
+  # A video without labels gets 0 for every frame.
+  none = scorer_training.label_surprise(jnp.full((1, 2, c), 0.3), jnp.zeros((1, c)), jnp.ones((1, 2), bool))
+  np.testing.assert_array_equal(np.asarray(none), 0.0)
 
 
 def test_a_labels_step_trains_judge_and_scorer_without_a_teacher():
@@ -285,7 +293,8 @@ def test_the_label_judged_scorer_picks_the_event_not_the_intro():
     def loss(p):
       drawn = scorer_training.draw(key, frames, lengths, m)
       (pos, valid, y), judge_loss = scorer_training.label_targets(p["judge"], drawn, labels, jnp.ones([32]))
-      scores = jnp.take_along_axis(scorer.apply({"params": p["scorer"]}, frames, lengths), pos, axis=1)
+      learned_part = scorer.apply({"params": p["scorer"]}, frames, lengths) - learned.prior_scores(scorer, frames, lengths)
+      scores = jnp.take_along_axis(learned_part, pos, axis=1)  # as the train step: the judge teaches the residual
       return scorer_training.ranking_loss(scores, y, valid, jnp.ones([32])) + judge_loss
     grads = jax.grad(loss)(params)
     updates, opt_state = opt.update(grads, opt_state)

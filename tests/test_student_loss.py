@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import runs_testlib as lib
+import setup_testlib
 from configs import base
 from fewframes_jax import losses
 from fewframes_jax.train import student_loss
-from fewframes_jax.train import loop
 from fewframes_jax.data.quantization import dequantize
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
@@ -57,7 +57,7 @@ def naive_terms(setup, state, frames, num_frames, labels, selected, rng):
     ("nextvlad", "hrnn", dict(WEIGHTS, rep_intermediate=0.0)),  # cross-family: L_rep through the projection
 ])
 def test_each_term_takes_the_right_inputs_and_the_total_weights_them(teacher, student, weights):
-  setup, state = loop.setup_run(config(teacher, student, weights))
+  setup, state = setup_testlib.setup_run(config(teacher, student, weights))
   assert setup.pred_distance == "mse" and (setup.projection_dim > 0) == (teacher != student)
   b = jax.tree.map(jnp.asarray, lib.random_batch(1, (T, 7, 2, 0), max_frames=T, feature_dim=16, num_classes=C))
   frames = dequantize(b["frames"], b["num_frames"])

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 from configs import base
+import setup_testlib
 from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax import run_config
 from fewframes_jax.evaluation import evaluate as eval_lib
 from fewframes_jax.sampling import rules
 from fewframes_jax.train import student_loss
 from fewframes_jax.train import trainer as train_lib
-from fewframes_jax.train import loop
 from fewframes_jax.data.quantization import dequantize
 
 NUM_CLASSES = 6
@@ -61,7 +61,7 @@ def make_batch(seed=0, batch=4):
 
 
 def setup(config, seed=0):
-  return loop.setup_run(config, seed=seed)
+  return setup_testlib.setup_run(config, seed=seed)
 
 
 def tree_allclose(a, b, **kw):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import runs_testlib as lib
+import setup_testlib
 from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax.evaluation import evaluate as eval_lib
 from fewframes_jax import parallel
@@ -30,7 +31,7 @@ def setup(tmp_path_factory, fast_compile):  # pylint: disable=unused-argument  (
                            bad_eval_shards=(1,))
   config = lib.tiny_config(data, steps=1, **{"data.on_error": "skip"})
   mesh = parallel.make_mesh()
-  setup_, state = loop.setup_run(config, mesh=mesh)
+  setup_, state = setup_testlib.setup_run(config, mesh=mesh)
   return config, setup_, state, eval_lib.make_eval_step(setup_.forwards(), mesh), mesh
 
 

@@ -36,6 +36,8 @@ SELECTOR_ROWS = {
     "rank_audio_ffm+distill": ("learned", {"train": "rank", "streams": "audio", **FFM}, True),
     "labels_all_ffm+distill": ("learned", {"train": "labels", "streams": "all", **FFM}, True),
     "labels_all_ffm": ("learned", {"train": "labels", "streams": "all", **FFM}, False),
+    "labels64_all_ffm+distill": ("learned", {"train": "labels", "streams": "all", "frames_per_video": 64, **FFM}, True),
+    "labels_all_ffm_h32+distill": ("learned", {"train": "labels", "streams": "all", "hidden": 32, "mlp": 32, **FFM}, True),
     "rank_all_ffm": ("learned", {"train": "rank", "streams": "all", **FFM}, False),
     "e2e_all_ffm": ("learned", {"train": "end_to_end", "streams": "all", **FFM}, False),
     # learned scorers from scratch

@@ -138,13 +138,10 @@ class FrameScorer(nn.Module):
                        f"{self.feature_sizes}")
     if self.prior not in PRIORS:
       raise ValueError(f"student.selector.prior={self.prior!r}: expected one of {PRIORS}")
-    num_frames = jnp.clip(num_frames.astype(jnp.int32), 0, frames.shape[1])
-    real = frame_mask(num_frames, frames.shape[1])
-    x = jnp.where(real[..., None], frames[..., start:stop].astype(jnp.float32), 0.0)
-    count = jnp.maximum(num_frames, 1).astype(jnp.float32)[:, None, None]
+    x, real, count = _read(frames[..., start:stop], num_frames)
 
     def video_mean(v):  # [B, T, F] -> [B, 1, F] over the real frames
-      return jnp.sum(jnp.where(real[..., None], v, 0.0), axis=1, keepdims=True) / count
+      return _video_mean(v, real, count)
 
     z = nn.Dense(self.hidden, name="project")(x)                                     # [B, T, h]
     features = [z, z - video_mean(z)]
@@ -157,6 +154,30 @@ class FrameScorer(nn.Module):
     else:
       score = nn.Dense(1, name="score")(h)[..., 0]
     return jnp.where(real, score, PAD_SCORE)
+
+
+def _read(frames: jax.Array, num_frames: jax.Array):
+  """The features a scorer reads f32[B, T, F] (zeros at padding), the real-frame mask bool[B, T] and the
+  real-frame count f32[B, 1, 1] (at least 1); a length past T counts T frames."""
+  num_frames = jnp.clip(num_frames.astype(jnp.int32), 0, frames.shape[1])
+  real = frame_mask(num_frames, frames.shape[1])
+  x = jnp.where(real[..., None], frames.astype(jnp.float32), 0.0)
+  return x, real, jnp.maximum(num_frames, 1).astype(jnp.float32)[:, None, None]
+
+
+def _video_mean(v: jax.Array, real: jax.Array, count: jax.Array) -> jax.Array:
+  """[B, T, F] -> [B, 1, F]: the mean over each video's real frames."""
+  return jnp.sum(jnp.where(real[..., None], v, 0.0), axis=1, keepdims=True) / count
+
+
+def prior_scores(scorer: "FrameScorer", frames: jax.Array, num_frames: jax.Array) -> jax.Array:
+  """f32[B, T]: the part of `scorer`'s score it does not learn, its prior (`far_from_mean_prior` over the
+  streams it reads; 0 for prior='none' and at padding). frames f32[B, T, D], num_frames i32[B]."""
+  if scorer.prior != "far_from_mean":
+    return jnp.zeros(frames.shape[:2], jnp.float32)
+  start, stop = stream_slice(scorer.feature_sizes, scorer.streams)
+  x, real, count = _read(frames[..., start:stop], num_frames)
+  return far_from_mean_prior(x, _video_mean(x, real, count), real, count)
 
 
 def far_from_mean_prior(x: jax.Array, mean: jax.Array, real: jax.Array, count: jax.Array) -> jax.Array:

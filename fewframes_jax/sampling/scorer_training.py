@@ -11,13 +11,14 @@
               student sees the scorer's hard top-k and sends no gradient to it.
   labels      the same ranking, judged by the labels instead of a teacher: a frame judge (a linear
               classifier of one frame, sigmoid per class, `judge_params` under `JUDGE_KEY` in the student's
-              parameters) learns every drawn frame's video labels by binary cross-entropy (multiple-instance
-              style: each frame of a video is weakly labelled with the video's labels), and the frame's
-              target is the judge's label agreement, as above. A frame the judge cannot tell from the
-              frames of other classes (an intro, a fade, a title card that every class shares) gets about the
-              class prior of its video's labels, however unusual it is within its video; a frame that
-              carries its labels' evidence gets more. Needs no teacher (works in every mode), and is not
-              bounded by the teacher's single-frame judgement.
+              parameters) learns the video labels from the drawn frames (multiple-instance: a label says some
+              frame shows the class, a missing label that no frame does: `label_targets`), and the frame's
+              target is the judge's `label_surprise`: for the true class it shows best, its log-probability
+              above the video's average frame's. A frame the judge cannot tell from the frames of other
+              classes (an intro, a fade, a title card that every class shares) gets the class prior, below
+              the video's average, however unusual it is within its video; a frame of a short event gets
+              more than a frame of a label shown all through the video (which any frame shows). Needs no
+              teacher (works in every mode), and is not bounded by the teacher's single-frame judgement.
   end_to_end  no target: the student's own loss (its distillation loss in serial or parallel mode, CE
               alone for a student_only baseline) reaches the scores through the perturbed top-k
               (`learned.select_learned(differentiable=True)`).
@@ -31,7 +32,6 @@ from typing import Any, Dict, NamedTuple, Tuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from fewframes_jax.models.common import frame_mask
 
@@ -86,6 +86,24 @@ def label_agreement(probabilities: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.einsum("bmc,bc->bm", log_p, labels) / jnp.maximum(positives, 1.0)[:, None]
 
 
+def label_surprise(probabilities: jax.Array, labels: jax.Array, valid: jax.Array) -> jax.Array:
+  """y f32[B, m]: how much more each frame says of its video's best-shown true class than the video's
+  average frame does, max over the true classes c of log p(c | frame) - mean over the valid frames of
+  log p(c | frame'). probabilities f32[B, m, C]; labels f32[B, C] multi-hot; valid bool[B, m]. 0 for a video
+  without labels or valid frames.
+
+  Centering per class makes evidence that is everywhere in a video (a sustained label, which any frame
+  shows) worth less than evidence only a few frames carry (a short event), and a frame that shows none of
+  the video's labels (an intro, a fade) falls below the video's average; the max keeps one label's rare
+  evidence from being averaged away by the video's other labels."""
+  log_p = jnp.log(jnp.clip(probabilities.astype(jnp.float32), 1e-6, 1.0))            # [B, m, C]
+  w = valid.astype(jnp.float32)[..., None]
+  mean = jnp.sum(log_p * w, axis=1, keepdims=True) / jnp.maximum(jnp.sum(w, axis=1, keepdims=True), 1.0)
+  centered = jnp.where(labels[:, None, :] > 0, log_p - mean, -jnp.inf)
+  best = jnp.max(centered, axis=-1)
+  return jnp.where(jnp.isfinite(best) & valid, best, 0.0)
+
+
 def ranking_loss(scores: jax.Array, targets: jax.Array, valid: jax.Array, weights: jax.Array) -> jax.Array:
   """Pairwise logistic loss of `scores` f32[B, m] ranked by `targets` f32[B, m] (valid bool[B, m]):
   over the pairs with y_i > y_j, softplus(s_j - s_i) weighted by tanh(y_i - y_j), averaged over the pair
@@ -119,15 +137,22 @@ def judge_logits(judge_params: Dict[str, jax.Array], frames: jax.Array) -> jax.A
 def label_targets(judge_params: Dict[str, jax.Array], drawn: Draw, labels: jax.Array, weights: jax.Array):
   """The `labels` judge on one step's drawn frames -> ((positions, valid, y f32[B, m]), judge loss).
 
-  y is `label_agreement` of the judge's probabilities (a constant for the scorer: no gradient); the loss,
-  which trains the judge, is the binary cross-entropy of each valid drawn frame against its video's labels
-  f32[B, C], summed over classes (as the student's L_CE) and averaged over the valid frames of the videos
-  with `weights` f32[B] > 0."""
+  y is `label_surprise` of the judge's probabilities (a constant for the scorer: no gradient). The loss,
+  which trains the judge, is multiple-instance: a video's label says that at least one of its frames shows
+  the class, and its missing labels that none does. Per video, summed over classes (as the student's L_CE):
+  for a true class, the binary cross-entropy of the drawn frames' largest logit against 1; for every other
+  class, the mean over the valid drawn frames of each frame's cross-entropy against 0. Averaged over the
+  videos with `weights` f32[B] > 0 and a valid frame; labels f32[B, C]."""
   logits = judge_logits(judge_params, drawn.frames)                                    # [B, m, C]
-  targets = jax.lax.stop_gradient(label_agreement(jax.nn.sigmoid(logits), labels))
-  per_frame = jnp.sum(optax.sigmoid_binary_cross_entropy(logits, labels[:, None, :].astype(jnp.float32)), -1)
-  w = drawn.valid.astype(jnp.float32) * (weights > 0).astype(jnp.float32)[:, None]
-  loss = jnp.sum(per_frame * w) / jnp.maximum(jnp.sum(w), 1.0)
+  targets = jax.lax.stop_gradient(label_surprise(jax.nn.sigmoid(logits), labels, drawn.valid))
+  valid = drawn.valid[..., None]
+  positive = labels.astype(jnp.float32) > 0                                             # [B, C]
+  top = jnp.max(jnp.where(valid, logits, -jnp.inf), axis=1)                              # [B, C]
+  frames = jnp.maximum(jnp.sum(drawn.valid, axis=1), 1).astype(jnp.float32)[:, None]
+  absent = jnp.sum(jnp.where(valid, jax.nn.softplus(logits), 0.0), axis=1) / frames      # [B, C]
+  per_video = jnp.sum(jnp.where(positive, jax.nn.softplus(-jnp.where(jnp.isfinite(top), top, 0.0)), absent), -1)
+  w = (weights > 0).astype(jnp.float32) * jnp.any(drawn.valid, axis=1).astype(jnp.float32)
+  loss = jnp.sum(per_video * w) / jnp.maximum(jnp.sum(w), 1.0)
   return (drawn.positions, drawn.valid, targets), loss
 
 

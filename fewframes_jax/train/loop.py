@@ -91,17 +91,6 @@ def load_networks(config: ml_collections.ConfigDict) -> LoadedNetworks:
   return LoadedNetworks(TeacherEnsemble(tuple(members)), {"params": params, "batch_stats": batch_stats})
 
 
-def setup_run(config: ml_collections.ConfigDict, *, mesh=None, seed: Optional[int] = None):
-  """A run's set-up and its fresh state (step 0, on the mesh) for a resolved, validated config: the
-  networks it loads, `run_setup.make_setup`, `run_setup.create_state`. -> (TrainSetup, DistillState)."""
-  mesh = mesh or parallel.make_mesh()
-  loaded = load_networks(config)
-  setup = run_setup.make_setup(config, teacher_model=loaded.teacher_model)
-  rng = jax.random.PRNGKey(config.seed if seed is None else seed)
-  return setup, run_setup.create_state(setup, rng, mesh, teacher_variables=loaded.teacher_variables,
-                                       student_variables=loaded.student_variables)
-
-
 def initial_state(config: ml_collections.ConfigDict, setup: run_setup.TrainSetup, loaded: LoadedNetworks,
                   manager, mesh):
   """Where to start, placed on the mesh: the latest checkpoint of the run (restored into the abstract

@@ -123,13 +123,23 @@ def learned_selection(setup: "TrainSetup", params, frames, num_frames, rank, wei
   selected = setup.selection.select(frames, num_frames, rng, return_indices=True, scores=scores,
                                     differentiable=spec.train == "end_to_end", sigma=spec.sigma,
                                     samples=spec.samples)
-  return selected, _ranking_term(scores, rank, weights)
+  return selected, _ranking_term(_ranked(setup, scores, frames, num_frames), rank, weights)
 
 
 def _selector_scores(setup: "TrainSetup", params, frames, num_frames) -> jax.Array:
   """f32[B, T]: the learned selector's frame scores, by the scorer whose parameters are in the student's
   `params` (`params['selector']`); frames f32[B, T, D], num_frames i32[B]."""
   return setup.selection.scorer.apply({"params": params[learned.SELECTOR_KEY]}, frames, num_frames)
+
+
+def _ranked(setup: "TrainSetup", scores, frames, num_frames) -> jax.Array:
+  """What the ranking loss fits to its targets: the scores f32[B, T] (`rank`), or for a label judge's
+  targets only their learned part, the scores less the scorer's prior (`learned.prior_scores`): the judge
+  teaches what the prior does not know (that an unusual frame shows none of the labels) and the prior keeps
+  what the judge does not (which frames stand out in their video)."""
+  if setup.selector.train != "labels":
+    return scores
+  return scores - learned.prior_scores(setup.selection.scorer, frames, num_frames)
 
 
 def _ranking_term(scores, rank, weights) -> Dict[str, jax.Array]:
@@ -207,7 +217,8 @@ def _learned_budgets_loss(setup: "TrainSetup", params, student: "NetState", teac
   total, (terms, bs) = loss_over_budgets(setup, params, student, teacher, teacher_out, selections, labels,
                                          weights, rng)
   rank, judge_terms = _judged(params, rank, labels, weights)
-  total = _with_selector_term(setup, total, terms, {**_ranking_term(scores, rank, weights), **judge_terms})
+  ranked = _ranked(setup, scores, frames, num_frames)
+  total = _with_selector_term(setup, total, terms, {**_ranking_term(ranked, rank, weights), **judge_terms})
   return total, (terms, bs)
 
 
