@@ -63,11 +63,18 @@ def model_config(name: str = "nextvlad") -> ml_collections.ConfigDict:
   return m
 
 
+# `sampling=judged` (a config argument): the learned scorer ranked by a frame judge of the labels, from the
+# far-from-mean prior (sampling='learned', selector.train='labels', selector.prior='far_from_mean').
+JUDGED = "judged"
+
+
 def student_config(name: str, *, k: int, sampling: str = "uniform") -> ml_collections.ConfigDict:
   """A student's config: a `model_config` plus the frames it sees (and, for an any-k student, its
-  budgets and early exit)."""
+  budgets and early exit). sampling: a method of `student.sampling`, or `JUDGED`."""
   s = model_config(name)
   s.k = k
+  judged = sampling == JUDGED
+  sampling = "learned" if judged else sampling
   # 0: ceil(k / 6) blocks of the FINAL k, derived when the config is resolved (k=30 -> 5 blocks x 6
   # frames as [CODE]'s `num_inputs_L1=5`; `models.hrnn_student_blocks`); a positive value wins.
   s.hrnn.num_blocks = 0
@@ -101,6 +108,8 @@ def student_config(name: str, *, k: int, sampling: str = "uniform") -> ml_collec
   sel.weight = config_dict.placeholder(float)        # rank/labels: the ranking loss's weight in the student loss [1.0]
   sel.sigma = config_dict.placeholder(float)         # end_to_end: perturbed top-k noise scale [0.5]
   sel.samples = config_dict.placeholder(int)         # end_to_end: perturbed top-k noise draws [8]
+  if judged:  # the recommended frame choice (RESULTS.md, "which frames"): no teacher needed
+    sel.train, sel.prior = "labels", "far_from_mean"
   return s
 
 
@@ -309,8 +318,9 @@ def experiment_args(family: str, *, k: int, arg=None, student_family: str = "") 
 def experiment(family: str, *, k: int, arg=None, student_family: str = "") -> ml_collections.ConfigDict:
   """A full experiment config for a teacher `family` and a k-frame student.
 
-  `arg` (after the colon of --config): k=<int>, mode=<mode>, sampling=<method>, k_min=<int> (an any-k
-  student for every budget in [k_min, k]; sampling then a nested order, e.g. coarse_to_fine), and the bare words
+  `arg` (after the colon of --config): k=<int>, mode=<mode>, sampling=<method> (or `judged`: the
+  recommended learned selector, `JUDGED`), k_min=<int> (an any-k student for every budget in [k_min, k];
+  sampling then a nested order, e.g. coarse_to_fine), and the bare words
   `cpu` (the README's CPU run: smaller models, see `apply_size`), `tiny` (tests) and `long` (the bundled
   YouTube-8M-length videos instead of the short ones: 1,800 training and 400 eval videos of 120-300
   frames, about 0.6 GB, generated on first use; every network sees up to 300 frames) and `realistic`

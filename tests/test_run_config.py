@@ -333,3 +333,15 @@ def test_the_long_argument_uses_the_youtube8m_length_data():
   c.data.bundled.spec = "medium"
   with pytest.raises(ConfigError, match=r"data.bundled.spec='medium': expected one of \('short', 'long', 'realistic'\)"):
     run_config.resolve(c)
+
+
+def test_the_judged_argument_asks_for_the_label_judged_scorer_in_every_mode():
+  for mode in ("student_only", "serial", "parallel"):
+    c = run_config.resolve(base.experiment("hrnn", k=10, arg=f"tiny,mode={mode},sampling=judged"))
+    assert (c.student.sampling, c.student.selector.train, c.student.selector.prior) == (
+        "learned", "labels", "far_from_mean")
+    run_config.validate(c)  # a label judge needs no teacher
+  anyk = run_config.resolve(base.experiment("hrnn", k=10, arg="tiny,sampling=judged,k_min=4"))
+  run_config.validate(anyk)
+  plain = base.experiment("hrnn", k=10, arg="tiny,sampling=learned")
+  assert (plain.student.selector.train, plain.student.selector.prior) == ("", "")  # the spec's defaults

@@ -1,5 +1,5 @@
-"""The selector study (`paper/selector_study.py`): its rows' configs, its keys, and real data reaching
-every run's config; its command line takes the real-data flags of `launch.paper_tables`."""
+"""The selector study (`paper/selector_study.py`): its rows' configs, its keys, its cached recall, and real
+data reaching every run's config; its command line takes the real-data flags of `launch.paper_tables`."""
 import dataclasses
 import os
 import subprocess
@@ -9,6 +9,7 @@ import pytest
 
 from configs import paper as paper_configs
 from fewframes_jax.errors import UserError
+from fewframes_jax.paper import run_cache
 from fewframes_jax.paper import selector_study
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,3 +52,12 @@ def test_every_study_command_takes_the_real_data_flags(script):
   assert out.returncode == 0, out.stderr
   for flag in ("--train_pattern", "--eval_pattern", "--num_classes", "--num_train_examples"):
     assert flag in out.stdout, (script, flag)
+
+
+def test_a_deleted_run_keeps_its_cached_recall_and_an_unknown_one_is_left_out(tmp_path):
+  study = selector_study.SelectorStudy(out=str(tmp_path), baselines=str(tmp_path / "base"),
+                                       preset=paper_configs.PRESETS["long"], cell_config=paper_configs.cell_config,
+                                       ks=(10,))
+  entry = {"burst": 0.5, "long": 0.9, "config_hash": "abc"}
+  run_cache.write_json(str(tmp_path / "recall.json"), {"rank_all|10|0": entry})
+  assert study.recalls(["rank_all", "e2e_all"], seed=0) == {"rank_all": {10: entry}}

@@ -26,6 +26,7 @@ ROW_NAMES = {
     "labels_all_ffm+distill": "Learned: ranked by a label judge, all features, far-from-mean prior, distilled",
     "labels_all_ffm": "Learned: ranked by a label judge, all features, far-from-mean prior (CE only)",
     "labels64_all_ffm+distill": "Learned: ranked by a label judge (64 frames judged per video), prior, distilled",
+    "labels_all_ffm_h32+distill": "Learned: ranked by a label judge, a 32-unit scorer, prior, distilled",
     "rank_all_ffm": "Learned: ranked by teacher, all features, far-from-mean prior (CE only)",
     "e2e_all_ffm": "Learned: end to end, all features, far-from-mean prior (CE only)",
     "rank_all+distill": "Learned: ranked by teacher, all features, from scratch, distilled",
@@ -43,7 +44,7 @@ def name(row: str) -> str:
 
 
 def is_learned(row: str) -> bool:
-  return row.startswith(("rank_", "e2e_"))
+  return row.startswith(("rank_", "e2e_", "labels"))
 
 
 def values(records: Mapping[str, Mapping], key: Callable, family: str, seeds: Sequence[int], row: str, k: int,

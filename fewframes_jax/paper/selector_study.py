@@ -152,7 +152,8 @@ class SelectorStudy:
 
   def recalls(self, rows: Sequence[str], seed: int = 0) -> Dict[str, Dict[int, Dict[str, float]]]:
     """{row: {k: evidence recall}} of one seed's runs (`evidence_recall.py`; the bundled data only), cached
-    in <out>/recall.json by the runs' config hashes; rows without a run folder are left out."""
+    in <out>/recall.json by the runs' config hashes. A row whose run folder is gone keeps its cached entry
+    (its cell, checked by `train`, vouches for the run); one without either is left out."""
     from fewframes_jax import checkpoint  # pylint: disable=g-import-not-at-top
     from fewframes_jax.paper import evidence_recall  # pylint: disable=g-import-not-at-top
     path = os.path.join(self.layout.out, "recall.json")
@@ -161,11 +162,13 @@ class SelectorStudy:
     for row in rows:
       for k in self.ks:
         folder = self.run_dir(row, seed, k)
+        entry = cached.get(f"{row}|{k}|{seed}")
         if not os.path.isdir(folder):
+          if entry is not None:
+            out.setdefault(row, {})[k] = entry
           continue
         restored = checkpoint.restore(folder)
         digest = run_cache.config_hash(restored.config)
-        entry = cached.get(f"{row}|{k}|{seed}")
         if entry is None or entry.get("config_hash") != digest:
           entry = dict(evidence_recall.evidence_recall(restored.network("student"), restored.config),
                        config_hash=digest)
