@@ -91,10 +91,8 @@ def loss_terms(setup: "TrainSetup", params, student: "NetState", teacher: Option
   selector_terms = {}
   if learned_inputs is not None:
     frames, num_frames, rank = learned_inputs
-    rank, judge_terms = _judged(params, rank, labels, weights)
     selected, selector_terms = learned_selection(setup, params, frames, num_frames, rank, weights,
-                                                 jax.random.fold_in(rng, 7))
-    selector_terms.update(judge_terms)
+                                                 jax.random.fold_in(rng, 7), labels=labels)
   frames_k, num_frames_k, indices = selected
   rep, inter, probs, bs = forward(setup, params, student.batch_stats, teacher, frames_k, num_frames_k,
                                   train=True, rng=rng)
@@ -114,16 +112,16 @@ def loss_terms(setup: "TrainSetup", params, student: "NetState", teacher: Option
   return total, (terms, bs)
 
 
-def learned_selection(setup: "TrainSetup", params, frames, num_frames, rank, weights, rng):
+def learned_selection(setup: "TrainSetup", params, frames, num_frames, rank, weights, rng, labels=None):
   """A learned selector's step: the student's frames chosen by the scorer in `params` (through the
-  perturbed top-k when it trains end to end) and, when it learns from the teacher, its ranking loss on
-  the `rank` targets (`scorer_training.rank_targets`). -> (selected, {'selector': loss} or {})."""
+  perturbed top-k when it trains end to end) and its terms (`_selector_terms`: the ranking loss on the
+  teacher's `rank` targets or its label judge's, and the judge's loss). -> (selected, {term: loss})."""
   spec = setup.selector
   scores = _selector_scores(setup, params, frames, num_frames)  # once
   selected = setup.selection.select(frames, num_frames, rng, return_indices=True, scores=scores,
                                     differentiable=spec.train == "end_to_end", sigma=spec.sigma,
                                     samples=spec.samples)
-  return selected, _ranking_term(_ranked(setup, scores, frames, num_frames), rank, weights)
+  return selected, _selector_terms(setup, params, scores, frames, num_frames, rank, labels, weights)
 
 
 def _selector_scores(setup: "TrainSetup", params, frames, num_frames) -> jax.Array:
@@ -149,6 +147,14 @@ def _ranking_term(scores, rank, weights) -> Dict[str, jax.Array]:
   positions, valid, targets = rank
   drawn = jnp.take_along_axis(scores, positions, axis=1)
   return {"selector": scorer_training.ranking_loss(drawn, targets, valid, weights)}
+
+
+def _selector_terms(setup: "TrainSetup", params, scores, frames, num_frames, rank, labels, weights):
+  """{'selector': the ranking loss, 'judge': a label judge's loss}, each when it applies ({} for a scorer
+  trained end to end, or kept fixed in a fine-tune). scores f32[B, T]; `rank`: the teacher's targets, a
+  label judge's `Draw`, or None."""
+  rank, judge_terms = _judged(params, rank, labels, weights)
+  return {**_ranking_term(_ranked(setup, scores, frames, num_frames), rank, weights), **judge_terms}
 
 
 def _judged(params, rank, labels, weights):
@@ -216,9 +222,8 @@ def _learned_budgets_loss(setup: "TrainSetup", params, student: "NetState", teac
   selections = budget_selections(setup, frames, num_frames, rng_frames, ranks=ranks)
   total, (terms, bs) = loss_over_budgets(setup, params, student, teacher, teacher_out, selections, labels,
                                          weights, rng)
-  rank, judge_terms = _judged(params, rank, labels, weights)
-  ranked = _ranked(setup, scores, frames, num_frames)
-  total = _with_selector_term(setup, total, terms, {**_ranking_term(ranked, rank, weights), **judge_terms})
+  total = _with_selector_term(setup, total, terms,
+                              _selector_terms(setup, params, scores, frames, num_frames, rank, labels, weights))
   return total, (terms, bs)
 
 
