@@ -116,10 +116,11 @@ def ranking_loss(scores: jax.Array, targets: jax.Array, valid: jax.Array, weight
 
 
 def draw(rng: jax.Array, frames: jax.Array, num_frames: jax.Array, m: int) -> Draw:
-  """`draw_frames`' m frames per video, with their features (f32[B, m, D], zeros at invalid slots)."""
+  """`draw_frames`' m frames per video, with their features ([B, m, D] in the frames' dtype, zeros at invalid
+  slots)."""
   positions, valid = draw_frames(rng, num_frames, frames.shape[1], m)
-  drawn = jnp.take_along_axis(frames, positions[..., None], axis=1).astype(jnp.float32)
-  return Draw(positions, valid, jnp.where(valid[..., None], drawn, 0.0))
+  drawn = jnp.take_along_axis(frames, positions[..., None], axis=1)
+  return Draw(positions, valid, jnp.where(valid[..., None], drawn, jnp.zeros([], drawn.dtype)))
 
 
 def init_judge(rng: jax.Array, feature_dim: int, num_classes: int) -> Dict[str, jax.Array]:
@@ -148,8 +149,8 @@ def label_targets(judge_params: Dict[str, jax.Array], drawn: Draw, labels: jax.A
   valid = drawn.valid[..., None]
   positive = labels.astype(jnp.float32) > 0                                             # [B, C]
   top = jnp.max(jnp.where(valid, logits, -jnp.inf), axis=1)                              # [B, C]
-  frames = jnp.maximum(jnp.sum(drawn.valid, axis=1), 1).astype(jnp.float32)[:, None]
-  absent = jnp.sum(jnp.where(valid, jax.nn.softplus(logits), 0.0), axis=1) / frames      # [B, C]
+  count = jnp.maximum(jnp.sum(drawn.valid, axis=1), 1).astype(jnp.float32)[:, None]
+  absent = jnp.sum(jnp.where(valid, jax.nn.softplus(logits), 0.0), axis=1) / count       # [B, C]
   per_video = jnp.sum(jnp.where(positive, jax.nn.softplus(-jnp.where(jnp.isfinite(top), top, 0.0)), absent), -1)
   w = (weights > 0).astype(jnp.float32) * jnp.any(drawn.valid, axis=1).astype(jnp.float32)
   loss = jnp.sum(per_video * w) / jnp.maximum(jnp.sum(w), 1.0)
@@ -160,7 +161,6 @@ def rank_targets(teacher_model, teacher_variables, frames, num_frames, labels, r
   """The distilled scorer's step targets: (positions i32[B, m], valid bool[B, m], y f32[B, m]), the teacher
   frozen (no gradient)."""
   rng_draw, rng_model = jax.random.split(rng)
-  positions, valid = draw_frames(rng_draw, num_frames, frames.shape[1], m)
-  drawn = jnp.take_along_axis(frames, positions[..., None], axis=1)
-  probs = single_frame_probabilities(teacher_model, teacher_variables, drawn, rng_model)
-  return positions, valid, jax.lax.stop_gradient(label_agreement(probs, labels))
+  drawn = draw(rng_draw, frames, num_frames, m)
+  probs = single_frame_probabilities(teacher_model, teacher_variables, drawn.frames, rng_model)
+  return drawn.positions, drawn.valid, jax.lax.stop_gradient(label_agreement(probs, labels))
