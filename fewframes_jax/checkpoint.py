@@ -8,7 +8,7 @@ Each checkpoint step holds three plain Orbax items:
 Saves are atomic (Orbax writes to a temporary folder and renames it when complete), so a kill during
 a save leaves the previous checkpoint as the latest complete one.
 
-Kept: the latest `config.train.keep_checkpoints` steps and, in addition, the step with the best student
+Kept: the latest `train.keep_checkpoints` steps and, in addition, the step with the best student
 eval GAP (the teacher's in teacher mode): the paper selects the model on held-out data.
 
 Someone with only orbax-checkpoint installed can read the arrays without this project:
@@ -20,10 +20,10 @@ import os
 from typing import Any, Dict, List, Optional
 
 import jax
-import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from fewframes_jax import specs
 from fewframes_jax.specs import DistillState, NetState
 
 ITEMS = ("state", "config", "meta")
@@ -71,19 +71,20 @@ def tree_to_state(tree: Dict[str, Any]):
                       student=net(tree["student"]))
 
 
-def save(manager: ocp.CheckpointManager, state, config: ml_collections.ConfigDict, *,
+def save(manager: ocp.CheckpointManager, state, spec: specs.RunSpec, *,
          metrics: Optional[Dict[str, float]] = None, data_position: Optional[Dict[str, Any]] = None,
          force: bool = False) -> bool:
   """Saves one step, asynchronously: the call returns once the arrays are copied off the device and
   Orbax writes them in the background (a next `save` first waits for this one; call
   `manager.wait_until_finished()` before exiting). `metrics` ({'gap': ...}) ranks the best step;
-  `data_position` (JSON) is where the input stream continues (`train/loop.py:saved_positions`)."""
+  `data_position` (JSON) is where the input stream continues (`train/loop.py:saved_positions`). The
+  run's resolved config (`spec.saved`) is saved beside the state."""
   step = int(jax.device_get(state.step))
   meta = {"step": step, "metrics": metrics or {}, "data_position": data_position}
   return manager.save(
       step,
       args=ocp.args.Composite(state=ocp.args.StandardSave(state_to_tree(state)),
-                              config=ocp.args.JsonSave(config.to_dict()),
+                              config=ocp.args.JsonSave(spec.saved),
                               meta=ocp.args.JsonSave(meta)),
       metrics=metrics, force=force)
 
@@ -144,8 +145,9 @@ def find_step(workdir: str, *, step: Optional[int] = None, best: bool = False) -
 class Restored:
   """What `restore` returns. `variables`/`student_variables` are {'params', 'batch_stats'} that
   `model.apply(variables, frames, num_frames, train=False)` takes. A student that shared the teacher's
-  classifier gets a copy of that classifier in its variables, so it predicts on its own."""
-  config: ml_collections.ConfigDict
+  classifier gets a copy of that classifier in its variables, so it predicts on its own. `spec` is the
+  run's, rebuilt from its saved config (`spec.saved`)."""
+  spec: specs.RunSpec
   step: int
   model: Any
   variables: Optional[Dict[str, Any]]
@@ -162,7 +164,7 @@ class Restored:
 
 
 def restore(workdir: str, step: Optional[int] = None, best: bool = False) -> Restored:
-  """Loads a run for inference: its config, the teacher and student models and their variables.
+  """Loads a run for inference: its spec, the teacher and student models and their variables.
 
   No TensorFlow is needed. Arrays come back as numpy/jax arrays on the default device.
   """
@@ -170,20 +172,19 @@ def restore(workdir: str, step: Optional[int] = None, best: bool = False) -> Res
   from fewframes_jax.models import build_model  # pylint: disable=g-import-not-at-top
 
   step = find_step(workdir, step=step, best=best)
-  config = ml_collections.ConfigDict(read_json_item(workdir, step, "config"))
+  spec = specs.RunSpec.from_config(read_json_item(workdir, step, "config"))
   meta = read_json_item(workdir, step, "meta")
   # A plain checkpointer on the step's item: a read-only CheckpointManager would log Orbax's
   # "read only" warnings on every call, and no manager is needed to read one finished step.
   with ocp.StandardCheckpointer() as checkpointer:
     tree = checkpointer.restore(os.path.join(checkpoint_dir(workdir), str(step), "state"))
-  kw = dict(num_classes=config.data.num_classes, feature_sizes=tuple(config.data.feature_sizes),
-            dtype=config.dtype)
+  kw = dict(num_classes=spec.data.num_classes, feature_sizes=spec.data.feature_sizes, dtype=spec.dtype)
   networks = {which: inference.network_variables(tree, which) if tree.get(which) else None
               for which in inference.NETWORKS}
   return Restored(
-      config=config, step=step,
-      model=build_model(config.teacher, **kw) if networks["teacher"] else None,
+      spec=spec, step=step,
+      model=build_model(spec.teacher, **kw) if networks["teacher"] else None,
       variables=networks["teacher"],
-      student_model=build_model(config.student, **kw) if networks["student"] else None,
+      student_model=build_model(spec.student, **kw) if networks["student"] else None,
       student_variables=networks["student"],
       metrics=meta.get("metrics", {}))

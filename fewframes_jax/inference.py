@@ -26,7 +26,6 @@ from typing import Any, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from fewframes_jax import models
 from fewframes_jax import specs
@@ -219,38 +218,36 @@ def network_variables(tree: Dict[str, Any], which: str) -> Dict[str, Any]:
   return {"params": params, "batch_stats": batch_stats}
 
 
-def student_selection(config: ml_collections.ConfigDict) -> Selection:
+def student_selection(spec: specs.RunSpec) -> Selection:
   """The frames a fixed-k student is trained on (an any-k student's largest budget); a learned selector
-  gets its scorer module from `config.student.selector`."""
-  method = str(config.student.sampling)
-  scorer = None
-  if method == learned.METHOD:
-    scorer = learned.SelectorSpec.from_config(config.student).scorer(config.data.feature_sizes)
-  return Selection(k=int(config.student.k), method=method, scorer=scorer)
+  gets its scorer module from `spec.student.selector`."""
+  student = spec.student
+  scorer = learned.frame_scorer(student.selector, spec.data.feature_sizes) if student.learned else None
+  return Selection(k=student.k, method=student.sampling, scorer=scorer)
 
 
-def eval_budget(config: ml_collections.ConfigDict, budget: Optional[int] = None) -> Optional[int]:
-  """The budget an any-k student is scored at: `budget`, else `config.student.budget`, else its largest
+def eval_budget(student: specs.StudentSpec, budget: Optional[int] = None) -> Optional[int]:
+  """The budget an any-k student is scored at: `budget`, else `student.budget`, else its largest
   (student.k); None for a fixed-k student."""
-  if specs.budgets_of(config) is None:
+  if student.budgets is None:
     if budget:
       raise UserError(f"student.budget={budget}: the run's student is not an any-k student (student.k_min is unset)")
     return None
-  return int(budget or config.student.get("budget", 0) or config.student.k)
+  return int(budget or student.budget or student.k)
 
 
-def student_forward(config: ml_collections.ConfigDict, model, budget: Optional[int] = None) -> Forward:
+def student_forward(spec: specs.RunSpec, model, budget: Optional[int] = None) -> Forward:
   """The student of a run ready to score: its k frames by its selection rule; an any-k student at
-  `eval_budget(config, budget)` (its model and frame slots from `models.at_budget`)."""
-  k = eval_budget(config, budget)
+  `eval_budget(spec.student, budget)` (its model and frame slots from `models.at_budget`)."""
+  k = eval_budget(spec.student, budget)
   if k is None:
-    return Forward(model, student_selection(config))
-  budgets = specs.budgets_of(config)
+    return Forward(model, student_selection(spec))
+  budgets = spec.student.budgets
   if not 1 <= k <= budgets.k_max:
     raise UserError(f"student.budget={k}: this any-k student takes budgets in [1, {budgets.k_max}]")
   model, slots = models.at_budget(model, k, budgets.k_max)
   return Forward(model, Selection(k=k, method=budgets.order, slots=slots if slots > k else None,
-                                 scorer=student_selection(config).scorer))  # the learned order's scorer
+                                 scorer=student_selection(spec).scorer))  # the learned order's scorer
 
 
 @dataclasses.dataclass
@@ -258,39 +255,39 @@ class Network:
   """One trained network ready to score videos.
 
   which: 'teacher' | 'student'; forward: its model and frame selection; variables: its
-  {'params', 'batch_stats'} (cast for inference when the run computes in bfloat16); config: the run's
-  resolved config; step: the checkpoint step (None for a live state).
+  {'params', 'batch_stats'} (cast for inference when the run computes in bfloat16); spec: the run's
+  `specs.RunSpec`; step: the checkpoint step (None for a live state).
   """
   which: str
   forward: Forward
   variables: Dict[str, Any]
-  config: ml_collections.ConfigDict
+  spec: specs.RunSpec
   step: Optional[int] = None
 
   @classmethod
   def from_restored(cls, restored, which: str, *, cast: bool = True, budget: Optional[int] = None) -> "Network":
     """The teacher or the student of a `checkpoint.restore(...)` result. Raises ValueError when the run
     has no such network. `cast`: store bfloat16-used kernels in bfloat16 (`cast_for_inference`);
-    `budget`: an any-k student's budget (default `config.student.budget`, else its largest)."""
+    `budget`: an any-k student's budget (default `student.budget`, else its largest)."""
     model = restored.model if which == "teacher" else restored.student_model
     variables = restored.variables if which == "teacher" else restored.student_variables
     if model is None or variables is None:
       raise ValueError(f"the checkpoint (step {restored.step}) has no {which}: its mode is "
-                       f"{restored.config.mode!r}")
-    forward = Forward(model) if which == "teacher" else student_forward(restored.config, model, budget)
-    network = cls(which=which, forward=forward, variables=variables, config=restored.config, step=restored.step)
+                       f"{restored.spec.mode!r}")
+    forward = Forward(model) if which == "teacher" else student_forward(restored.spec, model, budget)
+    network = cls(which=which, forward=forward, variables=variables, spec=restored.spec, step=restored.step)
     if cast:
       network.variables = cast_for_inference(network.forward, variables, max_frames=network.max_frames,
-                                             feature_dim=network.feature_dim, dtype=restored.config.dtype)
+                                             feature_dim=network.feature_dim, dtype=restored.spec.dtype)
     return network
 
   @property
   def max_frames(self) -> int:
-    return int(self.config.data.max_frames)
+    return self.spec.data.max_frames
 
   @property
   def feature_dim(self) -> int:
-    return int(sum(self.config.data.feature_sizes))
+    return self.spec.data.feature_dim
 
   @property
   def frames_seen(self) -> int:
@@ -312,7 +309,7 @@ def cast_for_inference(forward: Forward, variables: Dict[str, Any], *, max_frame
                        dtype: Any) -> Dict[str, Any]:
   """`variables` with every leaf that the eval forward only ever uses cast to `dtype` stored in `dtype`.
 
-  With `config.dtype=bfloat16` the parameters stay float32 and each matmul casts its kernel on every
+  With `dtype=bfloat16` the parameters stay float32 and each matmul casts its kernel on every
   call: for a student at batch 256 that cast reads and writes more bytes than its matmuls (NeXtVLAD's
   hidden kernel is 36,864 x 2,048). Casting once, before serving, gives bit-identical outputs, since
   the forward would compute exactly the same casts. Which leaves qualify is read from the traced forward

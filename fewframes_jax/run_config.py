@@ -1,10 +1,13 @@
-"""Config resolution and validation, in one place, before anything compiles.
+"""The config layer: a ConfigDict resolved, validated and turned into typed specs, once, before anything
+compiles.
 
 `resolve(config)` fills what a run derives (the bundled data's patterns and class count, an H-RNN
 student's blocks from its final k); `validate(config, workdir=...)` raises a `ConfigError` naming the
 field for every invalid setting, including a config that does not fit the checkpoints it would resume
-or load (read from their saved JSON configs only, so nothing is restored or compiled before the error).
-Both run once per run, at its start (`train/loop.py:train_and_evaluate`).
+or load (read from their saved JSON configs only, so nothing is restored or compiled before the error);
+`prepare(config, workdir=...)` validates and returns the run's `specs.RunSpec`, which every layer below
+receives instead of the ConfigDict. A serial run with no teacher run is two stages (`teacher_stage`,
+`student_stage`), each prepared on its own. All of it runs at a run's start (`train/loop.py`).
 
 The names a config may use are defined by the modules that own them and only checked here: modes
 (`specs.MODES`), model families (`models.MODEL_NAMES`), frame selection methods (`sampling.methods.SELECTION_METHODS`),
@@ -13,7 +16,7 @@ dtypes (`models.DTYPES`), and the reader's error policies and id keys (`data/bad
 """
 import math
 import os
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 import ml_collections
 
@@ -134,7 +137,7 @@ def _validate_selector(config: ml_collections.ConfigDict) -> None:
     _require(not given, f"student.selector.{', '.join(given)} set but student.sampling={s.sampling!r}: only "
                         f"sampling='{learned.METHOD}' has a learned selector")
     return
-  spec = learned.SelectorSpec.from_config(s)
+  spec = specs.SelectorSpec.from_config(s.get("selector"))
   try:
     spec.validate()
     learned.stream_slice(config.data.feature_sizes, spec.streams)
@@ -149,7 +152,7 @@ def _validate_selector(config: ml_collections.ConfigDict) -> None:
 
 
 def _validate_budgets(config: ml_collections.ConfigDict) -> None:
-  """An any-k student's budgets and exits (`specs.Budgets`, `specs.exits_of`); a fixed-k student must not ask
+  """An any-k student's budgets and exits (`specs.Budgets`, `specs.StudentSpec.exits`); a fixed-k student must not ask
   for a budget or an exit."""
   s = config.student
   if s.get("k_min") is None:
@@ -162,17 +165,16 @@ def _validate_budgets(config: ml_collections.ConfigDict) -> None:
   _require(s.sampling in specs.NESTED_ORDERS,
            f"student.sampling={s.sampling!r}: an any-k student needs a nested order, one of "
            f"{specs.NESTED_ORDERS}")
-  _require(s.sampling != learned.METHOD or learned.SelectorSpec.from_config(s).train in learned.RANKED,
+  _require(s.sampling != learned.METHOD or specs.SelectorSpec.from_config(s.get("selector")).train in specs.RANKED,
            f"student.selector.train={s.selector.train!r}: an any-k student ranks frames by its scorer for "
-           f"every budget at once, which only a ranking-trained scorer learns (selector.train in {learned.RANKED})")
+           f"every budget at once, which only a ranking-trained scorer learns (selector.train in {specs.RANKED})")
   _require((s.budgets_per_step or specs.DEFAULT_PER_STEP) >= 2,
            f"student.budgets_per_step={s.budgets_per_step}: the sandwich rule needs >= 2")
   _require(s.budget is None or 1 <= s.budget <= s.k, f"student.budget={s.budget}: need 1 <= budget <= k={s.k}")
   _require(not (s.name == "netvlad" and s.netvlad.random_frames),
            "student.netvlad.random_frames re-samples frames with replacement: not an any-k student's input")
   try:
-    exits = specs.exits_of(config)
-    specs.ExitPolicy.parse(s.exit)
+    exits = specs.StudentSpec.from_config(s).exits
   except ValueError as e:
     raise ConfigError(str(e)) from None
   _require(bool(exits), f"student.exits={s.exits!r}: no exit point in [k_min={s.k_min}, k={s.k}]")
@@ -210,6 +212,33 @@ def _loaded_run(workdir: str, field: str) -> ml_collections.ConfigDict:
   _require(os.path.isdir(os.path.join(workdir, "checkpoints")),
            f"{field}={workdir!r}: no checkpoints folder there (train that run first)")
   return saved_run_config(workdir, field)
+
+
+def prepare(config: ml_collections.ConfigDict, *, workdir: Optional[str] = None) -> specs.RunSpec:
+  """The typed specs of a resolved config, after `validate(config, workdir=workdir)`."""
+  validate(config, workdir=workdir)
+  return specs.RunSpec.from_config(config)
+
+
+TEACHER_SUBDIR = "teacher"  # where a serial run with no teacher run given trains its teacher
+
+
+def teacher_stage(config: ml_collections.ConfigDict, workdir: str) -> Tuple[ml_collections.ConfigDict, str]:
+  """The first stage of a serial run that trains its own teacher (`trains_teacher_first`): (the
+  teacher-only config, its workdir `<workdir>/teacher`): `config` with mode=teacher, the same data,
+  teacher, optimizer and seed, for `train.teacher_stage_epochs` (unset: num_epochs)."""
+  teacher = ml_collections.ConfigDict(config.to_dict())
+  teacher.mode = "teacher"
+  if config.train.get("teacher_stage_epochs") is not None:
+    teacher.train.num_epochs = config.train.teacher_stage_epochs
+  return teacher, os.path.join(workdir, TEACHER_SUBDIR)
+
+
+def student_stage(config: ml_collections.ConfigDict, teacher_workdir: str) -> ml_collections.ConfigDict:
+  """The second stage: `config` (serial) reading the teacher trained in `teacher_workdir`."""
+  student = ml_collections.ConfigDict(config.to_dict())
+  student.teacher_workdir = teacher_workdir
+  return student
 
 
 def trains_teacher_first(config: ml_collections.ConfigDict) -> bool:
@@ -250,20 +279,12 @@ def _validate_schedule(config: ml_collections.ConfigDict) -> None:
            "optim: learning_rate > 0, decay_examples > 0 and 0 < decay_rate <= 1 are required")
   _require(o.clip_mode in specs.CLIP_MODES, f"optim.clip_mode={o.clip_mode!r}: expected one of {specs.CLIP_MODES}")
   _require(t.num_steps > 0 or t.num_epochs > 0, "train: set num_steps > 0 or num_epochs > 0")
+  _require(t.num_steps > 0 or config.data.num_train_examples > 0,
+           "train.num_epochs needs data.num_train_examples (or set train.num_steps)")
   stage = t.get("teacher_stage_epochs")
   _require(stage is None or stage > 0, f"train.teacher_stage_epochs={stage}: must be > 0 (or unset)")
   _require(t.log_every >= 1 and t.checkpoint_every >= 1, "train.log_every and train.checkpoint_every must be >= 1")
   _require(t.keep_checkpoints >= 1, f"train.keep_checkpoints={t.keep_checkpoints}: must be >= 1")
-
-
-def num_train_steps(config: ml_collections.ConfigDict) -> int:
-  """train.num_steps, or num_epochs over data.num_train_examples (x train_fraction)."""
-  t, d = config.train, config.data
-  if t.num_steps > 0:
-    return int(t.num_steps)
-  _require(d.num_train_examples > 0, "train.num_epochs needs data.num_train_examples (or set train.num_steps)")
-  examples = d.num_train_examples * d.train_fraction
-  return max(1, int(math.ceil(t.num_epochs * examples / d.batch_size)))
 
 
 ARCHITECTURE_FIELDS = ("name", "hrnn", "rnn", "netvlad", "nextvlad", "input_norm")

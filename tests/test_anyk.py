@@ -48,8 +48,9 @@ def test_the_sandwich_rule_draws_the_smallest_the_largest_and_random_budgets():
     specs.Budgets(k_min=6, k_max=30, per_step=1, order="coarse_to_fine")
   with pytest.raises(ValueError, match="nested"):
     specs.Budgets(k_min=6, k_max=30, per_step=2, order="uniform")
-  assert specs.budgets_of(base.experiment("hrnn", k=30, arg="tiny")) is None
-  assert specs.budgets_of(anyk_config()) == specs.Budgets(K_MIN, K_MAX, specs.DEFAULT_PER_STEP, "coarse_to_fine")
+  assert specs.RunSpec.from_config(base.experiment("hrnn", k=30, arg="tiny")).student.budgets is None
+  assert specs.RunSpec.from_config(anyk_config()).student.budgets == specs.Budgets(
+      K_MIN, K_MAX, specs.DEFAULT_PER_STEP, "coarse_to_fine")
 
 
 @pytest.mark.parametrize("family,order", [("hrnn", "coarse_to_fine"), ("lstm", "coarse_to_fine"),
@@ -66,7 +67,7 @@ def test_a_budget_k_forward_equals_a_forward_on_exactly_those_k_frames(family, o
   padded_forward = jax.jit(lambda k: setup.student_model.apply(
       variables, *nested.select_budget(frames, n, k, order, K_MAX)[:2], train=False).probabilities)
   for k in (K_MIN, 7, K_MAX):
-    forward = inference.student_forward(config, setup.student_model, k)
+    forward = inference.student_forward(specs.RunSpec.from_config(config), setup.student_model, k)
     assert forward.selection.k == k
     exact, nk_exact = forward.selection.select(frames, n, None)
     assert exact.shape[1] == (6 * -(-k // 6) if family == "hrnn" else k)
@@ -124,7 +125,7 @@ def test_a_learned_order_student_trains_its_scorer_and_reads_its_top_k_at_every_
   ranks = nested.frame_ranks(frames, n, "learned", scores=scores)
   model_variables, _ = inference.split_selector(variables)
   for k in (K_MIN, 7, K_MAX):
-    forward = inference.student_forward(config, setup.student_model, k)
+    forward = inference.student_forward(specs.RunSpec.from_config(config), setup.student_model, k)
     _, _, idx = forward.selection.select(frames, n, None, return_indices=True,
                                         selector_params=state.student.params["selector"])
     want_idx, nk = nested.budget_indices(ranks, n, k, k)
@@ -176,7 +177,7 @@ def test_a_saved_any_k_run_restored_gives_the_same_outputs_at_every_budget(tmp_p
   config = anyk_config("hrnn")
   setup, state = setup_testlib.setup_run(config)
   manager = ckpt_lib.make_manager(str(tmp_path))
-  ckpt_lib.save(manager, state, config, force=True)
+  ckpt_lib.save(manager, state, specs.RunSpec.from_config(config), force=True)
   manager.wait_until_finished()
   restored = ckpt_lib.restore(str(tmp_path))
   b = batch(2)
@@ -184,7 +185,8 @@ def test_a_saved_any_k_run_restored_gives_the_same_outputs_at_every_budget(tmp_p
   for k in (K_MIN, 8, K_MAX):
     net = restored.network("student", budget=k)
     assert net.forward.selection.k == k and net.frames_seen == k
-    want = inference.Network("student", inference.student_forward(config, setup.student_model, k), live, config)
+    spec = specs.RunSpec.from_config(config)
+    want = inference.Network("student", inference.student_forward(spec, setup.student_model, k), live, spec)
     np.testing.assert_array_equal(np.asarray(net.probabilities(b["frames"], b["num_frames"])),
                                   np.asarray(want.probabilities(b["frames"], b["num_frames"])))
   assert restored.network("student").forward.selection.k == K_MAX  # the default budget: the largest

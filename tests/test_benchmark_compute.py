@@ -17,6 +17,7 @@ from fewframes_jax.benchmark import compute
 from fewframes_jax.metrics import flops as flops_lib
 from fewframes_jax.benchmark import timing
 from fewframes_jax.data.quantization import dequantize, quantize
+from fewframes_jax import specs
 from fewframes_jax.models import build_model
 
 T, D, C, B = 12, 16, 6, 4
@@ -116,7 +117,8 @@ def _dot_dtypes(jaxpr, acc):
 def test_bfloat16_path_runs_every_matmul_in_bfloat16(family):
   """Traced only (shapes, no compile): forward and backward matmuls all take bfloat16 operands."""
   config = tiny_config(family)
-  model = build_model(config.teacher, num_classes=C, feature_sizes=(12, 4), dtype="bfloat16")
+  model = build_model(specs.NetworkSpec.from_config(config.teacher), num_classes=C, feature_sizes=(12, 4),
+                      dtype="bfloat16")
   x, n = jax.ShapeDtypeStruct((2, T, D), jnp.float32), jax.ShapeDtypeStruct((2,), jnp.int32)
   rng = jax.random.PRNGKey(0)
   variables = jax.eval_shape(
@@ -165,7 +167,7 @@ def test_bfloat16_eval_gap_matches_float32():
   config = tiny_config(mode="teacher")
   config.data.batch_size = 32
   config.optim.learning_rate = 0.01
-  setup = run_setup.make_setup(config)
+  setup = run_setup.make_setup(specs.RunSpec.from_config(config))
   state = run_setup.create_state(setup, jax.random.PRNGKey(0), parallel.make_mesh())
   rng = np.random.default_rng(0)
   prototypes = rng.standard_normal((C, D))

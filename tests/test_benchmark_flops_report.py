@@ -7,6 +7,7 @@ import pytest
 from configs import base
 from fewframes_jax.metrics import flops as flops_lib
 from fewframes_jax.benchmark import flops_report
+from fewframes_jax import specs
 from fewframes_jax.models import build_model
 
 T, D, C = 24, 16, 6
@@ -20,7 +21,7 @@ def tiny_config(family):
 
 
 def _cost(model_config, frames):
-  return flops_lib.model_cost(build_model(model_config, num_classes=C, feature_sizes=(12, 4)), frames=frames,
+  return flops_lib.model_cost(build_model(specs.NetworkSpec.from_config(model_config), num_classes=C, feature_sizes=(12, 4)), frames=frames,
                               feature_dim=D)
 
 

@@ -24,7 +24,7 @@ def test_keeps_latest_and_best_and_reads_as_plain_orbax(tmp_path):
   manager = ckpt_lib.make_manager(workdir, keep=2)
   gaps = {1: 0.9, 2: 0.1, 3: 0.2, 4: 0.3, 5: 0.4}
   for step, gap in gaps.items():
-    ckpt_lib.save(manager, tiny_state(step, float(step)), config, metrics={"gap": gap},
+    ckpt_lib.save(manager, tiny_state(step, float(step)), specs.RunSpec.from_config(config), metrics={"gap": gap},
                   data_position={"positions": [[0, 0, step]]})
   manager.wait_until_finished()
   manager.close()
@@ -43,7 +43,7 @@ def test_keeps_latest_and_best_and_reads_as_plain_orbax(tmp_path):
 def test_restore_into_the_training_structure(tmp_path):
   workdir = str(tmp_path)
   manager = ckpt_lib.make_manager(workdir)
-  ckpt_lib.save(manager, tiny_state(7, 2.5), base.get_config(), data_position={"positions": [[1, 2, 3]]},
+  ckpt_lib.save(manager, tiny_state(7, 2.5), specs.RunSpec.from_config(base.get_config()), data_position={"positions": [[1, 2, 3]]},
                 force=True)
   manager.wait_until_finished()
   state, meta = ckpt_lib.restore_state(manager, 7, tiny_state(0, 0.0))
@@ -57,7 +57,7 @@ def test_missing_checkpoints_are_clear_errors(tmp_path):
     ckpt_lib.restore(str(tmp_path / "nothing"))
   workdir = str(tmp_path / "run")
   manager = ckpt_lib.make_manager(workdir)
-  ckpt_lib.save(manager, tiny_state(3, 1.0), base.get_config(), force=True)
+  ckpt_lib.save(manager, tiny_state(3, 1.0), specs.RunSpec.from_config(base.get_config()), force=True)
   manager.wait_until_finished()
   manager.close()
   with pytest.raises(FileNotFoundError, match="step 9 not in"):
@@ -74,7 +74,7 @@ def test_saving_is_asynchronous_and_waited_for(tmp_path):
   state = tiny_state(1, 1.0)
   big = np.ones([4096, 4096], np.float32)  # 64 MiB: a write that takes a while
   state = state.replace(teacher=state.teacher.replace(params={"encoder": {"w": big}}))
-  ckpt_lib.save(manager, state, base.get_config(), force=True)
+  ckpt_lib.save(manager, state, specs.RunSpec.from_config(base.get_config()), force=True)
   assert manager.is_saving_in_progress()
   assert ckpt_lib.complete_steps(workdir) == []  # not renamed into place yet
   manager.wait_until_finished()

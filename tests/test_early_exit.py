@@ -29,7 +29,7 @@ def plan_and_view(family, order="coarse_to_fine"):
   b = test_anyk.batch(5, LENGTHS)
   n = jnp.asarray(b["num_frames"])
   frames = dequantize(jnp.asarray(b["frames"]), n)
-  plan = early_exit.ExitPlan(setup.student_model, specs.exits_of(config), test_anyk.K_MAX, order,
+  plan = early_exit.ExitPlan(setup.student_model, specs.RunSpec.from_config(config).student.exits, test_anyk.K_MAX, order,
                              scorer=setup.selection.scorer)
   return config, setup, variables, b, plan, plan.view(variables, frames, n)
 
@@ -46,7 +46,7 @@ def test_every_exit_equals_the_student_at_that_budget(family, order):
   frames = dequantize(jnp.asarray(b["frames"]), n)
   fed = [[] for _ in LENGTHS]  # per video, the frames every exit so far has fed the model
   for e, (k, got) in enumerate(zip(EXITS, outputs)):
-    forward = inference.student_forward(config, setup.student_model, k)
+    forward = inference.student_forward(specs.RunSpec.from_config(config), setup.student_model, k)
     want = jax.jit(forward.apply)(variables, jnp.asarray(b["frames"]), n).probabilities
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=INCREMENTAL_ATOL)
     # the frames: those the exits fed (incremental: the new ones of each exit) are the student's at k
@@ -58,7 +58,7 @@ def test_every_exit_equals_the_student_at_that_budget(family, order):
       fed[v] = fed[v] + rows if plan.incremental else rows
       assert sorted(fed[v]) == sorted(np.asarray(chosen)[v, :int(nk[v])].tolist()), (k, v)
     # the tolerance tells frames apart: the student at k on other frames (the uniform rule) is far off
-    other = inference.student_forward(config, setup.student_model, k)
+    other = inference.student_forward(specs.RunSpec.from_config(config), setup.student_model, k)
     other = inference.Forward(other.model, inference.Selection(k, "uniform", other.selection.slots))
     wrong = other.apply(variables, jnp.asarray(b["frames"]), n).probabilities
     assert float(jnp.abs(wrong - got).max()) > 100 * INCREMENTAL_ATOL

@@ -6,6 +6,7 @@ import pytest
 
 from configs import base
 from fewframes_jax import run_config
+from fewframes_jax import specs
 from fewframes_jax import inference
 from fewframes_jax.train import run_setup
 from fewframes_jax.data import synthetic
@@ -21,9 +22,10 @@ def network(tmp_path, k, sampling="uniform", spec="long"):
   c.data.bundled.update(cache_dir=str(tmp_path), num_train=4, num_eval=6, spec=spec)
   c.data.eval_batch_size = 4
   c = run_config.resolve(c)
-  forward = inference.student_forward(c, run_setup.make_setup(c).student_model)
+  spec = specs.RunSpec.from_config(c)
+  forward = inference.student_forward(spec, run_setup.make_setup(spec).student_model)
   variables = run_setup.init_variables(forward.model, jax.random.PRNGKey(0), frames=k, feature_dim=1152)
-  return inference.Network("student", forward, variables, c), c
+  return inference.Network("student", forward, variables, spec), c
 
 
 def test_recall_of_all_frames_is_one_and_uniform_matches_the_plans(tmp_path):
@@ -68,9 +70,10 @@ def test_judgement_auc_of_a_teacher_on_the_long_split(tmp_path):
   c = base.experiment("hrnn", k=6, arg="tiny,mode=teacher")
   c.data.bundled.update(cache_dir=str(tmp_path), num_train=4, num_eval=6, spec="long")
   c = run_config.resolve(c)
-  model = run_setup.make_setup(c).teacher_model
+  spec = specs.RunSpec.from_config(c)
+  model = run_setup.make_setup(spec).teacher_model
   variables = run_setup.init_variables(model, jax.random.PRNGKey(0), frames=c.data.max_frames, feature_dim=1152)
-  teacher = inference.Network("teacher", inference.Forward(model), variables, c)
+  teacher = inference.Network("teacher", inference.Forward(model), variables, spec)
   got = evidence_recall.judgement_auc(teacher, c, max_videos=3)
   assert 1 <= got["videos"] <= 3
   assert 0.0 <= got["teacher"] <= 1.0 and got["far_from_mean"] > 0.9  # bursts are far from the mean here

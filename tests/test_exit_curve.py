@@ -180,7 +180,7 @@ def test_the_exit_benchmark_counts_every_video_once_on_both_paths(anyk_run):
 def _eval_lengths(network) -> np.ndarray:
   """The eval split's true lengths (at most max_frames), read back from its TFRecords."""
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top
-  data = network.config.data
+  data = network.spec.data
   ds = yt8m.make_dataset(data.eval_pattern, 8, training=False, process_index=0, process_count=1,
                          **yt8m.config_options(data))
   return np.concatenate([np.asarray(b["num_frames"])[np.asarray(b["valid"]).astype(bool)]

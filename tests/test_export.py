@@ -12,6 +12,7 @@ Tolerance: float32 on a CPU, the exported scores are within SCORE_ATOL of the pr
 XLA and JAX's compile the same StableHLO; observed differences are below 1e-7), and the class ids are
 the same wherever the scores are not tied within that tolerance.
 """
+import dataclasses
 import functools
 import json
 import os
@@ -29,6 +30,7 @@ from fewframes_jax import errors
 from fewframes_jax.serve import export
 from fewframes_jax.serve import ranking
 from fewframes_jax import inference
+from fewframes_jax import specs
 from fewframes_jax import models
 from fewframes_jax.sampling import rules
 from fewframes_jax.serve import saved_model
@@ -112,7 +114,7 @@ def run(workdir):
 def requests(run):
   """The bundled eval split and a zero-frame video, as one TFRecord file, decoded by the training
   pipeline (`yt8m.make_dataset`), with the project's ranking of each network on them."""
-  d = run.restored.config.data
+  d = run.restored.spec.data
   tf = records.tensorflow()
   serialized = [r.numpy() for r in tf.data.TFRecordDataset(yt8m.list_files(d.eval_pattern))]
   serialized.append(record(b"zero_frames", 0))
@@ -214,7 +216,7 @@ def test_main_export_writes_the_savedmodel_the_jax_artifact_and_the_info(run):
   assert sorted(weights.files)[0].startswith("0000.") and len(weights.files) == len(jax.tree.leaves(network.variables))
   with open(os.path.join(folder, export.INFO_FILE)) as f:
     info = json.load(f)
-  c = run.restored.config
+  c = run.restored.spec
   model = network.forward.model
   flops, params = flops_lib.model_cost(model, frames=10, feature_dim=1152)
   assert info["network"] == "student" and info["family"] == "nextvlad"
@@ -245,9 +247,10 @@ def test_the_flops_of_an_anyk_hrnn_below_a_whole_block_and_of_a_learned_selector
   from fewframes_jax.train import run_setup  # pylint: disable=g-import-not-at-top
   for order in ("coarse_to_fine", "learned"):
     config = test_anyk.anyk_config("hrnn", order=order)
-    forward = inference.student_forward(config, run_setup.make_setup(config).student_model, 4)
+    spec = specs.RunSpec.from_config(config)
+    forward = inference.student_forward(spec, run_setup.make_setup(spec).student_model, 4)
     assert forward.selection.slots == 6
-    network = inference.Network(which="student", forward=forward, variables={}, config=config)
+    network = inference.Network(which="student", forward=forward, variables={}, spec=spec)
     want = flops_lib.model_cost(forward.model, frames=6, feature_dim=16)[0] + selection_cost.scorer_flops(config)
     assert (selection_cost.scorer_flops(config) > 0) == (order == "learned")
     assert export.export_info(network)["flops_per_video"] == pytest.approx(want)
@@ -351,8 +354,9 @@ def tiny_network(family, which, method, *, init=True, dtype="float32"):
   c.data.max_frames, c.data.num_classes, c.data.feature_sizes = 12, 6, (12, 4)
   c.teacher.hrnn.num_blocks, c.student.hrnn.num_blocks = 3, 2
   c.dtype = dtype
-  selection = inference.Selection() if which == "teacher" else inference.student_selection(c)
-  model = build_model(c[which], num_classes=6, feature_sizes=(12, 4), dtype=c.dtype)
+  spec = specs.RunSpec.from_config(c)
+  selection = inference.Selection() if which == "teacher" else inference.student_selection(spec)
+  model = build_model(getattr(spec, which), num_classes=6, feature_sizes=(12, 4), dtype=c.dtype)
   forward = inference.Forward(model, selection)
   frames = 12 if which == "teacher" else 4
   variables = flops_lib.abstract_variables(model, frames=frames, feature_dim=16)
@@ -363,7 +367,7 @@ def tiny_network(family, which, method, *, init=True, dtype="float32"):
     variables = inference.cast_for_inference(forward, variables, max_frames=12, feature_dim=16, dtype=c.dtype)
     if selection.learned:
       variables = with_random_selector(variables, selection.scorer)
-  return inference.Network(which=which, forward=forward, variables=variables, config=c)
+  return inference.Network(which=which, forward=forward, variables=variables, spec=spec)
 
 
 def with_random_selector(variables, scorer, seed=2):
@@ -379,11 +383,13 @@ def test_a_learned_audio_student_serves_from_records_as_the_project_scores():
   request reader scores the audio of every frame and decodes the k chosen frames (`data/host_scorer.py`)
   and ranks as the project does on every frame."""
   network = tiny_network("nextvlad", "student", "learned", init=True)
-  network.config.student.selector.streams = "audio"
-  selection = inference.student_selection(network.config)
+  spec = network.spec
+  spec = dataclasses.replace(spec, student=dataclasses.replace(
+      spec.student, selector=dataclasses.replace(spec.student.selector, streams="audio")))
+  selection = inference.student_selection(spec)
   network = inference.Network(which="student", forward=inference.Forward(network.forward.model, selection),
                               variables=with_random_selector(network.variables, selection.scorer, 3),
-                              config=network.config)
+                              spec=spec)
   assert network.forward.selection.input_frames(inference.split_selector(network.variables)[1]) is not None
   lengths = (12, 7, 3, 1, 15)
   serialized = [record(f"v{i}".encode(), n, rgb=12, audio=4, seed=i) for i, n in enumerate(lengths)]

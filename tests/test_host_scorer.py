@@ -8,6 +8,7 @@ import pytest
 import runs_testlib as lib
 from configs import base
 from fewframes_jax import inference
+from fewframes_jax import specs
 from fewframes_jax.benchmark import compute
 from fewframes_jax.benchmark import pipeline
 from fewframes_jax.data import host_scorer
@@ -147,7 +148,7 @@ def learned_config(streams):
 def test_a_preselected_host_batch_scores_as_the_full_batch(pattern, full):
   config = learned_config("audio")
   forward = compute.student_forward(config, K)
-  network = inference.Network(which="student", forward=forward, config=config,
+  network = inference.Network(which="student", forward=forward, spec=specs.RunSpec.from_config(config),
                               variables=compute.served_variables(config, forward, precast=False))
   spec = forward.selection.input_frames(inference.split_selector(network.variables)[1])
   host = read_all(pattern, spec)
@@ -159,8 +160,8 @@ def test_a_preselected_host_batch_scores_as_the_full_batch(pattern, full):
 def test_a_scorer_of_every_stream_or_without_parameters_stays_on_the_device():
   scorer, params = scorer_and_params("all", 0)
   assert inference.Selection(K, learned.METHOD, scorer=scorer).input_frames(params) is None
-  assert inference.student_selection(learned_config("all")).input_frames(params) is None
-  assert inference.student_selection(learned_config("audio")).input_frames() is None  # no parameters
+  assert inference.student_selection(specs.RunSpec.from_config(learned_config("all"))).input_frames(params) is None
+  assert inference.student_selection(specs.RunSpec.from_config(learned_config("audio"))).input_frames() is None  # no parameters
 
 
 def test_host_scorer_checks_its_parameters_and_its_stream():

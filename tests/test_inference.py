@@ -10,6 +10,7 @@ import setup_testlib
 from configs import base
 from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax import inference
+from fewframes_jax import specs
 from fewframes_jax.sampling import rules
 from fewframes_jax.data.quantization import dequantize
 
@@ -40,7 +41,7 @@ def restored_of(config):
   """A `Restored` built from a fresh run's state, as `checkpoint.restore` builds it from disk."""
   setup, state = setup_testlib.setup_run(config)
   tree = {"teacher": state.teacher.variables, "student": state.student.variables}
-  return ckpt_lib.Restored(config=config, step=0, model=setup.teacher_model,
+  return ckpt_lib.Restored(spec=specs.RunSpec.from_config(config), step=0, model=setup.teacher_model,
                            variables=inference.network_variables(tree, "teacher"),
                            student_model=setup.student_model,
                            student_variables=inference.network_variables(tree, "student"), metrics={})
@@ -107,7 +108,7 @@ def test_network_from_restored_picks_each_network():
   teacher, student = (inference.Network.from_restored(restored, w) for w in ("teacher", "student"))
   assert teacher.forward.selection.all_frames and teacher.frames_seen == T
   assert student.forward.selection == inference.Selection(4, "uniform") and student.frames_seen == 4
-  no_student = ckpt_lib.Restored(config=restored.config, step=3, model=restored.model, variables=restored.variables,
+  no_student = ckpt_lib.Restored(spec=restored.spec, step=3, model=restored.model, variables=restored.variables,
                                  student_model=None, student_variables=None, metrics={})
   with pytest.raises(ValueError, match="has no student"):
     no_student.network("student")

@@ -9,6 +9,7 @@ import pytest
 from fewframes_jax import inference
 from fewframes_jax.sampling.rules import PAD_INDEX
 from fewframes_jax.sampling import learned
+from fewframes_jax import specs
 from numpy_reference import frames_with_garbage
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
@@ -184,14 +185,15 @@ def test_the_perturbed_top_k_gradient_matches_finite_differences_of_its_expectat
 def test_the_spec_reads_the_config_and_checks_its_fields():
   from configs import base  # pylint: disable=g-import-not-at-top
   c = base.experiment("hrnn", k=10, arg="tiny,sampling=learned")
-  assert learned.SelectorSpec.from_config(c.student) == learned.SelectorSpec()
+  assert specs.SelectorSpec.from_config(c.student.selector) == specs.SelectorSpec()
+  assert specs.RunSpec.from_config(c).student.selector == specs.SelectorSpec()
   c.student.selector.streams, c.student.selector.hidden = "audio", 7
-  spec = learned.SelectorSpec.from_config(c.student)
+  spec = specs.RunSpec.from_config(c).student.selector
   assert (spec.streams, spec.hidden, spec.train) == ("audio", 7, "rank")
   for field, value, match in (("streams", "video", "streams"), ("train", "rl", "train"),
                               ("frames_per_video", 1, "frames_per_video"), ("sigma", 0.0, "sigma")):
     with pytest.raises(ValueError, match=match):
-      learned.SelectorSpec(**{field: value}).validate()
+      specs.SelectorSpec(**{field: value}).validate()
   with pytest.raises(ValueError, match="two streams"):
     learned.stream_slice((1024,), "audio")
 

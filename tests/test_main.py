@@ -51,7 +51,7 @@ def test_main_trains_checkpoints_and_prints_the_table(trained):
     assert glob.glob(os.path.join(run, "tensorboard", "events.out.tfevents*"))
   summary = json.load(open(os.path.join(workdir, "summary.json")))
   assert summary["step"] == 4
-  assert ckpt_lib.restore(workdir).config.mode == "serial"
+  assert ckpt_lib.restore(workdir).spec.mode == "serial"
   teacher = json.load(open(os.path.join(teacher_dir, "summary.json")))["eval"]["teacher"]
   assert summary["eval"]["teacher"]["gap"] == teacher["gap"]  # the frozen teacher is the one trained first
   kept = summary["kept_and_saved"]
@@ -94,7 +94,7 @@ def test_predict_csv_has_the_in_memory_gap(trained, tmp_path):
   assert predict.write_predictions(workdir, None, path) == 24
   rows = list(csv.reader(open(path)))
   assert rows[0] == ["VideoId", "LabelConfidencePairs"] and len(rows) == 25
-  num_classes = ckpt_lib.restore(workdir).config.data.num_classes
+  num_classes = ckpt_lib.restore(workdir).spec.data.num_classes
   labels = {}
   for ids, _, y in predict.predictions(workdir):
     labels.update({i.decode(): y_i for i, y_i in zip(ids, y)})

@@ -1,5 +1,6 @@
 """Registry-level contract tests over every family in MODEL_NAMES, built by `build_model` from
 `configs.base.model_config` with the dimensions shrunk."""
+import dataclasses
 import functools
 
 import jax
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from configs.base import model_config
+from fewframes_jax import specs
 from fewframes_jax.models import MODEL_NAMES, build_model, input_norm_of
 
 C, T, SIZES = 10, 12, (16, 8)
@@ -26,7 +28,7 @@ def tiny_config(name):
   m.netvlad.cluster_size, m.netvlad.hidden_size = 4, 8
   m.nextvlad.cluster_size, m.nextvlad.hidden_size, m.nextvlad.groups = 4, 8, 2
   m.nextvlad.gating_reduction = 2
-  return m
+  return specs.NetworkSpec.from_config(m)
 
 
 def _frames(seed, lengths=LENGTHS, garbage=True):
@@ -103,7 +105,7 @@ def test_appending_padding_frames_changes_nothing(name, train):
   that catches padding entering batch statistics: the zero rows would.) H-RNN cuts T into num_blocks
   blocks, so its num_blocks doubles with T: the real frames keep their blocks, the new ones are empty."""
   cfg = tiny_config(name)
-  cfg.hrnn.num_blocks *= 2
+  cfg = dataclasses.replace(cfg, hrnn=dataclasses.replace(cfg.hrnn, num_blocks=2 * cfg.hrnn.num_blocks))
   model = build_model(cfg, num_classes=C, feature_sizes=SIZES)
   clean = _frames(8, garbage=False)
   longer = np.concatenate([_frames(8), _frames(9, np.zeros_like(LENGTHS))], axis=1)
@@ -195,8 +197,7 @@ def test_default_input_norm_is_wired(name):
 
 
 def test_unknown_model_name_raises():
-  cfg = tiny_config("netvlad")
-  cfg.name = "transformer"
+  cfg = dataclasses.replace(tiny_config("netvlad"), name="transformer")
   with pytest.raises(ValueError, match="model.name"):
     build_model(cfg, num_classes=C, feature_sizes=SIZES)
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from configs.base import model_config
+from fewframes_jax import specs
 from fewframes_jax.models import build_model
 from fewframes_jax.models.recurrent import HRNN, FrameRNN, RNNLayer
 
@@ -110,7 +111,7 @@ def _tiny_config(name, num_blocks=3):
   m.hrnn.cells = H
   m.hrnn.num_blocks = num_blocks
   m.rnn.cells = H
-  return m
+  return specs.NetworkSpec.from_config(m)
 
 
 def _tiny_model(name, **kwargs):
@@ -348,7 +349,7 @@ def test_parameter_count_at_paper_size(name):
       "lstm": _lstm_params(d, h) + _lstm_params(h, h) + _moe_params(h, c, 2),
       "gru": _gru_params(d, h) + _gru_params(h, h) + _moe_params(h, c, 2),
   }[name]
-  model = build_model(model_config(name), num_classes=c, feature_sizes=(1024, 128))
+  model = build_model(specs.NetworkSpec.from_config(model_config(name)), num_classes=c, feature_sizes=(1024, 128))
   frames = jax.ShapeDtypeStruct((1, 30, d), jnp.float32)
   num_frames = jax.ShapeDtypeStruct((1,), jnp.int32)
   variables = jax.eval_shape(lambda f, n: model.init(jax.random.PRNGKey(0), f, n, train=False),

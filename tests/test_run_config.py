@@ -13,6 +13,7 @@ import runs_testlib as lib
 import setup_testlib
 from configs import base
 from fewframes_jax import checkpoint as ckpt_lib
+from fewframes_jax import specs
 from fewframes_jax import run_config
 from fewframes_jax.train import run_setup
 from fewframes_jax.train import loop
@@ -151,9 +152,11 @@ def test_num_train_steps():
   c.train.num_epochs = 2.0
   c.data.num_train_examples = 0
   with pytest.raises(ConfigError, match=r"train.num_epochs needs data.num_train_examples"):
-    run_config.num_train_steps(c)
+    run_config.validate(c)
+  with pytest.raises(ConfigError, match=r"train.num_epochs needs data.num_train_examples"):
+    specs.RunSpec.from_config(c).num_train_steps
   c.data.num_train_examples = 100  # 2 epochs x 100 / batch 8 = 25 steps
-  assert run_config.num_train_steps(c) == 25
+  assert specs.RunSpec.from_config(c).num_train_steps == 25
 
 
 def test_shared_classifier_needs_equal_representation_sizes():
@@ -180,7 +183,7 @@ def test_check_finite_names_step_and_terms():
 def _save_fresh_run(workdir, config):
   _, state = setup_testlib.setup_run(config)
   manager = ckpt_lib.make_manager(workdir)
-  ckpt_lib.save(manager, state, config, metrics={"gap": 0.5}, force=True)
+  ckpt_lib.save(manager, state, specs.RunSpec.from_config(config), metrics={"gap": 0.5}, force=True)
   manager.wait_until_finished()
   manager.close()
   return workdir

@@ -13,6 +13,7 @@ import runs_testlib as lib
 import setup_testlib
 from configs import base
 from fewframes_jax import checkpoint as ckpt_lib
+from fewframes_jax import specs
 from fewframes_jax import run_config
 from fewframes_jax import inference
 from fewframes_jax.train import student_loss
@@ -70,7 +71,7 @@ def test_more_frames_per_video_than_slots_leave_the_rest_invalid():
 @pytest.mark.parametrize("family", ["hrnn", "nextvlad"])
 def test_single_frame_probabilities_are_the_teachers_on_a_one_frame_video(family):
   config = selector_config(family)
-  setup = run_setup.make_setup(config)
+  setup = run_setup.make_setup(specs.RunSpec.from_config(config))
   teacher = run_setup.init_state(setup, jax.random.PRNGKey(0)).teacher
   x = dequantize(jnp.asarray(batch()["frames"][:2, :3]), jnp.asarray([3, 3], jnp.int32))  # [2, 3, D]
   got = jax.jit(lambda x: scorer_training.single_frame_probabilities(setup.teacher_model, teacher.variables, x,
@@ -116,7 +117,7 @@ def test_label_agreement_and_ranking_loss_against_loops():
                                           ("netvlad", "end_to_end")])  # every family, each way twice
 def test_a_step_trains_the_scorer_and_never_the_frozen_teacher(family, train):
   config = selector_config(family, mode="serial", train=train)
-  setup = run_setup.make_setup(config)
+  setup = run_setup.make_setup(specs.RunSpec.from_config(config))
   state = run_setup.init_state(setup, jax.random.PRNGKey(0))
   assert learned.SELECTOR_KEY in state.student.params
   new, metrics = jax.jit(lambda s, b: train_lib.train_step(s, b, setup=setup))(state, batch())
@@ -134,7 +135,7 @@ def test_a_finetuned_rank_scorer_stays_as_it_is():
   """Stage 2 (finetune: no teacher) trains the student on the frames its rank-trained scorer picks; the
   scorer gets no gradient and stays."""
   config = selector_config("nextvlad", mode="finetune", train="rank")
-  setup = run_setup.make_setup(config)
+  setup = run_setup.make_setup(specs.RunSpec.from_config(config))
   state = run_setup.init_state(setup, jax.random.PRNGKey(0))
   new, metrics = jax.jit(lambda s, b: train_lib.train_step(s, b, setup=setup))(state, batch())
   assert "student/selector" not in metrics and "student/ce" in metrics
@@ -149,7 +150,7 @@ def test_the_ranking_loss_alone_moves_only_the_scorer():
   config = selector_config("hrnn", mode="serial", train="rank")
   config.loss.ce = config.loss.pred = config.loss.rep = 0.0
   config.loss.ce = 1e-30  # combine_student_losses needs one nonzero weight; negligible
-  setup = run_setup.make_setup(config)
+  setup = run_setup.make_setup(specs.RunSpec.from_config(config))
   state = run_setup.init_state(setup, jax.random.PRNGKey(0))
   b = batch()
   frames = dequantize(jnp.asarray(b["frames"]), jnp.asarray(b["num_frames"]))
@@ -193,7 +194,7 @@ def test_a_saved_selector_picks_the_same_frames_after_restore(tmp_path):
   setup, state = setup_testlib.setup_run(config)
   state, _ = jax.jit(lambda s, b: train_lib.train_step(s, b, setup=setup))(state, batch(1))  # a trained scorer
   manager = ckpt_lib.make_manager(str(tmp_path))
-  ckpt_lib.save(manager, state, config, force=True)
+  ckpt_lib.save(manager, state, specs.RunSpec.from_config(config), force=True)
   manager.wait_until_finished()
   network = ckpt_lib.restore(str(tmp_path)).network("student")
   selection = network.forward.selection
@@ -208,7 +209,7 @@ def test_a_saved_selector_picks_the_same_frames_after_restore(tmp_path):
     picks.append(np.asarray(selection.select(x, jnp.asarray(b["num_frames"]), None, return_indices=True,
                                              selector_params=sel_params)[2]))
   np.testing.assert_array_equal(picks[0], picks[1])
-  want = inference.Network("student", setup.student_forward, live, config)
+  want = inference.Network("student", setup.student_forward, live, specs.RunSpec.from_config(config))
   np.testing.assert_array_equal(np.asarray(network.probabilities(b["frames"], b["num_frames"])),
                                 np.asarray(want.probabilities(b["frames"], b["num_frames"])))
 
@@ -249,7 +250,7 @@ def test_a_labels_step_trains_judge_and_scorer_without_a_teacher():
   reaches the student's evaluated variables."""
   config = selector_config("nextvlad", mode="student_only", train="labels")
   run_config.validate(run_config.resolve(config))
-  setup = run_setup.make_setup(config)
+  setup = run_setup.make_setup(specs.RunSpec.from_config(config))
   state = run_setup.init_state(setup, jax.random.PRNGKey(0))
   judge = state.student.params[scorer_training.JUDGE_KEY]
   assert judge["kernel"].shape == (16, C)

@@ -6,6 +6,7 @@ import pytest
 from configs import base
 import setup_testlib
 from fewframes_jax import checkpoint as ckpt_lib
+from fewframes_jax import specs
 from fewframes_jax import run_config
 from fewframes_jax.evaluation import evaluate as eval_lib
 from fewframes_jax.sampling import rules
@@ -119,7 +120,7 @@ def test_shared_head_is_the_teachers():
 
 def save_run(workdir, config, state):
   manager = ckpt_lib.make_manager(workdir)
-  ckpt_lib.save(manager, state, config, metrics={"gap": 0.5}, force=True)
+  ckpt_lib.save(manager, state, specs.RunSpec.from_config(config), metrics={"gap": 0.5}, force=True)
   manager.wait_until_finished()
   manager.close()
 

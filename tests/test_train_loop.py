@@ -14,6 +14,8 @@ import setup_testlib
 from fewframes_jax import checkpoint as ckpt_lib
 from fewframes_jax.evaluation import evaluate as eval_lib
 from fewframes_jax import parallel
+from fewframes_jax import run_config
+from fewframes_jax import specs
 from fewframes_jax.evaluation import predict
 from fewframes_jax.train import run_setup
 from fewframes_jax.train import loop
@@ -37,7 +39,7 @@ def setup(tmp_path_factory, fast_compile):  # pylint: disable=unused-argument  (
 
 def test_eval_skips_are_counted_and_the_rest_evaluated(setup):
   config, setup_, state, eval_step, mesh = setup
-  results = loop.run_eval(config, setup_, state, eval_step, mesh)
+  results = loop.run_eval(specs.RunSpec.from_config(config), setup_, state, eval_step, mesh)
   assert set(results) == {"teacher", "student"}
   for metrics in results.values():
     assert metrics["skipped_records"] == 1
@@ -49,7 +51,7 @@ def test_eval_bad_record_raises_with_on_error_raise(setup):
   config = config.copy_and_resolve_references()
   config.data.on_error = "raise"
   with pytest.raises(ValueError, match=r"eval-1\.tfrecord.*record 0.*label"):
-    loop.run_eval(config, setup_, state, eval_step, mesh)
+    loop.run_eval(specs.RunSpec.from_config(config), setup_, state, eval_step, mesh)
 
 
 def _train(config, workdir):
@@ -84,10 +86,10 @@ def test_every_mode_that_calls_the_model_with_willow_random_frames(setup, tmp_pa
   teacher_head = ckpt_lib.restore(str(stage1_dir), best=True).variables["params"]["head"]
   finetune = config.copy_and_resolve_references()
   finetune.mode, finetune.init_workdir = "finetune", str(stage1_dir)
-  loaded = loop.load_networks(finetune)
+  loaded = loop.load_networks(specs.RunSpec.from_config(finetune))
   for a, b in zip(jax.tree.leaves(loaded.student_variables["params"]["head"]), jax.tree.leaves(teacher_head)):
     np.testing.assert_array_equal(a, b)
-  setup_ = run_setup.make_setup(finetune)
+  setup_ = run_setup.make_setup(specs.RunSpec.from_config(finetune))
   assert not setup_.has_teacher and setup_.train_student and not setup_.shared_head
   assert dict(setup_.loss_weights) == {"ce": 1.0, "pred": 0.0, "rep": 0.0, "rep_intermediate": 0.0}
   out = _train(finetune, tmp_path / "finetune")
@@ -106,7 +108,7 @@ def test_serial_without_a_teacher_run_trains_its_teacher_first(setup, tmp_path, 
   config = config.copy_and_resolve_references()
   config.mode, config.train.num_steps, config.loss.rep = "serial", 4, 0.0
   workdir = tmp_path / "run"
-  teacher_dir = str(workdir / loop.TEACHER_SUBDIR)
+  teacher_dir = str(workdir / run_config.TEACHER_SUBDIR)
   should_stop = preemption.PreemptionWatch.should_stop
   monkeypatch.setattr(preemption.PreemptionWatch, "should_stop", lambda self, step: step == 2)
   stopped = _train(config, workdir)
@@ -119,7 +121,7 @@ def test_serial_without_a_teacher_run_trains_its_teacher_first(setup, tmp_path, 
   assert "Stage 1 of 2: the teacher alone" in printed and f"Resumed from {teacher_dir} at step 2" in printed
   assert "Stage 2 of 2" in printed and "The student keeps" in printed
   assert out["step"] == 4 and not out["preempted"] and set(out["eval"]) == {"teacher", "student"}
-  assert ckpt_lib.restore(str(workdir)).config.teacher_workdir == teacher_dir
+  assert ckpt_lib.restore(str(workdir)).spec.teacher_workdir == teacher_dir
   teacher_run = json.load(open(os.path.join(teacher_dir, "summary.json")))
   assert out["eval"]["teacher"]["gap"] == teacher_run["eval"]["teacher"]["gap"]  # the student's teacher is it
   assert out["kept_and_saved"]["gap_kept"] == pytest.approx(out["eval"]["student"]["gap"] /
@@ -134,4 +136,4 @@ def test_serial_without_a_teacher_run_trains_its_teacher_first(setup, tmp_path, 
   config.teacher_workdir = teacher_dir
   _train(config, tmp_path / "explicit")
   assert calls == [("serial", teacher_dir, str(tmp_path / "explicit"))]
-  assert not os.path.exists(tmp_path / "explicit" / loop.TEACHER_SUBDIR)
+  assert not os.path.exists(tmp_path / "explicit" / run_config.TEACHER_SUBDIR)

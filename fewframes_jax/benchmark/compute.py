@@ -11,7 +11,7 @@ frames picked on the device (what the trainer's eval does). The forwards are tim
 (`timing.time_interleaved`). Train rows: `train_teacher` (mode=teacher), `train_student_k{k}`
 (mode=student_only), `train_parallel_k{k}` (the joint teacher + student step).
 
-A student at another k than the config's is built with `models.model_config_at_k` (an H-RNN student
+A student at another k than the config's is built with `models.network_at_k` (an H-RNN student
 gets ceil(k / 6) blocks). Class counts and sizes are the config's own (4716 classes for the paper's
 configs): the benchmarks read no data, so the config is not resolved against the bundled dataset.
 FLOPs are counted with 'unsafe_rbg' keys, whose random bits compile without a loop (see `flops.py`);
@@ -26,12 +26,13 @@ import jax.numpy as jnp
 import ml_collections
 
 from fewframes_jax import inference
+from fewframes_jax import specs
 from fewframes_jax import parallel
 from fewframes_jax.train import trainer as train_lib
 from fewframes_jax.train import run_setup
 from fewframes_jax.metrics import flops as flops_lib
 from fewframes_jax.benchmark import timing
-from fewframes_jax.models import build_model, model_config_at_k
+from fewframes_jax.models import build_model, hrnn_student_blocks, network_at_k
 from fewframes_jax.sampling import learned
 
 TRAIN_BENCHMARKS = ("teacher", "student", "parallel")
@@ -104,17 +105,19 @@ def _unrolled(config: ml_collections.ConfigDict) -> bool:
 
 def teacher_forward(config: ml_collections.ConfigDict, *, unroll: int = 0) -> inference.Forward:
   """The config's teacher, on every frame. unroll: as `build_model` (1: the program FLOPs count)."""
-  d = config.data
-  return inference.Forward(build_model(config.teacher, num_classes=d.num_classes,
-                                      feature_sizes=tuple(d.feature_sizes), dtype=config.dtype, unroll=unroll))
+  spec = specs.RunSpec.from_config(config)
+  d = spec.data
+  return inference.Forward(build_model(spec.teacher, num_classes=d.num_classes, feature_sizes=d.feature_sizes,
+                                      dtype=spec.dtype, unroll=unroll))
 
 
 def student_forward(config: ml_collections.ConfigDict, k: int, *, unroll: int = 0) -> inference.Forward:
-  """The config's student at `k` frames (`model_config_at_k`), selected by `student.sampling`."""
-  d = config.data
-  model = build_model(model_config_at_k(config.student, k), num_classes=d.num_classes,
-                      feature_sizes=tuple(d.feature_sizes), dtype=config.dtype, unroll=unroll)
-  selection = dataclasses.replace(inference.student_selection(config), k=k)
+  """The config's student at `k` frames (`network_at_k`), selected by `student.sampling`."""
+  spec = specs.RunSpec.from_config(config)
+  d = spec.data
+  model = build_model(network_at_k(spec.student, k), num_classes=d.num_classes, feature_sizes=d.feature_sizes,
+                      dtype=spec.dtype, unroll=unroll)
+  selection = dataclasses.replace(inference.student_selection(spec), k=k)
   return inference.Forward(model, selection)
 
 
@@ -169,11 +172,12 @@ def run_infer(config: ml_collections.ConfigDict, *, ks: Sequence[int], warmup: i
 def train_config(config: ml_collections.ConfigDict, *, mode: str, k: Optional[int] = None,
                  batch_size: Optional[int] = None) -> ml_collections.ConfigDict:
   """A complete copy of `config` for one train benchmark: `mode`, the student at `k` (default
-  `student.k`; `model_config_at_k`), the train batch size (default `data.batch_size`)."""
+  `student.k`; an H-RNN student with `hrnn_student_blocks(k)` blocks), the train batch size (default
+  `data.batch_size`)."""
   c = ml_collections.ConfigDict(config.to_dict())
   c.mode = mode
   k = config.student.k if k is None else k
-  c.student = model_config_at_k(config.student, k)
+  c.student.hrnn.num_blocks = hrnn_student_blocks(k)
   c.student.k = k
   if batch_size:
     c.data.batch_size = batch_size
@@ -201,14 +205,14 @@ def benchmark_train_step(config: ml_collections.ConfigDict, *, name: str, warmup
   """Times `trainer.jit_train_step` (the state donated) of a complete config (`train_config`) on one
   synthetic batch of `data.batch_size` videos, sharded over every device: its result row."""
   d = config.data
-  setup = run_setup.make_setup(config)
+  setup = run_setup.make_setup(specs.RunSpec.from_config(config))
   mesh = parallel.make_mesh()
   state = run_setup.create_state(setup, jax.random.PRNGKey(seed), mesh)
   batch = jax.device_put(timing.synthetic_batch(batch_size=d.batch_size, frames=d.max_frames,
                                                 feature_dim=setup.feature_dim, num_classes=d.num_classes,
                                                 seed=seed), parallel.batch_sharded(mesh))
   compiled = train_lib.jit_train_step(setup).lower(state, batch).compile()
-  flops_setup = run_setup.make_setup(_not_unrolled(config)) if _unrolled(config) else setup
+  flops_setup = run_setup.make_setup(specs.RunSpec.from_config(_not_unrolled(config))) if _unrolled(config) else setup
   flops = flops_lib.compiled_call_flops(functools.partial(train_lib.train_step, setup=flops_setup),
                                         (state, batch), compiled if flops_setup is setup else None,
                                         flops_args=(state.replace(rng=_rbg_key()), batch))

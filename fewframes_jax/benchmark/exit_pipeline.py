@@ -27,7 +27,7 @@ from fewframes_jax.data.quantization import dequantize
 def _dataset(network: inference.Network, file_pattern: str, batch_size: int, student_frames):
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top  (TensorFlow)
   ds = yt8m.make_dataset(file_pattern, batch_size, training=False, process_index=0, process_count=1,
-                         student_frames=student_frames, **yt8m.config_options(network.config.data))
+                         student_frames=student_frames, **yt8m.config_options(network.spec.data))
   return yt8m.as_numpy_batches(ds)
 
 
@@ -120,7 +120,7 @@ def benchmark_exit(anyk_network: inference.Network, fixed_network: inference.Net
   """
   from fewframes_jax.exits import exit_curve  # pylint: disable=g-import-not-at-top
   plan = exit_curve.plan_of(anyk_network)
-  data = anyk_network.config.data
+  data = anyk_network.spec.data
   file_pattern = file_pattern or data.eval_pattern
   batch_size = batch_size or data.eval_batch_size
   cache: Dict[Any, Any] = {}

@@ -4,7 +4,7 @@ each network's FLOPs into a per-frame part and a per-video part that does not sh
 
 FLOPs are XLA's cost analysis of the compiled eval-mode forward pass, per video, with recurrent scans
 counted for all their steps (`flops.model_cost`). Parameters are abstract (shape-only), so paper-size
-models cost no memory here. A student at each k is built with `models.model_config_at_k` (an H-RNN
+models cost no memory here. A student at each k is built with `models.network_at_k` (an H-RNN
 student gets ceil(k / 6) blocks), whatever the config's own `student.hrnn.num_blocks`.
 """
 from typing import Any, Dict, List, Optional, Sequence
@@ -12,7 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import ml_collections
 
 from fewframes_jax.metrics import flops as flops_lib
-from fewframes_jax.models import build_model, model_config_at_k
+from fewframes_jax import specs
+from fewframes_jax.models import build_model, network_at_k
 from fewframes_jax.paper.grid import PAPER_KS
 
 
@@ -35,13 +36,14 @@ def flops_rows(config: ml_collections.ConfigDict, ks: Optional[Sequence[int]] = 
   kw = dict(num_classes=d.num_classes, feature_sizes=tuple(d.feature_sizes), dtype=config.dtype)
   ks = sorted(set(PAPER_KS if ks is None else ks) | {config.student.k})
   flops_by_frames, params_by_frames = {}, {}
-  teacher = build_model(config.teacher, **kw)
+  spec = specs.RunSpec.from_config(config)
+  teacher = build_model(spec.teacher, **kw)
   flops_by_frames[d.max_frames], params_by_frames[d.max_frames] = flops_lib.model_cost(
       teacher, frames=d.max_frames, feature_dim=feature_dim)
   for k in ks:
     if k >= d.max_frames:
       continue
-    student = build_model(model_config_at_k(config.student, k), **kw)
+    student = build_model(network_at_k(spec.student, k), **kw)
     flops_by_frames[k], params_by_frames[k] = flops_lib.model_cost(student, frames=k, feature_dim=feature_dim)
   students = [k for k in flops_by_frames if k != d.max_frames]
   return flops_lib.family_rows(family_label(config), flops_by_frames, params_by_frames,

@@ -25,6 +25,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import ml_collections
 
+from fewframes_jax import specs
+
 
 def benchmark_input(file_pattern: str = "", batch_size: int = 64, num_batches: int = 200, *,
                     warmup_batches: int = 10, num_classes: int = 0, max_frames: int = 300,
@@ -259,13 +261,13 @@ def _eval_networks(config: ml_collections.ConfigDict, ks: Sequence[int], *, samp
   from fewframes_jax import inference  # pylint: disable=g-import-not-at-top
   from fewframes_jax.benchmark import compute  # pylint: disable=g-import-not-at-top
   teacher = compute.teacher_forward(config)
-  out = [("teacher", inference.Network(which="teacher", forward=teacher, config=config,
+  out = [("teacher", inference.Network(which="teacher", forward=teacher, spec=specs.RunSpec.from_config(config),
                                        variables=compute.served_variables(config, teacher, seed=seed)), None)]
   for k in ks:
     for selector in selectors or ("",):
       c = selector_config(config, selector) if selector else config
       forward = compute.student_forward(c, k)
-      student = inference.Network(which="student", forward=forward, config=c,
+      student = inference.Network(which="student", forward=forward, spec=specs.RunSpec.from_config(c),
                                   variables=compute.served_variables(c, forward, seed=seed))
       # None: a rule the host cannot apply; a learned selector of one stream is scored on the host
       student_frames = forward.selection.input_frames(inference.split_selector(student.variables)[1])

@@ -15,6 +15,7 @@ import numpy as np
 import jax.numpy as jnp
 import ml_collections
 
+from fewframes_jax import specs
 from fewframes_jax.sampling import methods
 from fewframes_jax.benchmark import compute
 from fewframes_jax.metrics import flops as flops_lib
@@ -44,7 +45,8 @@ def scorer_flops(config: ml_collections.ConfigDict) -> float:
   if config.student.sampling != learned.METHOD:
     return 0.0
   d = config.data
-  return learned.scorer_flops(learned.SelectorSpec.from_config(config.student).scorer(d.feature_sizes), d.max_frames)
+  selector = specs.SelectorSpec.from_config(config.student.get("selector"))
+  return learned.scorer_flops(learned.frame_scorer(selector, d.feature_sizes), d.max_frames)
 
 
 def frames_read(config: ml_collections.ConfigDict, k: int, mean_frames: float, mean_frames_k: float
@@ -60,7 +62,7 @@ def frames_read(config: ml_collections.ConfigDict, k: int, mean_frames: float, m
   if not methods.needs_every_frame(method):
     return {"frames_read": mean_frames_k, "bytes_read": mean_frames_k * frame_bytes}
   if method == learned.METHOD:
-    start, stop = learned.stream_slice(sizes, learned.SelectorSpec.from_config(config.student).streams)
+    start, stop = learned.stream_slice(sizes, specs.SelectorSpec.from_config(config.student.get("selector")).streams)
     if stop - start < frame_bytes:  # one stream for every frame, the other for the chosen ones
       return {"frames_read": mean_frames,
               "bytes_read": mean_frames * (stop - start) + mean_frames_k * (frame_bytes - (stop - start))}

@@ -1,4 +1,4 @@
-"""The eval-mode batches of a config's data: one exact pass over the eval files, the last batch padded.
+"""The eval-mode batches of a run's data: one exact pass over the eval files, the last batch padded.
 
 The trainer's evaluation, the evaluation and predictions of a saved run, the exit curve's gate fitting
 and Table 3's timing all read their videos through `eval_batches`, so every one of them sees the same
@@ -20,7 +20,7 @@ def eval_batches(data, *, pattern: str = "", batch_size: int = 0, input_frames: 
   `data.eval_pattern`) in batches of `batch_size` (default `data.eval_batch_size`), the last batch padded
   with valid=False rows.
 
-  data: a `config.data` block (schema, classes, frames, error policy). input_frames: a
+  data: the run's `specs.DataSpec` (schema, classes, frames, error policy). input_frames: a
   `Selection.input_frames` value: decode only the k frames of each video it picks (None: every frame).
   counter: counts skipped and mismatched records (a private one when None; the counts are logged when
   the pass ends). process_index / process_count: default `jax.process_index()` / `jax.process_count()`.

@@ -183,7 +183,7 @@ def num_eval_batches(file_pattern: str, batch_size: int, *, process_count: Optio
 
 
 def config_options(data) -> Dict[str, Any]:
-  """The `make_dataset` keyword arguments that a `config.data` block sets (schema, classes, frames,
+  """The `make_dataset` keyword arguments that a run's data (`specs.DataSpec`) sets (schema, classes, frames,
   error policy), shared by the training, eval and predict pipelines."""
   return dict(num_classes=data.num_classes, max_frames=data.max_frames, on_error=data.on_error,
               feature_names=tuple(data.feature_names), feature_sizes=tuple(data.feature_sizes),

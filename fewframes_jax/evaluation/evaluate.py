@@ -15,11 +15,11 @@ from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from absl import logging
 
 from fewframes_jax import inference
+from fewframes_jax import specs
 from fewframes_jax import losses
 from fewframes_jax import metrics as metrics_lib
 from fewframes_jax import parallel
@@ -77,7 +77,7 @@ def make_eval_step(forwards: Mapping[str, inference.Forward], mesh=None) -> Call
   return jax.jit(step, out_shardings=parallel.replicated(mesh))
 
 
-def eval_batches(data: ml_collections.ConfigDict, counter=None) -> Iterator[Dict[str, np.ndarray]]:
+def eval_batches(data: specs.DataSpec, counter=None) -> Iterator[Dict[str, np.ndarray]]:
   """This process's eval batches of `data.eval_pattern`, full frames (the on-device selection picks each
   network's), the last batch padded. Multi-process: every process yields as many batches as the largest
   shard needs. `counter`: a `bad_records.SkipCounter` that counts skipped and mismatched records."""
@@ -128,7 +128,7 @@ def evaluate(eval_step: Callable, variables: Mapping[str, Any], batches: Iterabl
 
 
 def evaluate_dataset(forwards: Mapping[str, inference.Forward], variables: Mapping[str, Any],
-                     data: ml_collections.ConfigDict, *, mesh=None, eval_step: Optional[Callable] = None
+                     data: specs.DataSpec, *, mesh=None, eval_step: Optional[Callable] = None
                      ) -> Dict[str, Dict[str, float]]:
   """`evaluate` over `data.eval_pattern` with the record counts added to every network's metrics:
   `skipped_records` (bad records dropped with data.on_error=skip) and `frame_count_mismatches` (records

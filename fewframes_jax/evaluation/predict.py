@@ -12,10 +12,10 @@ its k frames are decoded and shipped (`yt8m.make_dataset(student_frames=...)`, `
 
 The data pattern is the command-line config's `data.eval_pattern` when given, else the trained run's.
 """
+import dataclasses
 import os
 from typing import Dict, Iterator, Optional, Tuple
 
-import ml_collections
 import numpy as np
 
 from fewframes_jax import specs
@@ -29,17 +29,12 @@ from fewframes_jax.data.quantization import dequantize
 from fewframes_jax.errors import UserError
 
 
-def data_config(run_config: ml_collections.ConfigDict, cli_config=None) -> ml_collections.ConfigDict:
-  """The run's data settings, with the command line's eval files (and error policy) when it gives some.
-  A setting the saved run predates (a field added to `config.data` since) takes the command line's value."""
-  d = ml_collections.ConfigDict(run_config.data.to_dict())
-  for key, value in (cli_config.data.items() if cli_config is not None else ()):
-    if key not in d:
-      d[key] = value
+def data_spec(run: specs.RunSpec, cli_config=None) -> specs.DataSpec:
+  """The run's data, with the command line's eval files (and error policy) when it gives some."""
   if cli_config is not None and cli_config.data.eval_pattern:
-    d.eval_pattern = cli_config.data.eval_pattern
-    d.on_error = cli_config.data.on_error
-  return d
+    return dataclasses.replace(run.data, eval_pattern=str(cli_config.data.eval_pattern),
+                               on_error=str(cli_config.data.on_error))
+  return run.data
 
 
 def student_options(cli_config=None) -> Tuple[Optional[int], str]:
@@ -57,7 +52,7 @@ def _exit_policy(net: inference.Network, spec: str, workdir: str):
     raise UserError(str(e)) from None
   if policy is None:
     return None, None
-  if specs.budgets_of(net.config) is None:
+  if net.spec.student.budgets is None:
     raise UserError(f"student.exit={spec!r}: the run's student is not an any-k student")
   return policy, exit_gate.load(workdir) if policy.rule == "gate" else None
 
@@ -91,7 +86,7 @@ def scored_videos(workdir: str, cli_config=None, *, network: str = "student", be
   when it gives `student.exit`."""
   budget, exit_spec = student_options(cli_config) if network == "student" else (None, "")
   net = ckpt_lib.restore(workdir, step=step, best=best).network(network, budget=None if exit_spec else budget)
-  data = data_config(net.config, cli_config)
+  data = data_spec(net.spec, cli_config)
   policy, gate = _exit_policy(net, exit_spec, workdir)
   if policy is not None:
     yield from _exit_predictions(net, data, policy, gate)
@@ -152,9 +147,9 @@ def evaluate_restored(workdir: str, cli_config=None, *, best: bool = False, step
   if networks:
     results = eval_lib.evaluate_dataset({w: n.forward for w, n in networks.items()},
                                         {w: n.variables for w, n in networks.items()},
-                                        data_config(restored.config, cli_config))
+                                        data_spec(restored.spec, cli_config))
   if exit_spec:
-    acc = metrics_lib.EvaluationMetrics(restored.config.data.num_classes)
+    acc = metrics_lib.EvaluationMetrics(restored.spec.data.num_classes)
     frames = []
     for _, probs, labels, used in scored_videos(workdir, cli_config, best=best, step=step):
       acc.update(probs, labels)

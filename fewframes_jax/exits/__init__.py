@@ -6,6 +6,6 @@
                  change the video's top 20; fitted and saved with the run.
   exit_curve.py  GAP against frames read for every budget and rule over a threshold sweep, with FLOPs.
 
-The policy itself (`specs.ExitPolicy`, `specs.exits_of`) is part of the run's vocabulary. The command
+The policy itself (`specs.ExitPolicy`, a student spec's `exits`) is part of the run's specs. The command
 line `python -m fewframes_jax.exits` fits the gate and writes the curve of a trained any-k run.
 """

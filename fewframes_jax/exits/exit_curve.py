@@ -19,7 +19,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from fewframes_jax import specs
@@ -53,13 +52,13 @@ class ExitRecords:
 
 def plan_of(network: inference.Network) -> early_exit.ExitPlan:
   """The exit plan of a restored any-k student: its k_max model, exits and order."""
-  budgets = specs.budgets_of(network.config)
+  budgets = network.spec.student.budgets
   if budgets is None:
     raise ValueError("the run's student is not an any-k student (student.k_min is unset): early exit needs one")
   model = network.forward.model
   if network.forward.selection.k != budgets.k_max:  # restored at a smaller budget: back to k_max
     raise ValueError("exit_curve needs the student at its largest budget (restore it with budget=None)")
-  return early_exit.ExitPlan(model=model, exits=specs.exits_of(network.config), k_max=budgets.k_max,
+  return early_exit.ExitPlan(model=model, exits=network.spec.student.exits, k_max=budgets.k_max,
                              order=budgets.order, scorer=network.forward.selection.scorer)
 
 
@@ -238,7 +237,7 @@ def budget_flops(network: inference.Network, exits: Sequence[int]) -> List[float
   from fewframes_jax.metrics import flops as flops_lib  # pylint: disable=g-import-not-at-top
   out = []
   for k in exits:
-    forward = inference.student_forward(network.config, network.forward.model, k)
+    forward = inference.student_forward(network.spec, network.forward.model, k)
     slots = forward.selection.slots or k
     out.append(flops_lib.model_cost(forward.model, frames=slots, feature_dim=network.feature_dim)[0])
   return out
@@ -253,15 +252,12 @@ def run(workdir: str, *, gate_videos: int = 1000, eval_pattern: str = "", seed: 
   from fewframes_jax.data import eval_batches as eval_input  # pylint: disable=g-import-not-at-top  (TensorFlow)
   network = ckpt_lib.restore(workdir).network("student")
   plan = plan_of(network)
-  data = network.config.data
-  train_data = ml_collections.ConfigDict(data.to_dict())
-  train_data.eval_pattern = data.train_pattern
+  data = network.spec.data
+  train_data = dataclasses.replace(data, eval_pattern=data.train_pattern)
   gate_records = exit_records(network, eval_input.eval_batches(train_data, process_index=0, process_count=1), max_videos=gate_videos)
   gate = fit_gate(gate_records, plan, seed=seed)
   gate.save(workdir)
-  eval_data = ml_collections.ConfigDict(data.to_dict())
-  if eval_pattern:
-    eval_data.eval_pattern = eval_pattern
+  eval_data = dataclasses.replace(data, eval_pattern=eval_pattern) if eval_pattern else data
   records = exit_records(network, eval_input.eval_batches(eval_data, process_index=0, process_count=1), class_groups=class_groups)
   flops = exit_flops(plan, network.variables, feature_dim=network.feature_dim, gate=gate,
                      max_frames=network.max_frames)

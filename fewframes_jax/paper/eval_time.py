@@ -10,15 +10,15 @@ import time
 from typing import Any, Dict, List, Mapping, Sequence
 
 import jax
-import ml_collections
 import numpy as np
 
+from fewframes_jax import specs
 from fewframes_jax.evaluation import evaluate
 from fewframes_jax import inference
 
 
-def load_eval_batches(data: ml_collections.ConfigDict, max_videos: int = 0) -> List[Dict[str, np.ndarray]]:
-  """The eval set of a resolved `config.data` as host numpy batches (frames u8[B, T, D], num_frames
+def load_eval_batches(data: specs.DataSpec, max_videos: int = 0) -> List[Dict[str, np.ndarray]]:
+  """The eval set of a run's data as host numpy batches (frames u8[B, T, D], num_frames
   i32[B], valid bool[B]; the last batch padded), up to `max_videos` (whole batches; 0: all). Read by
   the evaluation's own pipeline (`evaluate.eval_batches`: the config's schema and error policy)."""
   batches, seen = [], 0

@@ -168,9 +168,10 @@ class SelectorStudy:
             out.setdefault(row, {})[k] = entry
           continue
         restored = checkpoint.restore(folder)
-        digest = run_cache.config_hash(restored.config)
+        saved = ml_collections.ConfigDict(restored.spec.saved)
+        digest = run_cache.config_hash(saved)
         if entry is None or entry.get("config_hash") != digest:
-          entry = dict(evidence_recall.evidence_recall(restored.network("student"), restored.config),
+          entry = dict(evidence_recall.evidence_recall(restored.network("student"), saved),
                        config_hash=digest)
           cached[f"{row}|{k}|{seed}"] = entry
           run_cache.write_json(path, cached)
@@ -178,8 +179,8 @@ class SelectorStudy:
     entry = cached.get(f"judgement|{seed}")
     if entry is None and os.path.isdir(self.teacher_dir(seed)):
       restored = checkpoint.restore(self.teacher_dir(seed))
-      entry = cached[f"judgement|{seed}"] = evidence_recall.judgement_auc(restored.network("teacher"),
-                                                                         restored.config)
+      entry = cached[f"judgement|{seed}"] = evidence_recall.judgement_auc(
+          restored.network("teacher"), ml_collections.ConfigDict(restored.spec.saved))
       run_cache.write_json(path, cached)
     if entry is not None:
       out["judgement"] = entry

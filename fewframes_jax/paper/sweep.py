@@ -30,6 +30,7 @@ import jax
 import ml_collections
 
 from fewframes_jax import run_config
+from fewframes_jax import specs
 from fewframes_jax.paper import eval_time
 from fewframes_jax.paper import plots
 from fewframes_jax.paper import render
@@ -46,17 +47,16 @@ CellConfig = Callable[..., ml_collections.ConfigDict]
 
 
 
-def network_cost(config: ml_collections.ConfigDict, net: str) -> Tuple[float, int]:
-  """(FLOPs per video, parameters) of a resolved config's teacher (all frames) or student (k frames),
+def network_cost(spec: specs.RunSpec, net: str) -> Tuple[float, int]:
+  """(FLOPs per video, parameters) of a resolved run's teacher (all frames) or student (k frames),
   from `metrics.flops.model_cost` (memoised there by architecture)."""
   from fewframes_jax.metrics import flops  # pylint: disable=g-import-not-at-top
   from fewframes_jax.models import build_model  # pylint: disable=g-import-not-at-top
-  d = config.data
-  frames = d.max_frames if net == "teacher" else config.student.k
-  model_config = config.teacher if net == "teacher" else config.student
-  model = build_model(model_config, num_classes=d.num_classes, feature_sizes=tuple(d.feature_sizes),
-                      dtype=config.dtype)
-  return flops.model_cost(model, frames=frames, feature_dim=sum(d.feature_sizes))
+  d = spec.data
+  frames = d.max_frames if net == "teacher" else spec.student.k
+  model = build_model(spec.teacher if net == "teacher" else spec.student, num_classes=d.num_classes,
+                      feature_sizes=d.feature_sizes, dtype=spec.dtype)
+  return flops.model_cost(model, frames=frames, feature_dim=d.feature_dim)
 
 
 def evaluated_network(cell: Cell) -> str:
@@ -70,7 +70,7 @@ def run_cell(cell: Cell, config: ml_collections.ConfigDict, workdir: str) -> Rec
   its teacher's GAP (`run_cache.train_run`)."""
   net = evaluated_network(cell)
   record = run_cache.train_run(config, workdir, evaluated=net)
-  flops, params = network_cost(run_config.resolve(config), net)
+  flops, params = network_cost(specs.RunSpec.from_config(run_config.resolve(config)), net)
   return dict(record, flops=float(flops), params=int(params))
 
 
@@ -186,10 +186,10 @@ def time_table3(grid: Grid, preset: Preset, layout: Layout, config_of: Callable[
     ensure(cell.key)
   networks = {cell.key: checkpoint.restore(layout.run(cell.key), best=True).network(which)
               for cell, which in missing}
-  data = run_config.resolve(config_of(missing[0][0])).data
+  data = specs.RunSpec.from_config(run_config.resolve(config_of(missing[0][0]))).data
   batches = eval_time.load_eval_batches(data, preset.timing_videos)
   for key, record in eval_time.time_eval(networks, batches, repeats=preset.timing_repeats).items():
-    flops, params = network_cost(networks[key].config, networks[key].which)
+    flops, params = network_cost(networks[key].spec, networks[key].which)
     record = timings[key] = dict(record, flops=float(flops), params=int(params))
     write_json(layout.timing(key), record)
     log(f"timed {key}: {record['seconds']:.3f} s for {record['videos']} videos")

@@ -23,7 +23,6 @@ How the scorer learns (by a ranking loss on the frozen teacher's or a label judg
 to end) is in `scorer_training.py`; its parameters live in the student's parameter tree under `SELECTOR_KEY`, so the
 student's optimizer trains them and its checkpoint saves them.
 """
-import dataclasses
 import functools
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -31,57 +30,23 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from fewframes_jax import specs
+from fewframes_jax.specs import SelectorSpec
 from fewframes_jax.models.common import frame_mask
 from fewframes_jax.sampling.rules import gather_frames
 from fewframes_jax.sampling.content import top_k_in_time
 
 SELECTOR_KEY = "selector"        # the scorer's parameters in the student's parameter tree
-STREAMS = ("all", "audio", "rgb")
-TRAIN_MODES = ("rank", "labels", "end_to_end")
-RANKED = ("rank", "labels")     # trained by a ranking loss on per-frame targets (a teacher's or a label judge's)
-PRIORS = ("none", "far_from_mean")  # what the scorer starts from (a zero-initialised learned residual on it)
+STREAMS = specs.SELECTOR_STREAMS
+PRIORS = specs.SELECTOR_PRIORS
 PAD_SCORE = -1e9
-METHOD = "learned"               # the `student.sampling` value that asks for a learned selector
+METHOD = specs.LEARNED           # the `student.sampling` value that asks for a learned selector
 
 
-@dataclasses.dataclass(frozen=True)
-class SelectorSpec:
-  """A learned selector's settings (`config.student.selector`, unset fields at these defaults)."""
-  streams: str = "all"
-  train: str = "rank"
-  hidden: int = 4
-  mlp: int = 16
-  prior: str = "none"
-  frames_per_video: int = 16
-  weight: float = 1.0
-  sigma: float = 0.5
-  samples: int = 8
-
-  @classmethod
-  def from_config(cls, student_config) -> "SelectorSpec":
-    given = dict((student_config.get("selector") or {}).items()) if student_config is not None else {}
-    fields = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in given.items() if k in fields and v is not None and v != ""})
-
-  def validate(self) -> None:
-    """Raises ValueError naming the field for a setting out of range."""
-    if self.streams not in STREAMS:
-      raise ValueError(f"student.selector.streams={self.streams!r}: expected one of {STREAMS}")
-    if self.prior not in PRIORS:
-      raise ValueError(f"student.selector.prior={self.prior!r}: expected one of {PRIORS}")
-    if self.train not in TRAIN_MODES:
-      raise ValueError(f"student.selector.train={self.train!r}: expected one of {TRAIN_MODES}")
-    for name in ("hidden", "mlp", "frames_per_video", "samples"):
-      if int(getattr(self, name)) < (2 if name == "frames_per_video" else 1):
-        raise ValueError(f"student.selector.{name}={getattr(self, name)}: must be a positive count"
-                         + (" >= 2 (pairs of frames)" if name == "frames_per_video" else ""))
-    if not self.sigma > 0 or self.weight < 0:
-      raise ValueError(f"student.selector: need sigma > 0 and weight >= 0 (sigma={self.sigma}, "
-                       f"weight={self.weight})")
-
-  def scorer(self, feature_sizes: Sequence[int]) -> "FrameScorer":
-    return FrameScorer(feature_sizes=tuple(int(s) for s in feature_sizes), streams=self.streams,
-                       hidden=int(self.hidden), mlp=int(self.mlp), prior=self.prior)
+def frame_scorer(selector: SelectorSpec, feature_sizes: Sequence[int]) -> "FrameScorer":
+  """The scorer module of a learned selector's settings, for frames of `feature_sizes`."""
+  return FrameScorer(feature_sizes=tuple(int(s) for s in feature_sizes), streams=selector.streams,
+                     hidden=int(selector.hidden), mlp=int(selector.mlp), prior=selector.prior)
 
 
 def init_params(scorer: "FrameScorer", rng: jax.Array, *, frames: int) -> Dict[str, Any]:

@@ -72,14 +72,14 @@ def export_dense(network: inference.Network) -> Tuple[jax.export.Exported, Dict[
 def export_info(network: inference.Network, *, workdir: str = "", signatures: Optional[Dict] = None
                 ) -> Dict[str, Any]:
   """What an export holds, as JSON-ready values (written as `export_info.json`)."""
-  config, selection = network.config, network.forward.selection
-  d = config.data
+  spec, selection = network.spec, network.forward.selection
+  d = spec.data
   top_k = min(ranking.TOP_K, int(d.num_classes))
   flops, params = network.forward.cost(max_frames=network.max_frames, feature_dim=network.feature_dim)
   return {
       "format_version": FORMAT_VERSION,
       "network": network.which,
-      "family": str(config[network.which].name),
+      "family": getattr(spec, network.which).name,
       "frames_seen": network.frames_seen,
       "k": selection.k,
       "selection": "all frames" if selection.all_frames else selection.method,
@@ -93,7 +93,7 @@ def export_info(network: inference.Network, *, workdir: str = "", signatures: Op
       "check_release": bool(d.check_release),
       "flops_per_video": float(flops),
       "params": int(params),
-      "dtype": str(config.dtype),
+      "dtype": spec.dtype,
       "checkpoint_step": network.step,
       "workdir": os.path.abspath(workdir) if workdir else "",
       "versions": _versions(),

@@ -49,7 +49,7 @@ def build_module(network: inference.Network):
   function is traced once here (tf.saved_model.save would trace a tf.function attribute again, and
   every trace lowers the JAX function anew)."""
   tf = records.tensorflow()
-  d = network.config.data
+  d = network.spec.data
   module = tf.Module()
   variables = jax.tree.map(lambda x: tf.Variable(np.asarray(x), trainable=False), network.variables)
   # The converted functions close over the plain dict; the module tracks the flat list (tf.Module would

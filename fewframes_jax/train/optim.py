@@ -15,10 +15,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
-from fewframes_jax.specs import CLIP_MODES
+from fewframes_jax.specs import CLIP_MODES, OptimSpec
 
 
 def clip_each_by_norm(max_norm: float) -> optax.GradientTransformation:
@@ -41,7 +40,7 @@ def clip_each_by_norm(max_norm: float) -> optax.GradientTransformation:
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-def learning_rate_schedule(optim: ml_collections.ConfigDict, global_batch_size: int) -> optax.Schedule:
+def learning_rate_schedule(optim: OptimSpec, global_batch_size: int) -> optax.Schedule:
   """Staircase exponential decay counted in examples. Returns step -> learning rate."""
   transition_steps = max(1, int(round(optim.decay_examples / global_batch_size)))
   return optax.exponential_decay(optim.learning_rate, transition_steps=transition_steps,
@@ -64,7 +63,7 @@ def head_mask(params: Any) -> Any:
   return jax.tree_util.tree_map_with_path(mask, params)
 
 
-def make_optimizer(optim: ml_collections.ConfigDict, global_batch_size: int) -> optax.GradientTransformation:
+def make_optimizer(optim: OptimSpec, global_batch_size: int) -> optax.GradientTransformation:
   """L2 on the head -> clipping -> Adam(staircase-decayed learning rate)."""
   if optim.clip_mode not in CLIP_MODES:
     raise ValueError(f"optim.clip_mode={optim.clip_mode!r}: expected one of {CLIP_MODES}")

@@ -1,7 +1,7 @@
-"""The static set-up of a run, built once from its config, and its initial state.
+"""The static set-up of a run, built once from its spec, and its initial state.
 
   TrainSetup     the two networks, their optimizers and frame selection, and the student's loss settings;
-  make_setup     builds it (representation sizes by shape inference decide whether L_rep needs a projection);
+  make_setup     builds it from the run's `specs.RunSpec` (representation sizes by shape inference decide whether L_rep needs a projection);
   init_state / create_state   the initial `DistillState`, created already placed on the mesh.
 """
 import dataclasses
@@ -11,7 +11,6 @@ from typing import Any, Dict, Optional, Tuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
 from fewframes_jax import specs
@@ -27,7 +26,7 @@ from fewframes_jax.train.optim import learning_rate_schedule, make_optimizer
 
 @dataclasses.dataclass(frozen=True)
 class TrainSetup:
-  """The static part of a run, built once from its config (`make_setup`): the two networks, their
+  """The static part of a run, built once from its spec (`make_setup`): the two networks, their
   optimizers and frame selection, and the student's loss."""
   mode: str
   teacher_model: Optional[nn.Module]
@@ -44,7 +43,7 @@ class TrainSetup:
   projection_dim: int          # >0: the student's representation is projected to this size for L_rep
   loss_weights: Tuple[Tuple[str, float], ...]
   pred_distance: str
-  selector: Optional[learned.SelectorSpec] = None  # a learned frame selector's settings (sampling='learned')
+  selector: Optional[specs.SelectorSpec] = None  # a learned frame selector's settings (sampling='learned')
   num_classes: int = 0                             # the label vocabulary (a `labels`-trained selector's judge)
 
   @property
@@ -80,12 +79,11 @@ class TrainSetup:
     return out
 
 
-def student_loss_weights(config: ml_collections.ConfigDict) -> Dict[str, float]:
+def student_loss_weights(spec: specs.RunSpec) -> Dict[str, float]:
   """The student's loss weights for the mode: CE only for the baselines and for fine-tuning."""
-  if config.mode in ("student_only", "finetune"):
+  if spec.mode in ("student_only", "finetune"):
     return {"ce": 1.0, "rep": 0.0, "rep_intermediate": 0.0, "pred": 0.0}
-  lo = config.loss
-  return {"ce": lo.ce, "rep": lo.rep, "rep_intermediate": lo.rep_intermediate, "pred": lo.pred}
+  return spec.loss.weights()
 
 
 def representation_dim(model: nn.Module, *, frames: int, feature_dim: int) -> int:
@@ -99,44 +97,43 @@ def representation_dim(model: nn.Module, *, frames: int, feature_dim: int) -> in
   return int(jax.eval_shape(fn, jax.random.PRNGKey(0)).shape[-1])
 
 
-def check_representation_sizes(config, teacher_dim: int, student_dim: int) -> None:
+def check_representation_sizes(spec: specs.RunSpec, teacher_dim: int, student_dim: int) -> None:
   """A shared classifier needs the student's representation to have the teacher's size."""
-  if config.share_classifier and config.mode in specs.DISTILLING and teacher_dim != student_dim:
+  if spec.share_classifier and spec.mode in specs.DISTILLING and teacher_dim != student_dim:
     raise ConfigError(f"share_classifier=True needs equal representation sizes, got teacher {teacher_dim} and "
                       f"student {student_dim} (cross-family: set share_classifier=False)")
 
 
-def make_setup(config: ml_collections.ConfigDict, *, teacher_model: Optional[nn.Module] = None) -> TrainSetup:
-  """Builds the run's modules and optimizers, once. `config` is resolved and validated
-  (`run_config`); `teacher_model` replaces the config's teacher (serial mode: the frozen run's model
-  or ensemble). Representation sizes (by shape inference) decide whether L_rep needs a projection."""
-  d, mode = config.data, config.mode
-  feature_dim = sum(d.feature_sizes)
-  kw = dict(num_classes=d.num_classes, feature_sizes=tuple(d.feature_sizes), dtype=config.dtype)
-  if teacher_model is None and specs.has_teacher(mode):
-    teacher_model = build_model(config.teacher, **kw)
-  student_model = build_model(config.student, **kw) if specs.has_student(mode) else None
-  weights = student_loss_weights(config)
+def make_setup(spec: specs.RunSpec, *, teacher_model: Optional[nn.Module] = None) -> TrainSetup:
+  """Builds the run's modules and optimizers, once, from its prepared spec (`run_config.prepare`);
+  `teacher_model` replaces the spec's teacher (serial mode: the frozen run's model or ensemble).
+  Representation sizes (by shape inference) decide whether L_rep needs a projection."""
+  d, mode = spec.data, spec.mode
+  kw = dict(num_classes=d.num_classes, feature_sizes=d.feature_sizes, dtype=spec.dtype)
+  if teacher_model is None and spec.has_teacher:
+    teacher_model = build_model(spec.teacher, **kw)
+  student_model = build_model(spec.student, **kw) if spec.has_student else None
+  weights = student_loss_weights(spec)
   projection_dim = 0
   if mode in specs.DISTILLING:
-    t_dim = representation_dim(teacher_model, frames=d.max_frames, feature_dim=feature_dim)
-    s_dim = representation_dim(student_model, frames=config.student.k, feature_dim=feature_dim)
-    check_representation_sizes(config, t_dim, s_dim)
+    t_dim = representation_dim(teacher_model, frames=d.max_frames, feature_dim=d.feature_dim)
+    s_dim = representation_dim(student_model, frames=spec.student.k, feature_dim=d.feature_dim)
+    check_representation_sizes(spec, t_dim, s_dim)
     projection_dim = t_dim if (weights["rep"] > 0 and t_dim != s_dim) else 0
+  trains_student = spec.has_student
   return TrainSetup(
       mode=mode, teacher_model=teacher_model, student_model=student_model,
-      selection=inference.student_selection(config),
-      student_forward=inference.student_forward(config, student_model) if student_model is not None else None,
-      budgets=specs.budgets_of(config) if student_model is not None else None,
-      teacher_tx=make_optimizer(config.optim, d.batch_size) if mode in specs.TEACHER_TRAINED else None,
-      student_tx=make_optimizer(config.optim, d.batch_size) if specs.has_student(mode) else None,
-      schedule=learning_rate_schedule(config.optim, d.batch_size), max_frames=d.max_frames,
-      feature_dim=feature_dim, shared_head=bool(config.share_classifier) and mode in specs.DISTILLING,
+      selection=inference.student_selection(spec),
+      student_forward=inference.student_forward(spec, student_model) if trains_student else None,
+      budgets=spec.student.budgets if trains_student else None,
+      teacher_tx=make_optimizer(spec.optim, d.batch_size) if mode in specs.TEACHER_TRAINED else None,
+      student_tx=make_optimizer(spec.optim, d.batch_size) if trains_student else None,
+      schedule=learning_rate_schedule(spec.optim, d.batch_size), max_frames=d.max_frames,
+      feature_dim=d.feature_dim, shared_head=spec.share_classifier and mode in specs.DISTILLING,
       projection_dim=projection_dim, loss_weights=tuple(sorted(weights.items())),
-      pred_distance=config.loss.pred_distance,
-      selector=(learned.SelectorSpec.from_config(config.student)
-                if specs.has_student(mode) and config.student.sampling == learned.METHOD else None),
-      num_classes=int(d.num_classes))
+      pred_distance=spec.loss.pred_distance,
+      selector=spec.student.selector if trains_student and spec.student.learned else None,
+      num_classes=d.num_classes)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -5,16 +5,15 @@ measured videos/s of each network's eval forward, with their ratios), printed by
 every frame slot."""
 from typing import Any, Dict, Mapping, Optional
 
-import ml_collections
+from fewframes_jax import specs
 
 
-
-def flops_per_video(config: ml_collections.ConfigDict, setup) -> Dict[str, float]:
+def flops_per_video(spec: specs.RunSpec, setup) -> Dict[str, float]:
   """{'teacher'|'student': XLA's FLOPs per video of the network's eval forward} for a run of `setup`
   (`run_setup.TrainSetup`): the teacher on every frame slot, the student on its k (an any-k student at its
   eval budget), plus a learned selector's scorer on every slot (`inference.Forward.cost`)."""
-  d = config.data
-  return {which: forward.cost(max_frames=d.max_frames, feature_dim=sum(d.feature_sizes))[0]
+  d = spec.data
+  return {which: forward.cost(max_frames=d.max_frames, feature_dim=d.feature_dim)[0]
           for which, forward in setup.forwards().items()}
 
 
@@ -48,13 +47,13 @@ def kept_and_saved(results: Mapping[str, Mapping[str, float]], flops: Mapping[st
           "videos_per_sec": speed, "speedup": speedup, "line": line + "."}
 
 
-def summary_table(config: ml_collections.ConfigDict, setup, step: int, results: Dict[str, Dict[str, float]],
+def summary_table(spec: specs.RunSpec, setup, step: int, results: Dict[str, Dict[str, float]],
                   *, flops: Optional[Mapping[str, float]] = None, kept: Optional[Mapping[str, Any]] = None) -> str:
   """A markdown table of `results` ({'teacher'|'student': metrics}) for a run of `setup`
   (`run_setup.TrainSetup`) at `step`, with the FLOPs per video of each network's eval forward (`flops`, or
   `flops_per_video`), and the line of `kept` (`kept_and_saved`) when given."""
-  d = config.data
-  costs = flops if flops is not None else flops_per_video(config, setup)
+  d = spec.data
+  costs = flops if flops is not None else flops_per_video(spec, setup)
   lines = ["| network | frames | GAP | mAP | mAP (all classes) | Hit@1 | PERR | FLOPs/video |",
            "|---|---:|---:|---:|---:|---:|---:|---:|"]
   for net in ("teacher", "student"):
@@ -67,7 +66,7 @@ def summary_table(config: ml_collections.ConfigDict, setup, step: int, results: 
     lines.append(f"| {net} | {frames} | {r['gap']:.4f} | {r['map']:.4f} | {r['map_all_classes']:.4f} | "
                  f"{r['hit_at_one']:.4f} | {r['perr']:.4f} | {costs.get(net, float('nan')) / 1e6:.1f} M |")
   videos = next(iter(results.values()))["num_videos"] if results else 0
-  footer = [f"mode={config.mode}, teacher={config.teacher.name}, student={config.student.name}, step={step}, "
+  footer = [f"mode={spec.mode}, teacher={spec.teacher.name}, student={spec.student.name}, step={step}, "
             f"eval videos={videos}. mAP: classes with >= 1 positive (current starter); mAP (all classes): the "
             "2017 code's, as the paper."]
   if kept is not None:
