@@ -11,7 +11,8 @@ Modes (--mode):
   train   (default) train and evaluate, resuming from --workdir if it holds checkpoints (a serial run with
           no --config.teacher_workdir trains its teacher first in <workdir>/teacher, unless it is trained).
   eval    evaluate the latest (--best: best eval GAP; --step=N) checkpoint of --workdir on
-          config.data.eval_pattern (default: the run's own eval data), both networks.
+          config.data.eval_pattern (default: the run's own eval data), both networks (a student alone reads
+          only its k frames when the host can pick them).
   predict write the Kaggle CSV (`VideoId,LabelConfidencePairs`, top 20) of the --network (student by
           default) to --output (default <workdir>/predictions.csv).
   flops   print FLOPs per video and parameter counts, teacher (all frames) vs students (k frames).

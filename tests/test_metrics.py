@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fewframes_jax.metrics import device as device_metrics
 from fewframes_jax.metrics import ranking
 from fewframes_jax import metrics
 
@@ -378,6 +379,22 @@ def test_perr_per_video_matches_reference():
     top = ref_top_k(predictions[v].tolist(), n)
     want.append(sum(1 for c in top if labels[v, c] and predictions[v, c] > 0) / n if n else 0.0)
   np.testing.assert_allclose(metrics.perr_per_video(predictions, labels), want, atol=1e-7)
+
+
+@pytest.mark.parametrize("most_labels", [3, 70])
+def test_perr_per_video_of_many_classes_matches_reference_by_either_sort(most_labels):
+  """300 classes: videos with at most `PERR_PARTIAL_CLASSES` labels are ranked by a partial sort; one video
+  with 70 labels sends the batch to the full sort. Ties (scores on a few levels) rank the lower id first."""
+  predictions, labels = random_case(33, 12, 300, levels=6, label_rate=0.01)
+  predictions = predictions - 0.2
+  labels[0, :most_labels] = True
+  assert (labels.sum(1).max() > device_metrics.PERR_PARTIAL_CLASSES) == (most_labels == 70)
+  want = []
+  for v in range(12):
+    n = int(labels[v].sum())
+    top = ref_top_k(predictions[v].tolist(), n)
+    want.append(sum(1 for c in top if labels[v, c] and predictions[v, c] > 0) / n if n else 0.0)
+  np.testing.assert_allclose(jax.jit(metrics.perr_per_video)(predictions, labels), want, atol=1e-7)
 
 
 def test_update_top_k_without_perr():

@@ -58,7 +58,7 @@ def _train(config, workdir):
   return loop.train_and_evaluate(config, str(workdir))
 
 
-def test_every_mode_that_calls_the_model_with_willow_random_frames(setup, tmp_path):
+def test_every_mode_that_calls_the_model_with_willow_random_frames(setup, tmp_path, monkeypatch):
   """`model.netvlad.random_frames=True` (WILLOW's re-sampling, which draws at eval too) through the
   trainer: parallel training with its eval, a re-evaluation that repeats the numbers, a serial student
   of that frozen teacher, predict, and the paper's stage 2 (`finetune`) of the parallel student: it is
@@ -97,6 +97,14 @@ def test_every_mode_that_calls_the_model_with_willow_random_frames(setup, tmp_pa
   moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(out["state"].student.params["head"]),
                                                     jax.tree.leaves(teacher_head))]
   assert any(moved)  # the copy is now the student's own, and it trained
+  # Re-evaluated alone (no teacher in the run), the student reads only its k frames on the host (the
+  # student-only input path): the metrics are the trainer's, exactly.
+  paths = []
+  evaluate_dataset = eval_lib.evaluate_dataset
+  monkeypatch.setattr(eval_lib, "evaluate_dataset",
+                      lambda *a, **kw: paths.append(kw.get("input_frames")) or evaluate_dataset(*a, **kw))
+  assert predict.evaluate_restored(str(tmp_path / "finetune"))["student"] == out["eval"]["student"]
+  assert paths and paths[0] is not None
 
 
 def test_serial_without_a_teacher_run_trains_its_teacher_first(setup, tmp_path, monkeypatch, capsys):

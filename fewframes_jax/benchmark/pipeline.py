@@ -21,7 +21,7 @@ import os
 import statistics
 import tempfile
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import ml_collections
 
@@ -188,25 +188,40 @@ def yt8m_shaped_records(out_dir: str, *, num_videos: int = 1024, num_classes: in
   return os.path.join(out_dir, "eval-*.tfrecord")
 
 
-def _eval_pass(network, dataset, *, preselected: bool,
-               max_batches: int) -> Tuple[int, int, float, float, float]:
-  """One timed pass of an `inference.Network` over a dataset: (batches, valid videos, seconds, mean true
-  length, mean frames decoded per video: the k chosen by the student-only pipeline, else every frame up
-  to max_frames). One batch stays in flight: the next batch is read while the device scores the previous
-  one."""
+class Pass(NamedTuple):
+  """One timed pass over a dataset: batches, valid videos, wall seconds; `mean_frames` (true length) and
+  `decoded` (frames decoded per video: the k chosen by the student-only pipeline, else every frame up to
+  max_frames); `setup_cpu`: CPU seconds of this process until the first batch was in hand (building the
+  pipeline, its iterator, the first batch), and `first_videos`: that batch's videos."""
+  batches: int
+  videos: int
+  seconds: float
+  mean_frames: float = 0.0
+  decoded: float = 0.0
+  setup_cpu: float = 0.0
+  first_videos: int = 0
+
+
+def _eval_pass(network, build_dataset: Callable[[], Any], *, preselected: bool, max_batches: int) -> Pass:
+  """One timed pass of an `inference.Network` over the dataset `build_dataset()` returns (built inside the
+  pass, as `--mode=eval/predict` build theirs). One batch stays in flight: the next batch is read while the
+  device scores the previous one."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top
-  batches = videos = frames = decoded = 0
+  batches = videos = frames = decoded = first_videos = 0
+  setup_cpu = 0.0
   pending = None
   lengths = "num_frames_k" if preselected else "num_frames"
-  start = time.perf_counter()
-  for batch in yt8m.as_numpy_batches(dataset):
+  start, cpu_start = time.perf_counter(), time.process_time()
+  for batch in yt8m.as_numpy_batches(build_dataset()):
+    valid = batch["valid"].astype(bool)
+    if not batches:
+      setup_cpu, first_videos = time.process_time() - cpu_start, int(valid.sum())
     probs = network.probabilities(batch["frames"], batch[lengths], batch_index=batches, preselected=preselected)
     if pending is not None:
       np.asarray(pending)
     pending = probs
-    valid = batch["valid"].astype(bool)
     videos += int(valid.sum())
     frames += int(batch["num_frames"][valid].sum())
     decoded += int(batch[lengths][valid].sum())
@@ -215,7 +230,8 @@ def _eval_pass(network, dataset, *, preselected: bool,
       break
   if pending is not None:
     np.asarray(jax.block_until_ready(pending))
-  return batches, videos, time.perf_counter() - start, frames / max(videos, 1), decoded / max(videos, 1)
+  return Pass(batches, videos, time.perf_counter() - start, frames / max(videos, 1), decoded / max(videos, 1),
+              setup_cpu, first_videos)
 
 
 def _eval_dataset(config: ml_collections.ConfigDict, file_pattern: str, batch_size: int, student_frames):
@@ -303,17 +319,17 @@ def benchmark_eval(config: ml_collections.ConfigDict, *, file_pattern: str, ks: 
   prepared = []
   for name, network, student_frames in _eval_networks(config, ks, sampled=sampled, seed=seed, selectors=selectors):
     dataset = _eval_dataset(config, file_pattern, batch_size, student_frames)
-    _eval_pass(network, dataset(), preselected=student_frames is not None, max_batches=1)  # compiles
+    _eval_pass(network, dataset, preselected=student_frames is not None, max_batches=1)  # compiles
     prepared.append((name, network, student_frames, dataset))
   passes = {name: [] for name, *_ in prepared}
   for _ in range(rounds):
     for name, network, student_frames, dataset in prepared:
-      passes[name].append(_eval_pass(network, dataset(), preselected=student_frames is not None,
+      passes[name].append(_eval_pass(network, dataset, preselected=student_frames is not None,
                                      max_batches=max_batches))
   rows = []
   for name, network, student_frames, _ in prepared:
-    per_round = [videos / seconds for _, videos, seconds, *_ in passes[name]]
-    batches, videos, _, mean_frames, decoded = passes[name][0]
+    per_round = [p.videos / p.seconds for p in passes[name]]
+    batches, videos, _, mean_frames, decoded = passes[name][0][:5]
     # A host-scored learned selector also decodes its stream of every frame (`data/host_scorer.py`).
     scored_bytes = student_frames[2].width if student_frames and len(student_frames) > 2 else 0
     decoded_bytes = decoded * sum(config.data.feature_sizes) + mean_frames * scored_bytes
@@ -334,17 +350,20 @@ def benchmark_eval(config: ml_collections.ConfigDict, *, file_pattern: str, ks: 
 
 
 def _serving_pass(signature, files: Sequence[str], batch_size: int, max_batches: int, *,
-                  in_flight: int) -> Tuple[int, int, float]:
+                  in_flight: int) -> Pass:
   """One timed pass of a SavedModel's serving signature over TFRecord files: requests of `batch_size`
   serialized records (the last one shorter), `in_flight` of them at a time, as a server takes concurrent
-  requests (one is parsed while another runs the network), each answer read back. (batches, videos, s)."""
+  requests (one is parsed while another runs the network), each answer read back."""
   from fewframes_jax.data import records  # pylint: disable=g-import-not-at-top
   tf = records.tensorflow()
-  batches = videos = 0
+  batches = videos = first_videos = 0
+  setup_cpu = 0.0
   pending = collections.deque()
-  start = time.perf_counter()
+  start, cpu_start = time.perf_counter(), time.process_time()
   with futures.ThreadPoolExecutor(in_flight) as pool:
     for serialized in tf.data.TFRecordDataset(files).batch(batch_size).prefetch(1):
+      if not batches:
+        setup_cpu, first_videos = time.process_time() - cpu_start, int(serialized.shape[0])
       if len(pending) == in_flight:
         pending.popleft().result()
       pending.append(pool.submit(lambda s=serialized: signature(serialized=s)["scores"].numpy()))
@@ -354,7 +373,7 @@ def _serving_pass(signature, files: Sequence[str], batch_size: int, max_batches:
         break
     for answer in pending:
       answer.result()
-  return batches, videos, time.perf_counter() - start
+  return Pass(batches, videos, time.perf_counter() - start, setup_cpu=setup_cpu, first_videos=first_videos)
 
 
 def benchmark_export(config: ml_collections.ConfigDict, *, file_pattern: str, ks: Sequence[int],
@@ -391,22 +410,27 @@ def benchmark_export(config: ml_collections.ConfigDict, *, file_pattern: str, ks
       dataset = _eval_dataset(config, file_pattern, batch_size, student_frames)
       k = network.forward.selection.k
       exported = functools.partial(_serving_pass, signature, files, batch_size, max_batches, in_flight=in_flight)
-      evaluated = lambda n=network, ds=dataset, sf=student_frames: _eval_pass(  # pylint: disable=g-long-lambda
-          n, ds(), preselected=sf is not None, max_batches=max_batches)[:3]
+      evaluated = functools.partial(_eval_pass, network, dataset, preselected=student_frames is not None,
+                                    max_batches=max_batches)
       passes += [(f"export_{name}", network, k, exported), (f"eval_{name}", network, k, evaluated)]
     for *_, timed in passes:  # compiles
       timed()
     seconds = {name: [] for name, *_ in passes}
     cpu_seconds = {name: [] for name, *_ in passes}
+    steady_cpu = {name: [] for name, *_ in passes}  # CPU s per video after the first batch
+    setup_cpu = {name: [] for name, *_ in passes}
     counts = {}
     for round_index in range(rounds):
       for i in range(len(passes)):
         name, _, _, timed = passes[(i + round_index) % len(passes)]
         cpu_start = time.process_time()
-        batches, videos, elapsed = timed()
-        cpu_seconds[name].append(time.process_time() - cpu_start)
-        counts[name] = (batches, videos)
-        seconds[name].append(elapsed)
+        done = timed()
+        cpu = time.process_time() - cpu_start
+        cpu_seconds[name].append(cpu)
+        setup_cpu[name].append(done.setup_cpu)
+        steady_cpu[name].append((cpu - done.setup_cpu) / max(done.videos - done.first_videos, 1))
+        counts[name] = (done.batches, done.videos)
+        seconds[name].append(done.seconds)
   rows = []
   for name, network, k, _ in passes:
     batches, videos = counts[name]
@@ -417,6 +441,8 @@ def benchmark_export(config: ml_collections.ConfigDict, *, file_pattern: str, ks
                      batches=batches, videos=videos, videos_per_sec=statistics.median(per_round),
                      videos_per_sec_rounds=per_round,
                      cpu_ms_per_video=1000 * statistics.median(cpu_seconds[name]) / videos,
+                     setup_cpu_ms=1000 * statistics.median(setup_cpu[name]),
+                     steady_cpu_ms_per_video=1000 * statistics.median(steady_cpu[name]),
                      dtype=config.dtype, in_flight=in_flight if name.startswith("export_") else None))
   row = {r["name"]: r for r in rows}
   ratios = []
@@ -434,12 +460,14 @@ def benchmark_export(config: ml_collections.ConfigDict, *, file_pattern: str, ks
 
 def format_export(result: Dict[str, Any]) -> str:
   """Markdown tables of a `benchmark_export` result: the rows, then each student's ratios."""
-  lines = ["| from serialized records | k | batch | videos | videos/s (median) | rounds | CPU ms/video |",
-           "|---|---:|---:|---:|---:|---|---:|"]
+  lines = ["| from serialized records | k | batch | videos | videos/s (median) | rounds | CPU ms/video | set-up "
+           "CPU ms (to the first batch) | CPU ms/video after the first batch |",
+           "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
   for r in result["rows"]:
     rounds = ", ".join(f"{v:.1f}" for v in r["videos_per_sec_rounds"])
     lines.append(f"| {r['name']} | {r['k'] or '-'} | {r['batch_size']} | {r['videos']} | "
-                 f"{r['videos_per_sec']:.1f} | {rounds} | {r['cpu_ms_per_video']:.2f} |")
+                 f"{r['videos_per_sec']:.1f} | {rounds} | {r['cpu_ms_per_video']:.2f} | {r['setup_cpu_ms']:.0f} | "
+                 f"{r['steady_cpu_ms_per_video']:.3f} |")
   lines += ["", "| student | exported student/teacher | eval student/teacher | exported / eval | within 20% | "
             "the same from CPU ms/video (exported, eval, quotient) |", "|---|---:|---:|---:|---|---|"]
   for q in result["ratios"]:

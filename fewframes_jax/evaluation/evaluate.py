@@ -29,13 +29,14 @@ COUNT_KEYS = ("skipped_records", "frame_count_mismatches")
 
 
 def eval_outputs(forwards: Mapping[str, inference.Forward], variables: Mapping[str, Any],
-                 batch: Mapping[str, jax.Array], rng: jax.Array, *, top_k: int = metrics_lib.TOP_K
-                 ) -> Dict[str, Any]:
-  """Scores one eval batch with every network. Jittable (`forwards` and `top_k` static).
+                 batch: Mapping[str, jax.Array], rng: jax.Array, *, top_k: int = metrics_lib.TOP_K,
+                 preselected: bool = False) -> Dict[str, Any]:
+  """Scores one eval batch with every network. Jittable (`forwards`, `top_k`, `preselected` static).
 
   Args:
     forwards: {'teacher'|'student': Forward}; variables: the same keys -> {'params', 'batch_stats'}.
-    batch: frames u8[B, T, D], num_frames i32[B], labels [B, C], valid bool[B].
+    batch: frames u8[B, T, D], num_frames i32[B], labels [B, C], valid bool[B]; `preselected`: frames
+      u8[B, k, D] and num_frames_k i32[B], each video's k frames chosen on the host (one student only).
     rng: the batch's key (`inference.eval_key(batch_index)`).
 
   Returns:
@@ -49,8 +50,9 @@ def eval_outputs(forwards: Mapping[str, inference.Forward], variables: Mapping[s
   weights = valid.astype(jnp.float32)
   results: Dict[str, Any] = {"valid": valid}
   outputs = {}
+  lengths = batch["num_frames_k"] if preselected else batch["num_frames"]
   for which, forward in forwards.items():
-    out = outputs[which] = forward.apply(variables[which], batch["frames"], batch["num_frames"], rng)
+    out = outputs[which] = forward.apply(variables[which], batch["frames"], lengths, rng, preselected=preselected)
     top = metrics_lib.top_k_hits(out.probabilities, labels, top_k)
     results[which] = {
         "scores": top.scores, "class_ids": top.class_ids, "hits": top.hits, "num_labels": top.num_labels,
@@ -64,28 +66,31 @@ def eval_outputs(forwards: Mapping[str, inference.Forward], variables: Mapping[s
   return results
 
 
-def make_eval_step(forwards: Mapping[str, inference.Forward], mesh=None) -> Callable:
+def make_eval_step(forwards: Mapping[str, inference.Forward], mesh=None, *, preselected: bool = False) -> Callable:
   """The jitted `eval_outputs` for these networks: (variables, batch, rng) -> outputs. With a mesh the
-  outputs are replicated, so every process sees the whole global batch."""
+  outputs are replicated, so every process sees the whole global batch. `preselected`: the batches hold
+  each video's k chosen frames (the student-only input path), not every frame."""
   forwards = dict(forwards)
 
   def step(variables, batch, rng):
-    return eval_outputs(forwards, variables, batch, rng)
+    return eval_outputs(forwards, variables, batch, rng, preselected=preselected)
 
   if mesh is None:
     return jax.jit(step)
   return jax.jit(step, out_shardings=parallel.replicated(mesh))
 
 
-def eval_batches(data: specs.DataSpec, counter=None) -> Iterator[Dict[str, np.ndarray]]:
+def eval_batches(data: specs.DataSpec, counter=None, input_frames=None) -> Iterator[Dict[str, np.ndarray]]:
   """This process's eval batches of `data.eval_pattern`, full frames (the on-device selection picks each
-  network's), the last batch padded. Multi-process: every process yields as many batches as the largest
-  shard needs. `counter`: a `bad_records.SkipCounter` that counts skipped and mismatched records."""
+  network's) or, with `input_frames` (`Selection.input_frames`), only the k frames of each video it picks;
+  the last batch padded. Multi-process: every process yields as many batches as the largest shard needs.
+  `counter`: a `bad_records.SkipCounter` that counts skipped and mismatched records."""
   from fewframes_jax.data import eval_batches as eval_input  # pylint: disable=g-import-not-at-top  (TensorFlow)
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top  (TensorFlow)
   local = parallel.local_batch_size(data.eval_batch_size)
   pad = yt8m.num_eval_batches(data.eval_pattern, local) if jax.process_count() > 1 else None
-  return eval_input.eval_batches(data, batch_size=local, pad_to_batches=pad, counter=counter)
+  return eval_input.eval_batches(data, batch_size=local, pad_to_batches=pad, counter=counter,
+                                 input_frames=input_frames)
 
 
 def evaluate(eval_step: Callable, variables: Mapping[str, Any], batches: Iterable[Mapping[str, np.ndarray]], *,
@@ -128,16 +133,22 @@ def evaluate(eval_step: Callable, variables: Mapping[str, Any], batches: Iterabl
 
 
 def evaluate_dataset(forwards: Mapping[str, inference.Forward], variables: Mapping[str, Any],
-                     data: specs.DataSpec, *, mesh=None, eval_step: Optional[Callable] = None
-                     ) -> Dict[str, Dict[str, float]]:
+                     data: specs.DataSpec, *, mesh=None, eval_step: Optional[Callable] = None,
+                     input_frames=None) -> Dict[str, Dict[str, float]]:
   """`evaluate` over `data.eval_pattern` with the record counts added to every network's metrics:
   `skipped_records` (bad records dropped with data.on_error=skip) and `frame_count_mismatches` (records
-  whose rgb and audio frame counts differ: read up to the shorter), summed over processes."""
+  whose rgb and audio frame counts differ: read up to the shorter), summed over processes.
+
+  `input_frames`: a student scored alone (`forwards` = {'student': ...}) reads through the student-only
+  input path, which decodes only the k frames its `Selection.input_frames` picks on the host: the same
+  frames, so the same metrics, for less CPU per video."""
   from fewframes_jax.data import bad_records  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  if input_frames is not None and set(forwards) != {"student"}:
+    raise ValueError(f"evaluate_dataset: input_frames is for a student scored alone, got {sorted(forwards)}")
   counter = bad_records.SkipCounter()
-  eval_step = eval_step or make_eval_step(forwards, mesh)
-  results = evaluate(eval_step, variables, eval_batches(data, counter), num_classes=data.num_classes,
-                     mesh=mesh, max_videos=data.max_eval_videos)
+  eval_step = eval_step or make_eval_step(forwards, mesh, preselected=input_frames is not None)
+  results = evaluate(eval_step, variables, eval_batches(data, counter, input_frames),
+                     num_classes=data.num_classes, mesh=mesh, max_videos=data.max_eval_videos)
   counts = record_counts(counter)
   for metrics in results.values():
     metrics.update(counts)

@@ -133,7 +133,9 @@ def write_predictions(workdir: str, cli_config, output: str, *, network: str = "
 def evaluate_restored(workdir: str, cli_config=None, *, best: bool = False, step: Optional[int] = None
                       ) -> Dict[str, Dict[str, float]]:
   """The teacher and the student of a saved run (those it has) on the eval data: {network: metrics},
-  computed as the trainer's eval computes them (`evaluate.evaluate_dataset`). An any-k student is scored
+  computed as the trainer's eval computes them (`evaluate.evaluate_dataset`; a student scored alone, in
+  a run without a teacher, reads through the student-only input path when its frames can be picked on
+  the host). An any-k student is scored
   at the command line's `student.budget`; with `student.exit` it is scored with early exit (its metrics
   then also hold `mean_frames_read`)."""
   restored = ckpt_lib.restore(workdir, step=step, best=best)
@@ -145,9 +147,12 @@ def evaluate_restored(workdir: str, cli_config=None, *, best: bool = False, step
     del networks["student"]
   results = {}
   if networks:
+    # A student scored alone reads only its k frames when the host can pick them (the same frames).
+    input_frames = (networks["student"].forward.selection.input_frames(
+        inference.split_selector(networks["student"].variables)[1]) if set(networks) == {"student"} else None)
     results = eval_lib.evaluate_dataset({w: n.forward for w, n in networks.items()},
                                         {w: n.variables for w, n in networks.items()},
-                                        data_spec(restored.spec, cli_config))
+                                        data_spec(restored.spec, cli_config), input_frames=input_frames)
   if exit_spec:
     acc = metrics_lib.EvaluationMetrics(restored.spec.data.num_classes)
     frames = []
