@@ -87,27 +87,27 @@ def student_config(name: str, *, k: int, sampling: str = "uniform") -> ml_collec
   # own rank-trained scorer, student.selector.*). Unset (None / ''): a fixed-k student, the paper's (and a
   # cached sweep cell's config hash is unchanged).
   s.k_min = config_dict.placeholder(int)             # set: an any-k student for every k in [k_min, k]
-  s.budgets_per_step = config_dict.placeholder(int)  # budgets per train step (None: 4): k_min, k, and
-                                                     # budgets_per_step - 2 uniform ones (the sandwich rule)
+  s.budgets_per_step = 4         # budgets per train step: k_min, k, and budgets_per_step - 2 uniform ones
+                                 # (the sandwich rule)
   s.budget = config_dict.placeholder(int)            # an any-k student's budget at eval/predict (None: k)
   # Early exit at eval/predict (fewframes_jax/exits/early_exit.py): '' off, or '<rule>:<threshold>' with rule
   # stable | confident | gate (the gate fitted by `python -m fewframes_jax.exits`).
   s.exit = ""
   s.exits = ""                   # exit points, e.g. '6,10,15,20,30' ('': those of 6, 10, 15, 20, 30 in [k_min, k])
   # Beyond the paper: a learned frame selector, for sampling='learned' (fewframes_jax/sampling/learned.py,
-  # scorer_training.py). Unset fields take the defaults in brackets (learned.SelectorSpec).
+  # scorer_training.py); another sampling must leave these at their defaults.
   sel = s.selector = ml_collections.ConfigDict()
-  sel.streams = ""                                   # what the scorer reads: all | audio | rgb [all]
-  sel.train = ""                                     # rank (from the frozen teacher) | labels (from a frame
-                                                     # judge of the labels; no teacher) | end_to_end [rank]
-  sel.hidden = config_dict.placeholder(int)          # units of its per-frame linear projection [4]
-  sel.mlp = config_dict.placeholder(int)             # units of its MLP on [z_t, z_t - video mean] [16]
-  sel.prior = ""                                     # none | far_from_mean: a learned residual on the frame's
-                                                     # distance to the video's mean frame [none]
-  sel.frames_per_video = config_dict.placeholder(int)  # rank/labels: frames per video judged per step [16]
-  sel.weight = config_dict.placeholder(float)        # rank/labels: the ranking loss's weight in the student loss [1.0]
-  sel.sigma = config_dict.placeholder(float)         # end_to_end: perturbed top-k noise scale [0.5]
-  sel.samples = config_dict.placeholder(int)         # end_to_end: perturbed top-k noise draws [8]
+  sel.streams = "all"            # what the scorer reads: all | audio | rgb
+  sel.train = "rank"             # rank (from the frozen teacher) | labels (from a frame judge of the labels;
+                                 # no teacher) | end_to_end
+  sel.hidden = 4                 # units of its per-frame linear projection
+  sel.mlp = 16                   # units of its MLP on [z_t, z_t - video mean]
+  sel.prior = "none"             # none | far_from_mean: a learned residual on the frame's distance to the
+                                 # video's mean frame
+  sel.frames_per_video = 16      # rank/labels: frames per video judged per step
+  sel.weight = 1.0               # rank/labels: the ranking loss's weight in the student loss
+  sel.sigma = 0.5                # end_to_end: perturbed top-k noise scale
+  sel.samples = 8                # end_to_end: perturbed top-k noise draws
   if judged:  # the recommended frame choice (RESULTS.md, "which frames"): no teacher needed
     sel.train, sel.prior = "labels", "far_from_mean"
   return s

@@ -133,8 +133,9 @@ def _validate_selector(config: ml_collections.ConfigDict) -> None:
   """A learned frame selector's settings (`sampling/learned.py`); its 'rank' training needs a teacher."""
   s = config.student
   if s.sampling != learned.METHOD:
-    given = sorted(k for k, v in (s.get("selector") or {}).items() if v is not None and v != "")
-    _require(not given, f"student.selector.{', '.join(given)} set but student.sampling={s.sampling!r}: only "
+    given = sorted(k for k, v in (s.get("selector") or {}).items()
+                   if v is not None and v != "" and v != specs.FORMERLY_UNSET.get(f"student.selector.{k}"))
+    _require(not given, f"student.selector.{', '.join(given)} changed but student.sampling={s.sampling!r}: only "
                         f"sampling='{learned.METHOD}' has a learned selector")
     return
   spec = specs.SelectorSpec.from_config(s.get("selector"))
@@ -168,7 +169,7 @@ def _validate_budgets(config: ml_collections.ConfigDict) -> None:
   _require(s.sampling != learned.METHOD or specs.SelectorSpec.from_config(s.get("selector")).train in specs.RANKED,
            f"student.selector.train={s.selector.train!r}: an any-k student ranks frames by its scorer for "
            f"every budget at once, which only a ranking-trained scorer learns (selector.train in {specs.RANKED})")
-  _require((s.budgets_per_step or specs.DEFAULT_PER_STEP) >= 2,
+  _require(s.budgets_per_step is not None and s.budgets_per_step >= 2,
            f"student.budgets_per_step={s.budgets_per_step}: the sandwich rule needs >= 2")
   _require(s.budget is None or 1 <= s.budget <= s.k, f"student.budget={s.budget}: need 1 <= budget <= k={s.k}")
   _require(not (s.name == "netvlad" and s.netvlad.random_frames),

@@ -102,7 +102,23 @@ class Budgets:
     return jnp.concatenate([jnp.array([self.k_min, self.k_max], jnp.int32), drawn])
 
 
-DEFAULT_PER_STEP = 4
+# Fields that configs left unset (None or '') until configs/base.py gave each its default as a value, and
+# what unset meant: a run saved before reads them so (`SelectorSpec.from_config`, `_budgets`), and the
+# paper's run cache leaves a field at this value out of a config's hash, as it left the unset field out, so
+# results cached before stay valid (`paper/run_cache.config_hash`). tests/test_specs.py pins every value
+# to configs/base.py's.
+FORMERLY_UNSET = {
+    "student.budgets_per_step": 4,
+    "student.selector.streams": "all",
+    "student.selector.train": "rank",
+    "student.selector.hidden": 4,
+    "student.selector.mlp": 16,
+    "student.selector.prior": "none",
+    "student.selector.frames_per_video": 16,
+    "student.selector.weight": 1.0,
+    "student.selector.sigma": 0.5,
+    "student.selector.samples": 8,
+}
 
 
 def _budgets(student: Mapping) -> Optional[Budgets]:
@@ -110,8 +126,9 @@ def _budgets(student: Mapping) -> Optional[Budgets]:
   before any-k students existed)."""
   if student.get("k_min") is None:
     return None
-  return Budgets(k_min=int(student["k_min"]), k_max=int(student["k"]),
-                 per_step=int(student.get("budgets_per_step") or DEFAULT_PER_STEP), order=str(student["sampling"]))
+  per_step = student.get("budgets_per_step") or FORMERLY_UNSET["student.budgets_per_step"]
+  return Budgets(k_min=int(student["k_min"]), k_max=int(student["k"]), per_step=int(per_step),
+                 order=str(student["sampling"]))
 
 
 EXIT_RULES = ("stable", "confident", "gate")
@@ -162,22 +179,27 @@ def _exits(student: Mapping) -> Tuple[int, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class SelectorSpec:
-  """A learned frame scorer's settings (`student.selector`; an unset field takes the default here)."""
-  streams: str = "all"
-  train: str = "rank"
-  hidden: int = 4
-  mlp: int = 16
-  prior: str = "none"
-  frames_per_video: int = 16
-  weight: float = 1.0
-  sigma: float = 0.5
-  samples: int = 8
+  """A learned frame scorer's settings (`student.selector`; their defaults: `configs/base.py`)."""
+  streams: str
+  train: str
+  hidden: int
+  mlp: int
+  prior: str
+  frames_per_video: int
+  weight: float
+  sigma: float
+  samples: int
 
   @classmethod
   def from_config(cls, selector: Optional[Mapping]) -> "SelectorSpec":
-    fields = {f.name for f in dataclasses.fields(cls)}
+    """From `student.selector`; a field a saved run left unset (None or '') or lacks takes the value of
+    `FORMERLY_UNSET`, what it meant then."""
     given = dict(selector.items()) if selector is not None else {}
-    return cls(**{k: v for k, v in given.items() if k in fields and v is not None and v != ""})
+    values = {}
+    for f in dataclasses.fields(cls):
+      value = given.get(f.name)
+      values[f.name] = FORMERLY_UNSET[f"student.selector.{f.name}"] if value is None or value == "" else value
+    return cls(**values)
 
   def validate(self) -> None:
     """Raises ValueError naming the field for a setting out of range."""

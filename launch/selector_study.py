@@ -46,7 +46,8 @@ def main(argv):
   records = study.train(run_missing="train" in phases)
   if "report" in phases:
     command = selector_study.study_command(FLAGS.out, FLAGS.baselines, FLAGS.preset, FLAGS.seeds, FLAGS.ks,
-                                           FLAGS.rows, FLAGS.report, extra=cli.data_flag_args())
+                                           FLAGS.rows, FLAGS.report, extra=cli.data_flag_args(),
+                                           family=FLAGS.family)
     print(f"wrote {study.report(records, recall='recall' in phases, report=FLAGS.report, command=command)}")
 
 

@@ -50,7 +50,7 @@ def test_the_sandwich_rule_draws_the_smallest_the_largest_and_random_budgets():
     specs.Budgets(k_min=6, k_max=30, per_step=2, order="uniform")
   assert specs.RunSpec.from_config(base.experiment("hrnn", k=30, arg="tiny")).student.budgets is None
   assert specs.RunSpec.from_config(anyk_config()).student.budgets == specs.Budgets(
-      K_MIN, K_MAX, specs.DEFAULT_PER_STEP, "coarse_to_fine")
+      K_MIN, K_MAX, 4, "coarse_to_fine")  # configs/base.py's budgets_per_step
 
 
 @pytest.mark.parametrize("family,order", [("hrnn", "coarse_to_fine"), ("lstm", "coarse_to_fine"),

@@ -1,6 +1,8 @@
 """The learned frame selector (fewframes_jax/sampling/learned.py): top-k in time on hand-worked scores
 (n < k, n = 0, ties, padding never chosen), a scorer that sees only real frames, the straight-through
 selection's forward value and its perturbed top-k gradient against finite differences."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -185,15 +187,16 @@ def test_the_perturbed_top_k_gradient_matches_finite_differences_of_its_expectat
 def test_the_spec_reads_the_config_and_checks_its_fields():
   from configs import base  # pylint: disable=g-import-not-at-top
   c = base.experiment("hrnn", k=10, arg="tiny,sampling=learned")
-  assert specs.SelectorSpec.from_config(c.student.selector) == specs.SelectorSpec()
-  assert specs.RunSpec.from_config(c).student.selector == specs.SelectorSpec()
+  defaults = specs.SelectorSpec.from_config(c.student.selector)
+  assert defaults == specs.RunSpec.from_config(c).student.selector
+  assert (defaults.streams, defaults.train, defaults.hidden, defaults.prior) == ("all", "rank", 4, "none")
   c.student.selector.streams, c.student.selector.hidden = "audio", 7
   spec = specs.RunSpec.from_config(c).student.selector
   assert (spec.streams, spec.hidden, spec.train) == ("audio", 7, "rank")
   for field, value, match in (("streams", "video", "streams"), ("train", "rl", "train"),
                               ("frames_per_video", 1, "frames_per_video"), ("sigma", 0.0, "sigma")):
     with pytest.raises(ValueError, match=match):
-      specs.SelectorSpec(**{field: value}).validate()
+      dataclasses.replace(defaults, **{field: value}).validate()
   with pytest.raises(ValueError, match="two streams"):
     learned.stream_slice((1024,), "audio")
 

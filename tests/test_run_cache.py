@@ -8,6 +8,7 @@ import ml_collections
 import pytest
 
 from configs import paper as paper_configs
+from fewframes_jax import specs
 from fewframes_jax.errors import UserError
 from fewframes_jax.paper import grid as grid_lib
 from fewframes_jax.paper import run_cache
@@ -119,3 +120,46 @@ def test_a_preempted_run_is_not_cached(tmp_path, monkeypatch):
   with pytest.raises(run_cache.RunPreempted, match="preemption signal at step 7"):
     cache.result("k", config)
   assert not os.path.exists(cache.layout.cell("k"))
+
+
+def _as_placeholders(config):
+  """`config` as configs/base.py built it before its formerly unset defaults became values."""
+  old = ml_collections.ConfigDict(config.to_dict())
+  for path in specs.FORMERLY_UNSET:
+    *parents, name = path.split(".")
+    block = old
+    for parent in parents:
+      block = block[parent]
+    if block[name] == specs.FORMERLY_UNSET[path]:
+      with block.ignore_type():
+        block[name] = "" if isinstance(block[name], str) else None
+  return old
+
+
+def test_defaults_that_were_once_unset_keep_the_hash_of_the_cells_cached_then():
+  uniform = _config(grid_lib.baseline_cell("hrnn", 0, 10, "uniform"))
+  assert run_cache.config_hash(uniform) == run_cache.config_hash(_as_placeholders(uniform))
+  # A learned row names its training and streams (as every cached learned run did); the rest at defaults.
+  learned = _config(grid_lib.distill_cell("hrnn", 0, "serial", "pred_ce", 10))
+  learned.student.sampling = "learned"
+  old = _as_placeholders(learned)
+  old.student.selector.train, old.student.selector.streams = "rank", "all"
+  assert run_cache.config_hash(learned) == run_cache.config_hash(old)
+  for field, value in (("hidden", 32), ("prior", "far_from_mean"), ("train", "labels")):
+    changed = ml_collections.ConfigDict(learned.to_dict())
+    changed.student.selector[field] = value
+    assert run_cache.config_hash(changed) != run_cache.config_hash(learned), field
+  anyk = _config(grid_lib.distill_cell("hrnn", 0, "serial", "pred_ce", 30))
+  anyk.student.k_min, anyk.student.sampling = 6, "coarse_to_fine"
+  assert run_cache.config_hash(anyk) == run_cache.config_hash(_as_placeholders(anyk))
+  anyk.student.budgets_per_step = 6
+  assert run_cache.config_hash(anyk) != run_cache.config_hash(_with_per_step(anyk, 4))
+  # A selector's settings shape nothing while the student's frames are not learned.
+  uniform.student.selector.hidden = 32
+  assert run_cache.config_hash(uniform) == run_cache.config_hash(_as_placeholders(uniform))
+
+
+def _with_per_step(config, per_step):
+  copy = ml_collections.ConfigDict(config.to_dict())
+  copy.student.budgets_per_step = per_step
+  return copy

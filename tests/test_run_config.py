@@ -347,4 +347,4 @@ def test_the_judged_argument_asks_for_the_label_judged_scorer_in_every_mode():
   anyk = run_config.resolve(base.experiment("hrnn", k=10, arg="tiny,sampling=judged,k_min=4"))
   run_config.validate(anyk)
   plain = base.experiment("hrnn", k=10, arg="tiny,sampling=learned")
-  assert (plain.student.selector.train, plain.student.selector.prior) == ("", "")  # the spec's defaults
+  assert (plain.student.selector.train, plain.student.selector.prior) == ("rank", "none")  # the defaults

@@ -61,3 +61,10 @@ def test_a_deleted_run_keeps_its_cached_recall_and_an_unknown_one_is_left_out(tm
   entry = {"burst": 0.5, "long": 0.9, "config_hash": "abc"}
   run_cache.write_json(str(tmp_path / "recall.json"), {"rank_all|10|0": entry})
   assert study.recalls(["rank_all", "e2e_all"], seed=0) == {"rank_all": {10: entry}}
+
+
+def test_the_report_command_names_a_family_other_than_the_default():
+  args = ("results/x", "results/base", "realistic", "0,1,2", "10")
+  assert "--family" not in selector_study.study_command(*args)
+  command = selector_study.study_command(*args, rows="rank_all", family="nextvlad")
+  assert "--family=nextvlad --rows=rank_all" in command and command.startswith("python -m launch.selector_study")

@@ -46,7 +46,7 @@ def test_a_fixed_k_student_has_no_budgets_and_an_anyk_one_has_them_with_its_exit
   c = base.experiment("hrnn", k=30, arg="tiny,k_min=6,sampling=far_from_mean")
   c.student.exit, c.student.budget = "stable:0.9", 10
   anyk = specs.RunSpec.from_config(c).student
-  assert anyk.budgets == specs.Budgets(6, 30, specs.DEFAULT_PER_STEP, "far_from_mean")
+  assert anyk.budgets == specs.Budgets(6, 30, c.student.budgets_per_step, "far_from_mean")
   assert anyk.exits == (6, 10, 15, 20, 30) and anyk.exit == specs.ExitPolicy("stable", 0.9) and anyk.budget == 10
   c.student.exits, c.student.budgets_per_step = "8,30", 3
   anyk = specs.RunSpec.from_config(c).student
@@ -56,11 +56,30 @@ def test_a_fixed_k_student_has_no_budgets_and_an_anyk_one_has_them_with_its_exit
     specs.RunSpec.from_config(c)
 
 
-def test_the_selector_takes_its_defaults_where_unset():
+def test_the_selector_reads_the_config_and_a_run_saved_with_unset_fields_reads_what_they_meant():
   c = base.experiment("hrnn", k=10, arg="tiny,sampling=judged")
   selector = specs.RunSpec.from_config(c).student.selector
   assert (selector.train, selector.prior, selector.hidden, selector.streams) == ("labels", "far_from_mean", 4, "all")
   assert specs.RunSpec.from_config(c).student.learned
+  # A run saved when these fields were placeholders: None / '' (or no selector at all) read as then.
+  old = c.to_dict()
+  old["student"]["selector"] = {"train": "labels", "prior": "far_from_mean", "streams": "", "hidden": None}
+  old["student"]["budgets_per_step"] = None
+  old["student"]["k_min"] = 4
+  spec = specs.RunSpec.from_config(old).student
+  assert spec.selector == selector and spec.budgets.per_step == c.student.budgets_per_step
+  del old["student"]["selector"]
+  assert specs.RunSpec.from_config(old).student.selector == specs.RunSpec.from_config(
+      base.experiment("hrnn", k=10, arg="tiny,sampling=learned")).student.selector
+
+
+def test_what_unset_fields_meant_is_what_configs_base_gives_now():
+  c = base.experiment("nextvlad", k=10, arg="tiny")
+  for path, value in specs.FORMERLY_UNSET.items():
+    block = c
+    for name in path.split("."):
+      block = block[name]
+    assert block == value and type(block) is type(value), path
 
 
 def test_the_saved_config_rebuilds_the_same_spec():

@@ -46,7 +46,7 @@ class AnyKStudy:
   seeds: Sequence[int] = (0, 1, 2)
   ks: Sequence[int] = (6, 10, 15, 20, 30)
   order: str = "coarse_to_fine"
-  budgets_per_step: int = 0  # 0: the default (`specs.DEFAULT_PER_STEP`)
+  budgets_per_step: int = 0  # 0: the default (configs/base.py)
   gate_videos: int = 1000
   train_teachers: bool = False
   data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -192,7 +192,7 @@ class AnyKStudy:
                     if r.get("teacher_gap") is not None) for s in seeds]
     best = anyk_render.best_points(curve_results, fixed[ks[-1]])
     groups = tuple(self.class_groups() or ())
-    per_step = self.budgets_per_step or specs.DEFAULT_PER_STEP
+    per_step = self.config(seeds[0], ks[-1], k_min=ks[0], teacher_workdir="").student.budgets_per_step
     parts = [f"# One student for every budget, and early exit: preset `{self.preset.name}`, {self.family}, seeds "
              f"{', '.join(map(str, seeds))}, {per_step} budgets per step", "",
              f"Serial L_pred + L_CE students of the frozen {self.family} teacher (GAP {anyk_render.fmt(teacher)}), "

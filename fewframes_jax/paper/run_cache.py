@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 import ml_collections
 
+from fewframes_jax import specs
 from fewframes_jax.errors import UserError
 
 Record = Dict[str, Any]
@@ -28,6 +29,13 @@ DEPENDENCY_FIELDS = ("teacher_workdir", "teacher_workdirs", "init_workdir")
 # The settings of an optional feature, which shape nothing while the feature is off (its switch unset):
 # (section, switch) -> the section's fields that belong to it.
 FEATURE_SETTINGS = {("data", "tfds_name"): ("tfds_data_dir", "tfds_train_split", "tfds_eval_split")}
+# A learned selector's settings shape nothing unless the student's frames are chosen by it.
+SELECTOR_METHOD = "learned"
+# Defaults that configs left unset until configs/base.py gave them as values (`specs.FORMERLY_UNSET`): at
+# that value they are left out of the hash, as unset fields are. A learned selector's `train` and
+# `streams` are not: every learned run the sweeps and studies cached named both.
+HASHED_WHEN_CHANGED = tuple(path for path in specs.FORMERLY_UNSET
+                            if path not in ("student.selector.train", "student.selector.streams"))
 
 
 class RunPreempted(UserError):
@@ -48,7 +56,8 @@ def config_hash(config: ml_collections.ConfigDict, dep_hashes: Sequence[str] = (
   output folder may move) and the hashes of the runs it reads (a retrained teacher invalidates its
   serial students). Unset fields (None or '') are left out, so a config field added later whose default
   is unset (a feature that is off) keeps the cached results valid, and so are the settings of a feature
-  that is off (`FEATURE_SETTINGS`); any other new or changed value makes them stale."""
+  that is off (`FEATURE_SETTINGS`, a selector's settings when the student's frames are not learned) and
+  the defaults of `HASHED_WHEN_CHANGED` at their value; any other new or changed value makes them stale."""
   d = config.to_dict()
   for field in DEPENDENCY_FIELDS:
     d.pop(field, None)
@@ -56,6 +65,16 @@ def config_hash(config: ml_collections.ConfigDict, dep_hashes: Sequence[str] = (
     if section in d and not d[section].get(switch):
       for field in settings:
         d[section].pop(field, None)
+  student = d.get("student") or {}
+  if student.get("sampling") != SELECTOR_METHOD:
+    student.pop("selector", None)
+  for path in HASHED_WHEN_CHANGED:
+    *parents, name = path.split(".")
+    block = d
+    for parent in parents:
+      block = block.get(parent) if isinstance(block, dict) else None
+    if isinstance(block, dict) and block.get(name) == specs.FORMERLY_UNSET[path]:
+      del block[name]
   d = _without_unset(d)
   if dep_hashes:
     d = {"config": d, "deps": list(dep_hashes)}

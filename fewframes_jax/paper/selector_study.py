@@ -229,8 +229,8 @@ def _log(message: str) -> None:
 
 
 def study_command(out: str, baselines: str, preset: str, seeds: str, ks: str, rows: str = "", report: str = "",
-                  extra: Optional[Sequence[str]] = ()) -> str:
+                  extra: Optional[Sequence[str]] = (), family: str = "hrnn") -> str:
   """The command line that reproduces a report (printed in it)."""
   return (f"python -m launch.selector_study --out={out} --baselines={baselines} --preset={preset} --seeds={seeds} "
-          f"--ks={ks}" + (f" --rows={rows}" if rows else "") + (f" --report={report}" if report else "")
-          + "".join(f" {e}" for e in extra))
+          f"--ks={ks}" + (f" --family={family}" if family != "hrnn" else "") + (f" --rows={rows}" if rows else "")
+          + (f" --report={report}" if report else "") + "".join(f" {e}" for e in extra))
