@@ -5,6 +5,7 @@ import dataclasses
 
 import pytest
 
+from configs import base
 from configs import paper as paper_configs
 from fewframes_jax.paper import anyk_study
 
@@ -40,7 +41,8 @@ def test_each_variant_has_its_own_keys_outputs_and_config(order, family):
   for config in (anyk, fixed):  # the learned order: the selector study's best learned scorer
     want = anyk_study.LEARNED_SELECTOR if order == "learned" else {}
     assert {key: config.student.selector[key] for key in want} == want
-    assert order == "learned" or not any(config.student.selector[key] for key in ("train", "streams", "prior"))
+    defaults = base.student_config(family, k=config.student.k).selector.to_dict()
+    assert order == "learned" or config.student.selector.to_dict() == defaults  # no selector of its own
 
 
 def test_real_data_reaches_every_run_and_drops_the_generator_breakdown(tmp_path):
