@@ -163,3 +163,32 @@ def _with_per_step(config, per_step):
   copy = ml_collections.ConfigDict(config.to_dict())
   copy.student.budgets_per_step = per_step
   return copy
+
+
+def test_a_result_records_the_teacher_it_read_and_is_stale_once_that_teacher_changes(tmp_path, monkeypatch):
+  """A study's run reads the sweep's teacher from another cache: its hash is kept beside the config hash;
+  a result cached before it was recorded takes today's; a retrained teacher makes the result stale."""
+  sweep = run_cache.Layout(str(tmp_path / "sweep"))
+  teacher_key = grid_lib.teacher_cell("hrnn", 0).key
+  student = _config(grid_lib.distill_cell("hrnn", 0, "serial", "pred_ce", 10))
+  baseline = _config(grid_lib.baseline_cell("hrnn", 0, 10, "uniform"))
+  assert run_cache.teacher_reads(student, sweep, teacher_key) == []  # no teacher cached there
+  run_cache.write_json(sweep.cell(teacher_key), {"config_hash": "t1", "gap": 0.6})
+  assert run_cache.teacher_reads(student, sweep, teacher_key) == ["t1"]
+  assert run_cache.teacher_reads(baseline, sweep, teacher_key) == []  # a run without a teacher reads none
+  trained = []
+  monkeypatch.setattr(run_cache, "train_run", lambda config, workdir, evaluated: trained.append(workdir) or
+                      {"gap": 0.5, "seconds": 1.0})
+  study = run_cache.Layout(str(tmp_path / "study"))
+  cache = run_cache.RunCache(study, log=lambda message: None)
+  digest = run_cache.config_hash(student)
+  cache.store("s", digest, {"gap": 0.4})  # cached before teachers were recorded
+  assert cache.result("s", student, reads=["t1"])["gap"] == 0.4 and not trained
+  assert run_cache.read_json(study.cell("s"))[run_cache.READ_HASHES] == ["t1"]  # recorded from now on
+  assert cache.result("s", student, reads=["t1"])["gap"] == 0.4 and not trained
+  with pytest.raises(UserError, match="a teacher it reads was retrained"):
+    cache.result("s", student, reads=["t2"])
+  recompute = run_cache.RunCache(study, recompute_stale=True, log=lambda message: None)
+  record = recompute.result("s", student, reads=["t2"])
+  assert trained == [study.run("s")] and record["gap"] == 0.5 and record[run_cache.READ_HASHES] == ["t2"]
+  assert record["config_hash"] == digest  # the config hash itself never holds the teacher's

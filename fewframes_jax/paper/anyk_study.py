@@ -118,9 +118,11 @@ class AnyKStudy:
   def train(self) -> Dict[str, Dict]:
     """Trains (or reads from the cache) every run; returns the records by key."""
     cache = run_cache.RunCache(self.layout, self.recompute_stale, log=_log)
+    teachers = run_cache.Layout(os.path.dirname(os.path.abspath(self.teachers)))  # the sweep's cache
     records = {}
     for key, config in self.runs():
-      records[key] = cache.result(key, config)
+      teacher_key = grid_lib.teacher_cell(self.family, config.seed).key
+      records[key] = cache.result(key, config, reads=run_cache.teacher_reads(config, teachers, teacher_key))
     return records
 
   def class_groups(self) -> Optional[Dict[str, np.ndarray]]:

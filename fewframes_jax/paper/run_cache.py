@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import time
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import ml_collections
 
@@ -29,6 +29,8 @@ DEPENDENCY_FIELDS = ("teacher_workdir", "teacher_workdirs", "init_workdir")
 # The settings of an optional feature, which shape nothing while the feature is off (its switch unset):
 # (section, switch) -> the section's fields that belong to it.
 FEATURE_SETTINGS = {("data", "tfds_name"): ("tfds_data_dir", "tfds_train_split", "tfds_eval_split")}
+# A cached record's hashes of the runs it read from another cache (`RunCache.result`'s `reads`).
+READ_HASHES = "read_hashes"
 # A learned selector's settings shape nothing unless the student's frames are chosen by it.
 SELECTOR_METHOD = "learned"
 # Defaults that configs left unset until configs/base.py gave them as values (`specs.FORMERLY_UNSET`): at
@@ -143,16 +145,29 @@ class RunCache:
   recompute_stale: bool = False
   log: Callable[[str], None] = print
 
-  def lookup(self, key: str, digest: str) -> Optional[Record]:
-    """The cached result of `key` if its hash is `digest`; None if there is none. A result of another
-    config is a `UserError`, or with `recompute_stale` is deleted with the run's folder (None)."""
+  def lookup(self, key: str, digest: str, reads: Sequence[str] = ()) -> Optional[Record]:
+    """The cached result of `key` if its hash is `digest` and the runs it read are those of `reads`
+    (`result`); None if there is none. A result of another config or of other read runs is a
+    `UserError`, or with `recompute_stale` is deleted with the run's folder (None)."""
     path = self.layout.cell(key)
     record = read_json(path)
-    if record is None or record.get("config_hash") == digest:
-      return record
+    if record is None:
+      return None
+    if record.get("config_hash") != digest:
+      return self._stale(key, f"cached result of another config (hash {record.get('config_hash')} != {digest})")
+    recorded = record.get(READ_HASHES)
+    if reads and recorded is None:  # cached before the runs it reads were recorded: from now on they are
+      stored = {name: value for name, value in record.items() if name not in ("config_hash", "key")}
+      return self.store(key, digest, stored, **{READ_HASHES: list(reads)})
+    if reads and recorded != list(reads):
+      return self._stale(key, f"cached result of a run that read other runs (their hashes {recorded} != "
+                              f"{list(reads)}: a teacher it reads was retrained)")
+    return record
+
+  def _stale(self, key: str, why: str) -> None:
+    path = self.layout.cell(key)
     if not self.recompute_stale:
-      raise UserError(f"{path}: cached result of another config (hash {record.get('config_hash')} != "
-                      f"{digest}); delete it, or its whole folder, or use another --out (or --recompute_stale)")
+      raise UserError(f"{path}: {why}; delete it, or its whole folder, or use another --out (or --recompute_stale)")
     self.log(f"{key}: stale cache entry, recomputing")
     os.remove(path)
     shutil.rmtree(self.layout.run(key), ignore_errors=True)
@@ -164,13 +179,18 @@ class RunCache:
     return record
 
   def result(self, key: str, config: ml_collections.ConfigDict, *, evaluated: str = "student",
-             deps: Sequence[str] = (), train: bool = True,
+             deps: Sequence[str] = (), reads: Sequence[str] = (), train: bool = True,
              extend: Optional[Callable[[Record], Record]] = None, **extra) -> Optional[Record]:
     """The result of the run `key` of `config` (whose dependencies' hashes are `deps`): cached, or trained
     now and cached (`extend` adds to a new record, e.g. its FLOPs; `extra` is stored with it), its GAP
-    logged either way. With `train=False`, None when it is not cached (a report of what has run)."""
+    logged either way. With `train=False`, None when it is not cached (a report of what has run).
+
+    `reads`: the hashes of runs it reads from another cache (a study's teacher, `teacher_reads`), kept
+    beside the config hash (`read_hashes`) rather than in it, so that results cached before they were
+    recorded keep their hash: such a result takes today's on its first read, and a result whose read
+    runs changed since is stale."""
     digest = config_hash(config, deps)
-    record = self.lookup(key, digest)
+    record = self.lookup(key, digest, reads)
     if record is not None:
       self.log(f"{key}: cached, GAP {record['gap']:.4f}")
       return record
@@ -179,6 +199,16 @@ class RunCache:
     record = train_run(config, self.layout.run(key), evaluated=evaluated)
     if extend is not None:
       record = extend(record)
+    if reads:
+      extra[READ_HASHES] = list(reads)
     record = self.store(key, digest, record, **extra)
     self.log(f"{key}: GAP {record['gap']:.4f} ({record['seconds']:.0f} s)")
     return record
+
+
+def teacher_reads(config: ml_collections.ConfigDict, teachers: Layout, teacher_key: str) -> List[str]:
+  """`RunCache.result`'s `reads` for a run whose teacher is the run `teacher_key` of another cache (a
+  study distilling the sweep's teacher): that result's config hash when the config reads a teacher and
+  the result is cached there; none for a run without a teacher or a teacher trained by hand."""
+  record = read_json(teachers.cell(teacher_key)) if config.get("teacher_workdir") else None
+  return [record["config_hash"]] if record and record.get("config_hash") else []

@@ -117,13 +117,15 @@ class SelectorStudy:
     """Trains (or reads from the cache) every new run; returns the records by key. `run_missing=False`:
     only the cached ones (a report of what has run)."""
     cache = run_cache.RunCache(self.layout, self.recompute_stale, log=_log)
+    teachers = run_cache.Layout(os.path.abspath(self.baselines))  # the sweep's cache, which trained them
     records = {}
     for k in self.ks:
       for seed in self.seeds:
         for row in self.rows:
           key = run_key(self.family, seed, row, k)
           config = self.config(row, seed, k, teacher_workdir=self.teacher_dir(seed))
-          record = cache.result(key, config, train=run_missing)
+          reads = run_cache.teacher_reads(config, teachers, grid_lib.teacher_cell(self.family, seed).key)
+          record = cache.result(key, config, reads=reads, train=run_missing)
           if record is not None:
             records[key] = record
     return records
