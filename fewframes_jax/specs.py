@@ -197,8 +197,13 @@ class SelectorSpec:
     given = dict(selector.items()) if selector is not None else {}
     values = {}
     for f in dataclasses.fields(cls):
-      value = given.get(f.name)
-      values[f.name] = FORMERLY_UNSET[f"student.selector.{f.name}"] if value is None or value == "" else value
+      value, path = given.get(f.name), f"student.selector.{f.name}"
+      if value is None or value == "":
+        if path not in FORMERLY_UNSET:
+          raise ConfigError(f"the config has no value for {path} (a run saved by an older version: add it to "
+                            "its config.json with the value it ran with)")
+        value = FORMERLY_UNSET[path]
+      values[f.name] = value
     return cls(**values)
 
   def validate(self) -> None:

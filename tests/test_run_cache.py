@@ -167,7 +167,8 @@ def _with_per_step(config, per_step):
 
 def test_a_result_records_the_teacher_it_read_and_is_stale_once_that_teacher_changes(tmp_path, monkeypatch):
   """A study's run reads the sweep's teacher from another cache: its hash is kept beside the config hash;
-  a result cached before it was recorded takes today's; a retrained teacher makes the result stale."""
+  a result cached before it was recorded is served as before; a retrained teacher makes a result stale,
+  and what was computed from the old result (an exit curve) no longer belongs to the new one."""
   sweep = run_cache.Layout(str(tmp_path / "sweep"))
   teacher_key = grid_lib.teacher_cell("hrnn", 0).key
   student = _config(grid_lib.distill_cell("hrnn", 0, "serial", "pred_ce", 10))
@@ -182,13 +183,20 @@ def test_a_result_records_the_teacher_it_read_and_is_stale_once_that_teacher_cha
   study = run_cache.Layout(str(tmp_path / "study"))
   cache = run_cache.RunCache(study, log=lambda message: None)
   digest = run_cache.config_hash(student)
-  cache.store("s", digest, {"gap": 0.4})  # cached before teachers were recorded
-  assert cache.result("s", student, reads=["t1"])["gap"] == 0.4 and not trained
-  assert run_cache.read_json(study.cell("s"))[run_cache.READ_HASHES] == ["t1"]  # recorded from now on
-  assert cache.result("s", student, reads=["t1"])["gap"] == 0.4 and not trained
+  legacy = cache.store("s", digest, {"gap": 0.4})  # cached before teachers were recorded
+  assert cache.result("s", student, reads=["t1"]) == legacy and not trained
+  assert run_cache.READ_HASHES not in run_cache.read_json(study.cell("s"))  # a read writes nothing
+  curve = dict(run_cache.result_stamp(legacy), points=[])  # computed from it
+  recompute = run_cache.RunCache(study, recompute_stale=True, log=lambda message: None)
+  os.remove(study.cell("s"))
+  first = recompute.result("s", student, reads=["t1"])
+  assert trained == [study.run("s")] and first[run_cache.READ_HASHES] == ["t1"]
+  assert cache.result("s", student, reads=["t1"]) == first and len(trained) == 1
+  assert run_cache.same_result(curve, first)  # an entry from before read hashes: the config hash decides
+  curve = dict(run_cache.result_stamp(first), points=[])
   with pytest.raises(UserError, match="a teacher it reads was retrained"):
     cache.result("s", student, reads=["t2"])
-  recompute = run_cache.RunCache(study, recompute_stale=True, log=lambda message: None)
-  record = recompute.result("s", student, reads=["t2"])
-  assert trained == [study.run("s")] and record["gap"] == 0.5 and record[run_cache.READ_HASHES] == ["t2"]
-  assert record["config_hash"] == digest  # the config hash itself never holds the teacher's
+  second = recompute.result("s", student, reads=["t2"])
+  assert len(trained) == 2 and second[run_cache.READ_HASHES] == ["t2"]
+  assert second["config_hash"] == first["config_hash"] == digest  # the config hash never holds the teacher's
+  assert not run_cache.same_result(curve, second) and run_cache.same_result(curve, first)

@@ -13,7 +13,8 @@ processes, and reads the child's CPU time (user + system, `os.wait4`). The margi
 (CPU on the large set - CPU on the small set) / (large - small): the per-video work, without the fixed
 cost of a command (interpreter and JAX start, restore, compile, pipeline set-up), which the table gives
 apart (the CPU of the small run minus small x marginal). Commands and checkouts alternate within a
-round, rounds repeat `--rounds` times; the table gives medians and every round's figure.
+round, rounds repeat `--rounds` times; the table gives medians and every round's figure, and the last
+lines say whether every checkout and round printed the same metrics and wrote the same predictions.
 """
 import argparse
 import os
@@ -33,7 +34,8 @@ def _python(tree: str, args, log: str) -> float:
     proc = subprocess.Popen([sys.executable, "-m", "fewframes_jax.main", *args], cwd=tree, env=env,
                             stdout=out, stderr=subprocess.STDOUT)
     _, status, usage = os.wait4(proc.pid, 0)
-  if os.waitstatus_to_exitcode(status) != 0:
+  proc.returncode = os.waitstatus_to_exitcode(status)
+  if proc.returncode != 0:
     raise RuntimeError(f"{' '.join(args)} (in {tree}) failed; see {log}")
   return usage.ru_utime + usage.ru_stime
 
@@ -73,6 +75,7 @@ def main() -> None:
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--modes", default="eval,predict")
   args = parser.parse_args()
+  args.out = os.path.abspath(args.out)  # the commands run in each checkout's folder
   os.makedirs(args.out, exist_ok=True)
   made = prepare(args.out, args.small, args.large)
   trees = {"this": HERE}
@@ -100,17 +103,22 @@ def main() -> None:
       fixed = [a - args.small * m / 1000 for a, m in zip(small, marginal)]
       print(f"| {tree} | --mode={mode} | {statistics.median(marginal):.2f} | "
             f"{', '.join(f'{m:.2f}' for m in marginal)} | {statistics.median(fixed):.1f} |")
-  if "other" in trees and "predict" in modes:
+  for mode, output in (("predict", ".csv"), ("eval", ".log")):
+    if mode not in modes:
+      continue
     for n in (args.small, args.large):
-      same = all(_read(os.path.join(args.out, f"{t}_predict_{n}_round{r}.csv")) ==
-                 _read(os.path.join(args.out, f"this_predict_{n}_round0.csv"))
+      first = _result(os.path.join(args.out, f"this_{mode}_{n}_round0{output}"), mode)
+      same = all(_result(os.path.join(args.out, f"{t}_{mode}_{n}_round{r}{output}"), mode) == first
                  for t in trees for r in range(args.rounds))
-      print(f"predictions on {n} videos: {'the same' if same else 'DIFFER'} in every checkout and round")
+      print(f"{mode} on {n} videos: {'the same' if same else 'DIFFERENT'} "
+            f"{'predictions' if mode == 'predict' else 'metric lines'} in every checkout and round")
 
 
-def _read(path: str) -> bytes:
+def _result(path: str, mode: str):
+  """What a command returned: the CSV's bytes (predict), or the metric lines it printed (eval)."""
   with open(path, "rb") as f:
-    return f.read()
+    text = f.read()
+  return text if mode == "predict" else [line for line in text.decode().splitlines() if " GAP " in line]
 
 
 if __name__ == "__main__":

@@ -192,14 +192,13 @@ class Pass(NamedTuple):
   """One timed pass over a dataset: batches, valid videos, wall seconds; `mean_frames` (true length) and
   `decoded` (frames decoded per video: the k chosen by the student-only pipeline, else every frame up to
   max_frames); `setup_cpu`: CPU seconds of this process until the first batch was in hand (building the
-  pipeline, its iterator, the first batch), and `first_videos`: that batch's videos."""
+  pipeline, its iterator, reading the first batch; every video's network work comes after)."""
   batches: int
   videos: int
   seconds: float
   mean_frames: float = 0.0
   decoded: float = 0.0
   setup_cpu: float = 0.0
-  first_videos: int = 0
 
 
 def _eval_pass(network, build_dataset: Callable[[], Any], *, preselected: bool, max_batches: int) -> Pass:
@@ -209,7 +208,7 @@ def _eval_pass(network, build_dataset: Callable[[], Any], *, preselected: bool, 
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from fewframes_jax.data import yt8m  # pylint: disable=g-import-not-at-top
-  batches = videos = frames = decoded = first_videos = 0
+  batches = videos = frames = decoded = 0
   setup_cpu = 0.0
   pending = None
   lengths = "num_frames_k" if preselected else "num_frames"
@@ -217,7 +216,7 @@ def _eval_pass(network, build_dataset: Callable[[], Any], *, preselected: bool, 
   for batch in yt8m.as_numpy_batches(build_dataset()):
     valid = batch["valid"].astype(bool)
     if not batches:
-      setup_cpu, first_videos = time.process_time() - cpu_start, int(valid.sum())
+      setup_cpu = time.process_time() - cpu_start
     probs = network.probabilities(batch["frames"], batch[lengths], batch_index=batches, preselected=preselected)
     if pending is not None:
       np.asarray(pending)
@@ -231,7 +230,7 @@ def _eval_pass(network, build_dataset: Callable[[], Any], *, preselected: bool, 
   if pending is not None:
     np.asarray(jax.block_until_ready(pending))
   return Pass(batches, videos, time.perf_counter() - start, frames / max(videos, 1), decoded / max(videos, 1),
-              setup_cpu, first_videos)
+              setup_cpu)
 
 
 def _eval_dataset(config: ml_collections.ConfigDict, file_pattern: str, batch_size: int, student_frames):
@@ -306,7 +305,8 @@ def benchmark_eval(config: ml_collections.ConfigDict, *, file_pattern: str, ks: 
   learned selector of one stream that stream of every frame too; the full pipeline for a rule the host
   cannot apply: 'random', content-aware selection, a learned selector of every stream),
   `student_k{k}_sampled` (full pipeline, k frames picked on the device; unless `sampled=False` or the
-  student row already is that).
+  student row already is that). A pass builds its pipeline inside its timed seconds, as `--mode=eval`
+  does (rows in BENCHMARKS.md measured before 2026-12-07 built it outside).
   Networks are randomly initialised (the time does not depend on the weights). Each network is
   compiled and run once on the first batch; then `rounds` rounds each time one pass per network, in
   turn, so that a shared machine's changing load hits them alike; a row reports the median round.
@@ -356,14 +356,14 @@ def _serving_pass(signature, files: Sequence[str], batch_size: int, max_batches:
   requests (one is parsed while another runs the network), each answer read back."""
   from fewframes_jax.data import records  # pylint: disable=g-import-not-at-top
   tf = records.tensorflow()
-  batches = videos = first_videos = 0
+  batches = videos = 0
   setup_cpu = 0.0
   pending = collections.deque()
   start, cpu_start = time.perf_counter(), time.process_time()
   with futures.ThreadPoolExecutor(in_flight) as pool:
     for serialized in tf.data.TFRecordDataset(files).batch(batch_size).prefetch(1):
       if not batches:
-        setup_cpu, first_videos = time.process_time() - cpu_start, int(serialized.shape[0])
+        setup_cpu = time.process_time() - cpu_start
       if len(pending) == in_flight:
         pending.popleft().result()
       pending.append(pool.submit(lambda s=serialized: signature(serialized=s)["scores"].numpy()))
@@ -373,7 +373,7 @@ def _serving_pass(signature, files: Sequence[str], batch_size: int, max_batches:
         break
     for answer in pending:
       answer.result()
-  return Pass(batches, videos, time.perf_counter() - start, setup_cpu=setup_cpu, first_videos=first_videos)
+  return Pass(batches, videos, time.perf_counter() - start, setup_cpu=setup_cpu)
 
 
 def benchmark_export(config: ml_collections.ConfigDict, *, file_pattern: str, ks: Sequence[int],
@@ -390,7 +390,9 @@ def benchmark_export(config: ml_collections.ConfigDict, *, file_pattern: str, ks
   `Network.probabilities`; its input pipeline parses the next batches while one is scored). Each row
   makes one untimed pass first (TensorFlow's XLA compiles per request shape, and a pass has two: the
   full requests and the last one), then one pass per round in `rounds` rounds, each round starting one
-  row later; a row reports the median round. max_batches: 0 for the whole pass.
+  row later; a row reports the median round. max_batches: 0 for the whole pass. Each row splits its CPU:
+  `setup_cpu_ms` until the first batch is in hand (an eval pass builds its tf.data pipeline there; the
+  SavedModel is loaded and traced before any pass), `steady_cpu_ms_per_video` the rest over every video.
 
   Returns {"rows": [...], "ratios": [{"k", "export_ratio", "eval_ratio", "export_vs_eval"}],
   "file_pattern"}: the ratios are student / teacher videos/s, and `export_vs_eval` their quotient
@@ -417,7 +419,7 @@ def benchmark_export(config: ml_collections.ConfigDict, *, file_pattern: str, ks
       timed()
     seconds = {name: [] for name, *_ in passes}
     cpu_seconds = {name: [] for name, *_ in passes}
-    steady_cpu = {name: [] for name, *_ in passes}  # CPU s per video after the first batch
+    steady_cpu = {name: [] for name, *_ in passes}  # CPU s per video once the first batch is in hand
     setup_cpu = {name: [] for name, *_ in passes}
     counts = {}
     for round_index in range(rounds):
@@ -428,7 +430,7 @@ def benchmark_export(config: ml_collections.ConfigDict, *, file_pattern: str, ks
         cpu = time.process_time() - cpu_start
         cpu_seconds[name].append(cpu)
         setup_cpu[name].append(done.setup_cpu)
-        steady_cpu[name].append((cpu - done.setup_cpu) / max(done.videos - done.first_videos, 1))
+        steady_cpu[name].append((cpu - done.setup_cpu) / max(done.videos, 1))
         counts[name] = (done.batches, done.videos)
         seconds[name].append(done.seconds)
   rows = []
@@ -461,7 +463,7 @@ def benchmark_export(config: ml_collections.ConfigDict, *, file_pattern: str, ks
 def format_export(result: Dict[str, Any]) -> str:
   """Markdown tables of a `benchmark_export` result: the rows, then each student's ratios."""
   lines = ["| from serialized records | k | batch | videos | videos/s (median) | rounds | CPU ms/video | set-up "
-           "CPU ms (to the first batch) | CPU ms/video after the first batch |",
+           "CPU ms (to the first batch) | steady CPU ms/video (the rest, over every video) |",
            "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
   for r in result["rows"]:
     rounds = ", ".join(f"{v:.1f}" for v in r["videos_per_sec_rounds"])

@@ -71,6 +71,8 @@ def make_eval_step(forwards: Mapping[str, inference.Forward], mesh=None, *, pres
   outputs are replicated, so every process sees the whole global batch. `preselected`: the batches hold
   each video's k chosen frames (the student-only input path), not every frame."""
   forwards = dict(forwards)
+  if preselected and set(forwards) != {"student"}:
+    raise ValueError(f"make_eval_step: preselected frames are a student's alone, got {sorted(forwards)}")
 
   def step(variables, batch, rng):
     return eval_outputs(forwards, variables, batch, rng, preselected=preselected)
@@ -145,6 +147,9 @@ def evaluate_dataset(forwards: Mapping[str, inference.Forward], variables: Mappi
   from fewframes_jax.data import bad_records  # pylint: disable=g-import-not-at-top  (TensorFlow)
   if input_frames is not None and set(forwards) != {"student"}:
     raise ValueError(f"evaluate_dataset: input_frames is for a student scored alone, got {sorted(forwards)}")
+  if input_frames is not None and eval_step is not None:
+    raise ValueError("evaluate_dataset: give input_frames or an eval_step, not both (the step must be built "
+                     "for preselected frames: make_eval_step(..., preselected=True))")
   counter = bad_records.SkipCounter()
   eval_step = eval_step or make_eval_step(forwards, mesh, preselected=input_frames is not None)
   results = evaluate(eval_step, variables, eval_batches(data, counter, input_frames),

@@ -1,7 +1,8 @@
 """Inference from a trained workdir over TFRecords: the eval metrics of a saved run, and the Kaggle CSV.
 
 Both go through `inference.Network` (the project's one inference path). `evaluate_workdir` runs the very
-computation the trainer's eval runs (`evaluate.make_eval_step` over the same full-frame batches), so a
+computation the trainer's eval runs (`evaluate.make_eval_step` over the same full-frame batches; a student
+alone whose frames a fixed rule picks reads only those frames, picked on the host: the same frames), so a
 saved run re-evaluated with the same XLA flags reproduces its logged metrics exactly.
 
 CSV format (the YouTube-8M starter's inference.py and Kaggle): header `VideoId,LabelConfidencePairs`,
@@ -134,8 +135,8 @@ def evaluate_restored(workdir: str, cli_config=None, *, best: bool = False, step
                       ) -> Dict[str, Dict[str, float]]:
   """The teacher and the student of a saved run (those it has) on the eval data: {network: metrics},
   computed as the trainer's eval computes them (`evaluate.evaluate_dataset`; a student scored alone, in
-  a run without a teacher, reads through the student-only input path when its frames can be picked on
-  the host). An any-k student is scored
+  a run without a teacher, reads through the student-only input path when a fixed rule picks its
+  frames). An any-k student is scored
   at the command line's `student.budget`; with `student.exit` it is scored with early exit (its metrics
   then also hold `mean_frames_read`)."""
   restored = ckpt_lib.restore(workdir, step=step, best=best)
@@ -147,9 +148,10 @@ def evaluate_restored(workdir: str, cli_config=None, *, best: bool = False, step
     del networks["student"]
   results = {}
   if networks:
-    # A student scored alone reads only its k frames when the host can pick them (the same frames).
-    input_frames = (networks["student"].forward.selection.input_frames(
-        inference.split_selector(networks["student"].variables)[1]) if set(networks) == {"student"} else None)
+    # A student scored alone reads only its k frames when a fixed rule picks them: the device's frames.
+    # Without its selector's parameters a learned selector reads every frame (a host scorer could break
+    # near-ties otherwise, and this eval must equal the trainer's).
+    input_frames = networks["student"].forward.selection.input_frames() if set(networks) == {"student"} else None
     results = eval_lib.evaluate_dataset({w: n.forward for w, n in networks.items()},
                                         {w: n.variables for w, n in networks.items()},
                                         data_spec(restored.spec, cli_config), input_frames=input_frames)

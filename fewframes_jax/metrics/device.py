@@ -96,7 +96,7 @@ def perr_per_video(predictions, labels):
   if partial == num_classes:
     counted = counted_in_top(num_classes)
   else:
-    counted = jax.lax.cond(jnp.max(num_labels) > partial, lambda: counted_in_top(num_classes),
+    counted = jax.lax.cond(jnp.max(num_labels, initial=0) > partial, lambda: counted_in_top(num_classes),
                            lambda: counted_in_top(partial))
   return jnp.where(num_labels > 0, counted / jnp.maximum(num_labels, 1), 0.0).astype(jnp.float32)
 

@@ -136,7 +136,8 @@ class AnyKStudy:
     return {"burst": burst, "long": ~burst}
 
   def curves(self, records: Dict[str, Dict]) -> Dict[int, Dict]:
-    """The exit curve of each seed's any-k run (cached in <out>/curves/seed<s>.json with the run's hash)."""
+    """The exit curve of each seed's any-k run (cached in <out>/curves/seed<s>.json with the run's
+    `run_cache.result_stamp`)."""
     from fewframes_jax.exits import exit_curve  # pylint: disable=g-import-not-at-top
     ks = list(self.ks)
     out = {}
@@ -144,11 +145,11 @@ class AnyKStudy:
       key = self.run_key(seed, ks[-1], ks[0])
       path = os.path.join(self.layout.out, "curves", f"seed{seed}{self.variant}.json")
       cached = run_cache.read_json(path)
-      if cached is not None and cached.get("config_hash") == records[key]["config_hash"]:
+      if cached is not None and run_cache.same_result(cached, records[key]):
         out[seed] = cached
         continue
       result = exit_curve.run(self.layout.run(key), gate_videos=self.gate_videos, class_groups=self.class_groups())
-      result["config_hash"] = records[key]["config_hash"]
+      result.update(run_cache.result_stamp(records[key]))
       run_cache.write_json(path, jsonable(result))
       out[seed] = run_cache.read_json(path)
       _log(f"{key}: exit curve written to {path}")

@@ -156,10 +156,7 @@ class RunCache:
     if record.get("config_hash") != digest:
       return self._stale(key, f"cached result of another config (hash {record.get('config_hash')} != {digest})")
     recorded = record.get(READ_HASHES)
-    if reads and recorded is None:  # cached before the runs it reads were recorded: from now on they are
-      stored = {name: value for name, value in record.items() if name not in ("config_hash", "key")}
-      return self.store(key, digest, stored, **{READ_HASHES: list(reads)})
-    if reads and recorded != list(reads):
+    if reads and recorded is not None and recorded != list(reads):
       return self._stale(key, f"cached result of a run that read other runs (their hashes {recorded} != "
                               f"{list(reads)}: a teacher it reads was retrained)")
     return record
@@ -187,8 +184,9 @@ class RunCache:
 
     `reads`: the hashes of runs it reads from another cache (a study's teacher, `teacher_reads`), kept
     beside the config hash (`read_hashes`) rather than in it, so that results cached before they were
-    recorded keep their hash: such a result takes today's on its first read, and a result whose read
-    runs changed since is stale."""
+    recorded keep their hash (and are served as before, unchecked); a result whose read runs changed
+    since it was trained is stale. Results derived from a result (an exit curve, a recall) carry its
+    `result_stamp` and are recomputed when `same_result` says it changed."""
     digest = config_hash(config, deps)
     record = self.lookup(key, digest, reads)
     if record is not None:
@@ -204,6 +202,19 @@ class RunCache:
     record = self.store(key, digest, record, **extra)
     self.log(f"{key}: GAP {record['gap']:.4f} ({record['seconds']:.0f} s)")
     return record
+
+
+def result_stamp(record: Record) -> Record:
+  """What identifies a cached result, for what is computed from it: its config hash and read hashes."""
+  return {name: record[name] for name in ("config_hash", READ_HASHES) if name in record}
+
+
+def same_result(entry: Record, record: Record) -> bool:
+  """Whether `entry`, computed from a cached result and holding its `result_stamp`, is still that result's:
+  the same config hash and the same read hashes (a run retrained against a new teacher keeps its config
+  hash). An entry computed before read hashes were recorded is compared on the config hash alone."""
+  return (entry.get("config_hash") == record.get("config_hash")
+          and entry.get(READ_HASHES, record.get(READ_HASHES)) == record.get(READ_HASHES))
 
 
 def teacher_reads(config: ml_collections.ConfigDict, teachers: Layout, teacher_key: str) -> List[str]:

@@ -154,7 +154,7 @@ class SelectorStudy:
 
   def recalls(self, rows: Sequence[str], seed: int = 0) -> Dict[str, Dict[int, Dict[str, float]]]:
     """{row: {k: evidence recall}} of one seed's runs (`evidence_recall.py`; the bundled data only), cached
-    in <out>/recall.json by the runs' config hashes. A row whose run folder is gone keeps its cached entry
+    in <out>/recall.json with the runs' `run_cache.result_stamp`. A row whose run folder is gone keeps its cached entry
     (its cell, checked by `train`, vouches for the run); one without either is left out."""
     from fewframes_jax import checkpoint  # pylint: disable=g-import-not-at-top
     from fewframes_jax.paper import evidence_recall  # pylint: disable=g-import-not-at-top
@@ -171,10 +171,10 @@ class SelectorStudy:
           continue
         restored = checkpoint.restore(folder)
         saved = ml_collections.ConfigDict(restored.spec.saved)
-        digest = run_cache.config_hash(saved)
-        if entry is None or entry.get("config_hash") != digest:
-          entry = dict(evidence_recall.evidence_recall(restored.network("student"), saved),
-                       config_hash=digest)
+        cell = run_cache.read_json(self.layout.cell(run_key(self.family, seed, row, k))) or {}
+        stamp = dict(run_cache.result_stamp(cell), config_hash=run_cache.config_hash(saved))
+        if entry is None or not run_cache.same_result(entry, stamp):
+          entry = dict(evidence_recall.evidence_recall(restored.network("student"), saved), **stamp)
           cached[f"{row}|{k}|{seed}"] = entry
           run_cache.write_json(path, cached)
         out.setdefault(row, {})[k] = entry
