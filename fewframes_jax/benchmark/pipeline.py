@@ -329,19 +329,19 @@ def benchmark_eval(config: ml_collections.ConfigDict, *, file_pattern: str, ks: 
   rows = []
   for name, network, student_frames, _ in prepared:
     per_round = [p.videos / p.seconds for p in passes[name]]
-    batches, videos, _, mean_frames, decoded = passes[name][0][:5]
+    first = passes[name][0]
     # A host-scored learned selector also decodes its stream of every frame (`data/host_scorer.py`).
     scored_bytes = student_frames[2].width if student_frames and len(student_frames) > 2 else 0
-    decoded_bytes = decoded * sum(config.data.feature_sizes) + mean_frames * scored_bytes
+    decoded_bytes = first.decoded * sum(config.data.feature_sizes) + first.mean_frames * scored_bytes
     selection = network.forward.selection
     k = selection.k
     method = None if k is None else selection.method + (f":{selection.scorer.streams}" if selection.learned else "")
     rows.append(dict(name=name, network=config.teacher.name if k is None else config.student.name, k=k,
                      method=method,
                      pipeline="student" if student_frames else "full", batch_size=batch_size,
-                     batches=batches, videos=videos, videos_per_sec=statistics.median(per_round),
-                     videos_per_sec_rounds=per_round, mean_num_frames=mean_frames,
-                     decoded_frames_per_video=decoded,
+                     batches=first.batches, videos=first.videos, videos_per_sec=statistics.median(per_round),
+                     videos_per_sec_rounds=per_round, mean_num_frames=first.mean_frames,
+                     decoded_frames_per_video=first.decoded,
                      decoded_bytes_per_video=decoded_bytes, dtype=config.dtype))
   teacher_vps = rows[0]["videos_per_sec"]
   ratios = [dict(student=r["name"], k=r["k"], throughput_ratio=r["videos_per_sec"] / teacher_vps)

@@ -145,8 +145,6 @@ def evaluate_dataset(forwards: Mapping[str, inference.Forward], variables: Mappi
   input path, which decodes only the k frames its `Selection.input_frames` picks on the host: the same
   frames, so the same metrics, for less CPU per video."""
   from fewframes_jax.data import bad_records  # pylint: disable=g-import-not-at-top  (TensorFlow)
-  if input_frames is not None and set(forwards) != {"student"}:
-    raise ValueError(f"evaluate_dataset: input_frames is for a student scored alone, got {sorted(forwards)}")
   if input_frames is not None and eval_step is not None:
     raise ValueError("evaluate_dataset: give input_frames or an eval_step, not both (the step must be built "
                      "for preselected frames: make_eval_step(..., preselected=True))")

@@ -26,13 +26,15 @@ from fewframes_jax.errors import UserError
 Record = Dict[str, Any]
 # Where a run reads other runs from: not part of what a run is (the output folder may move).
 DEPENDENCY_FIELDS = ("teacher_workdir", "teacher_workdirs", "init_workdir")
-# The settings of an optional feature, which shape nothing while the feature is off (its switch unset):
-# (section, switch) -> the section's fields that belong to it.
-FEATURE_SETTINGS = {("data", "tfds_name"): ("tfds_data_dir", "tfds_train_split", "tfds_eval_split")}
+# The settings of an optional feature, which shape nothing while the feature is off:
+# (section, switch) -> (whether the switch's value turns it on, the section's fields that belong to it).
+FEATURE_SETTINGS = {
+    ("data", "tfds_name"): (bool, ("tfds_data_dir", "tfds_train_split", "tfds_eval_split")),
+    # a learned selector's settings, used only when the student's frames are chosen by it
+    ("student", "sampling"): (lambda sampling: sampling == specs.LEARNED, ("selector",)),
+}
 # A cached record's hashes of the runs it read from another cache (`RunCache.result`'s `reads`).
 READ_HASHES = "read_hashes"
-# A learned selector's settings shape nothing unless the student's frames are chosen by it.
-SELECTOR_METHOD = "learned"
 # Defaults that configs left unset until configs/base.py gave them as values (`specs.FORMERLY_UNSET`): at
 # that value they are left out of the hash, as unset fields are. A learned selector's `train` and
 # `streams` are not: every learned run the sweeps and studies cached named both.
@@ -58,18 +60,16 @@ def config_hash(config: ml_collections.ConfigDict, dep_hashes: Sequence[str] = (
   output folder may move) and the hashes of the runs it reads (a retrained teacher invalidates its
   serial students). Unset fields (None or '') are left out, so a config field added later whose default
   is unset (a feature that is off) keeps the cached results valid, and so are the settings of a feature
-  that is off (`FEATURE_SETTINGS`, a selector's settings when the student's frames are not learned) and
+  that is off (`FEATURE_SETTINGS`: TFDS's when it is not the source, a selector's when the student's
+  frames are not learned) and
   the defaults of `HASHED_WHEN_CHANGED` at their value; any other new or changed value makes them stale."""
   d = config.to_dict()
   for field in DEPENDENCY_FIELDS:
     d.pop(field, None)
-  for (section, switch), settings in FEATURE_SETTINGS.items():
-    if section in d and not d[section].get(switch):
+  for (section, switch), (is_on, settings) in FEATURE_SETTINGS.items():
+    if section in d and not is_on(d[section].get(switch)):
       for field in settings:
         d[section].pop(field, None)
-  student = d.get("student") or {}
-  if student.get("sampling") != SELECTOR_METHOD:
-    student.pop("selector", None)
   for path in HASHED_WHEN_CHANGED:
     *parents, name = path.split(".")
     block = d
